@@ -1,0 +1,356 @@
+package sharding
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/promslog"
+)
+
+// MemberState is a member's state as this member sees it.
+type MemberState string
+
+// Member states. memberlist exposes suspicion through no race-free API, so a
+// suspected member is reported (and keeps owning targets) as alive until it
+// is declared dead.
+const (
+	StateAlive MemberState = "alive"
+	StateDead  MemberState = "dead"
+	StateLeft  MemberState = "left"
+)
+
+// Member is one cluster member.
+type Member struct {
+	// Name is the member's unique node name.
+	Name string `json:"name"`
+	// Address is the member's gossip host:port ("" when standalone).
+	Address string `json:"address"`
+	// State is alive, dead or left.
+	State MemberState `json:"state"`
+	// KubernetesNode is the Kubernetes node the member runs on, if it said.
+	KubernetesNode string `json:"kubernetesNode,omitempty"`
+}
+
+// departedRetention is how long dead and left members stay listed.
+const departedRetention = 5 * time.Minute
+
+// Cluster is this process' membership in a memberlist cluster of replicas.
+// Create it with NewCluster and run it with Run.
+type Cluster struct {
+	cfg     ClusterConfig
+	logger  *slog.Logger
+	ml      *memberlist.Memberlist // nil when standalone
+	changes chan struct{}
+	ready   atomic.Bool
+	close   sync.Once
+
+	mtx      sync.Mutex
+	members  map[string]Member
+	departed map[string]time.Time
+}
+
+// NewCluster validates cfg and, unless it is standalone, creates the
+// memberlist and binds its listen address. Run must then be called (or
+// Close, if Run never will be) to release the sockets. A nil logger logs
+// nothing; a nil registerer registers no metrics.
+func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registerer) (*Cluster, error) {
+	if logger == nil {
+		logger = promslog.NewNopLogger()
+	}
+	c := &Cluster{
+		logger:   logger,
+		changes:  make(chan struct{}, 1),
+		members:  map[string]Member{},
+		departed: map[string]time.Time{},
+	}
+	standalone := cfg.Standalone()
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("cluster config: %w", err)
+	}
+	c.cfg = cfg
+	if standalone {
+		c.members[cfg.NodeName] = Member{Name: cfg.NodeName, State: StateAlive, KubernetesNode: cfg.KubernetesNode}
+		c.ready.Store(true)
+	} else {
+		mc, err := cfg.memberlistConfig()
+		if err != nil {
+			return nil, fmt.Errorf("cluster config: %w", err)
+		}
+		mc.Logger = log.New(&memberlistLogWriter{logger: logger}, "", 0)
+		mc.Delegate = nodeMeta(cfg.KubernetesNode)
+		mc.Events = (*clusterEvents)(c)
+		if c.ml, err = memberlist.Create(mc); err != nil {
+			return nil, fmt.Errorf("create memberlist: %w", err)
+		}
+		c.checkReady()
+	}
+	if reg != nil {
+		if err := reg.Register(newClusterCollector(c)); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("register cluster metrics: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// Run joins the cluster, keeps re-joining every RejoinInterval and blocks
+// until ctx is done; it then leaves gracefully (peers drop this member at
+// once) and shuts memberlist down. It has the oklog/run actor shape.
+func (c *Cluster) Run(ctx context.Context) error {
+	if c.ml == nil {
+		<-ctx.Done()
+		return nil
+	}
+	defer c.leave()
+
+	var waitTimeout <-chan time.Time
+	if !c.ready.Load() && c.cfg.WaitTimeout > 0 {
+		t := time.NewTimer(c.cfg.WaitTimeout)
+		defer t.Stop()
+		waitTimeout = t.C
+	}
+	prune := time.NewTicker(time.Minute)
+	defer prune.Stop()
+	join := time.NewTimer(0)
+	defer join.Stop()
+	joined := false
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-waitTimeout:
+			if !c.ready.Load() {
+				c.logger.Warn("Cluster wait-for-size timed out, owning targets anyway",
+					"want", c.cfg.WaitForSize, "have", c.ml.NumMembers())
+				c.markReady()
+			}
+		case <-prune.C:
+			c.pruneDeparted(time.Now())
+		case <-join.C:
+			joined = c.join(ctx, joined) || joined
+			switch {
+			case !joined:
+				join.Reset(time.Second)
+			case c.cfg.RejoinInterval > 0:
+				join.Reset(c.cfg.RejoinInterval)
+			}
+		}
+	}
+}
+
+// join resolves the join list and joins every address found. It reports
+// whether some peer answered.
+func (c *Cluster) join(ctx context.Context, joinedBefore bool) bool {
+	addrs := c.resolveJoin(ctx)
+	if len(addrs) == 0 {
+		return false
+	}
+	n, err := c.ml.Join(addrs)
+	switch {
+	case err != nil && n == 0 && joinedBefore:
+		c.logger.Warn("Cluster re-join failed", "addresses", addrs, "err", err)
+	case err != nil && n == 0:
+		c.logger.Debug("Cluster join failed, retrying", "addresses", addrs, "err", err)
+	default:
+		c.logger.Debug("Cluster joined", "contacted", n, "members", c.ml.NumMembers())
+	}
+	return n > 0
+}
+
+const dnsPrefix = "dns+"
+
+// resolveJoin expands dns+ entries into host:port pairs and drops this
+// member's own address. A name that resolves to nothing is skipped quietly.
+func (c *Cluster) resolveJoin(ctx context.Context) []string {
+	self := c.ml.LocalNode().Address()
+	var out []string
+	for _, j := range c.cfg.Join {
+		name, ok := strings.CutPrefix(j, dnsPrefix)
+		if !ok {
+			if j != self {
+				out = append(out, j)
+			}
+			continue
+		}
+		host, port, _ := net.SplitHostPort(name) // validated by withDefaults
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ips, err := net.DefaultResolver.LookupHost(rctx, host)
+		cancel()
+		var dnsErr *net.DNSError
+		switch {
+		case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+			c.logger.Debug("Cluster join name resolves to nothing", "name", host)
+		case err != nil:
+			c.logger.Warn("Cluster join name lookup failed", "name", host, "err", err)
+		}
+		for _, ip := range ips {
+			if a := net.JoinHostPort(ip, port); a != self {
+				out = append(out, a)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (c *Cluster) leave() {
+	if err := c.ml.Leave(c.cfg.LeaveTimeout); err != nil {
+		c.logger.Warn("Cluster leave failed", "err", err)
+	}
+	c.Close()
+}
+
+// Close shuts memberlist down without a graceful leave. Run calls it; call it
+// only when Run will never run. It is idempotent.
+func (c *Cluster) Close() {
+	if c.ml == nil {
+		return
+	}
+	c.close.Do(func() {
+		if err := c.ml.Shutdown(); err != nil {
+			c.logger.Warn("Cluster shutdown failed", "err", err)
+		}
+	})
+}
+
+// Self returns this member's name.
+func (c *Cluster) Self() string { return c.cfg.NodeName }
+
+// Addr returns the host:port peers reach this member at ("" when standalone).
+func (c *Cluster) Addr() string {
+	if c.ml == nil {
+		return ""
+	}
+	return c.ml.LocalNode().Address()
+}
+
+// Members returns every known member, alive ones and those that died or left
+// in the last few minutes, sorted by name.
+func (c *Cluster) Members() []Member {
+	c.mtx.Lock()
+	defer c.mtx.Unlock()
+	out := make([]Member, 0, len(c.members))
+	for _, m := range c.members {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Changes returns a channel that receives a value after membership or
+// readiness changes. Signals coalesce: one pending value stands for any
+// number of changes, so read Members again after each receive.
+func (c *Cluster) Changes() <-chan struct{} { return c.changes }
+
+// Ready reports whether the cluster reached WaitForSize or WaitTimeout
+// passed. It never turns false again.
+func (c *Cluster) Ready() bool { return c.ready.Load() }
+
+func (c *Cluster) signal() {
+	select {
+	case c.changes <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Cluster) markReady() {
+	if c.ready.CompareAndSwap(false, true) {
+		c.logger.Info("Cluster ready")
+		c.signal()
+	}
+}
+
+// checkReady marks the cluster ready once enough members are alive.
+func (c *Cluster) checkReady() {
+	if c.ready.Load() {
+		return
+	}
+	c.mtx.Lock()
+	alive := 0
+	for _, m := range c.members {
+		if m.State == StateAlive {
+			alive++
+		}
+	}
+	c.mtx.Unlock()
+	if alive >= c.cfg.WaitForSize {
+		c.markReady()
+	}
+}
+
+func (c *Cluster) pruneDeparted(now time.Time) {
+	c.mtx.Lock()
+	defer c.mtx.Unlock()
+	for name, at := range c.departed {
+		if now.Sub(at) > departedRetention {
+			delete(c.departed, name)
+			delete(c.members, name)
+		}
+	}
+}
+
+// setMember records a memberlist event. It runs inside memberlist with its
+// locks held: it must not call back into memberlist.
+func (c *Cluster) setMember(n *memberlist.Node, state MemberState) {
+	m := Member{Name: n.Name, Address: n.Address(), State: state, KubernetesNode: string(n.Meta)}
+	c.mtx.Lock()
+	old, had := c.members[n.Name]
+	c.members[n.Name] = m
+	if state == StateAlive {
+		delete(c.departed, n.Name)
+	} else {
+		c.departed[n.Name] = time.Now()
+	}
+	c.mtx.Unlock()
+	if had && old == m {
+		return
+	}
+	c.logger.Info("Cluster member changed", "member", m.Name, "address", m.Address, "state", m.State)
+	c.signal()
+	c.checkReady()
+}
+
+// clusterEvents receives memberlist's events for a Cluster.
+type clusterEvents Cluster
+
+var _ memberlist.EventDelegate = (*clusterEvents)(nil)
+
+func (e *clusterEvents) NotifyJoin(n *memberlist.Node)   { (*Cluster)(e).setMember(n, StateAlive) }
+func (e *clusterEvents) NotifyUpdate(n *memberlist.Node) { (*Cluster)(e).setMember(n, StateAlive) }
+func (e *clusterEvents) NotifyLeave(n *memberlist.Node) {
+	state := StateDead
+	if n.State == memberlist.StateLeft {
+		state = StateLeft
+	}
+	(*Cluster)(e).setMember(n, state)
+}
+
+// nodeMeta is a memberlist.Delegate that only shares node metadata: the
+// member's Kubernetes node name.
+type nodeMeta string
+
+var _ memberlist.Delegate = nodeMeta("")
+
+func (d nodeMeta) NodeMeta(limit int) []byte {
+	if len(d) > limit {
+		return nil
+	}
+	return []byte(d)
+}
+func (nodeMeta) NotifyMsg([]byte)                           {}
+func (nodeMeta) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (nodeMeta) LocalState(join bool) []byte                { return nil }
+func (nodeMeta) MergeRemoteState(buf []byte, join bool)     {}

@@ -1,0 +1,231 @@
+package sharding
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Defaults of ClusterConfig. Each applies when the field is left at its zero value.
+const (
+	// DefaultListenAddress is where memberlist listens (TCP and UDP) when a
+	// join list is given but no listen address.
+	DefaultListenAddress = "0.0.0.0:7946"
+	// DefaultRejoinInterval is how often the join list is re-resolved and
+	// re-joined, so that a healed partition merges again.
+	DefaultRejoinInterval = 15 * time.Second
+	// DefaultProbeInterval is memberlist's failure-probe period (LAN: 1 s).
+	DefaultProbeInterval = time.Second
+	// DefaultProbeTimeout is how long a direct probe waits for an ack (LAN: 500 ms).
+	DefaultProbeTimeout = 500 * time.Millisecond
+	// DefaultSuspicionMult scales the suspicion timeout: a suspected member is
+	// declared dead after SuspicionMult × ProbeInterval (× log10(N) above 10
+	// members). LAN uses 4; 3 gives 3 s below 10 members.
+	DefaultSuspicionMult = 3
+	// DefaultSuspicionMaxTimeoutMult caps the suspicion timeout before
+	// confirmations from other members shorten it (LAN: 6). 2 caps it at
+	// 6 s below 10 members.
+	DefaultSuspicionMaxTimeoutMult = 2
+	// DefaultGossipInterval is how often state is gossiped to random members
+	// (LAN: 200 ms).
+	DefaultGossipInterval = 100 * time.Millisecond
+	// DefaultLeaveTimeout bounds how long a graceful leave waits for its
+	// broadcast to go out.
+	DefaultLeaveTimeout = 5 * time.Second
+	// nodeMetaLimit is memberlist's limit for node metadata.
+	nodeMetaLimit = memberlist.MetaMaxSize
+)
+
+// ClusterConfig configures membership. The zero value, or any value with
+// neither ListenAddress nor Join set, is a standalone member that is always
+// ready and alone, so it owns every target.
+//
+// Failure detection is derived from memberlist.DefaultLANConfig with shorter
+// timings: a killed member is suspected after one failed probe round
+// (ProbeInterval + ProbeTimeout, ~1.5 s) and declared dead after the
+// suspicion timeout (3 s when other members confirm the suspicion, at most
+// 6 s), so below 10 members its targets move within ~8 s, gossip included.
+// The trade-off: a member stalled (GC, CPU starvation) for longer than that is
+// declared dead too and its targets move away and back, costing duplicate
+// scrapes but never lost ones. Raise SuspicionMult on noisy networks.
+type ClusterConfig struct {
+	// NodeName is this member's unique name in the cluster (the pod name in
+	// Kubernetes). Default: the hostname.
+	NodeName string
+	// ListenAddress is the host:port memberlist binds (TCP and UDP). Port 0
+	// picks a free port. Default: DefaultListenAddress when Join is set.
+	ListenAddress string
+	// AdvertiseAddress is the host:port peers use to reach this member.
+	// Default: derived from ListenAddress by memberlist (first private IP
+	// when listening on 0.0.0.0).
+	AdvertiseAddress string
+	// Join lists peers as "host:port" or "dns+name:port". A dns+ name is
+	// resolved (A/AAAA) again on every join attempt; one that resolves to
+	// nothing is not an error (e.g. a headless Service with no ready pod).
+	Join []string
+	// SecretKeyFile is a file holding the gossip encryption key: 16, 24 or 32
+	// bytes, raw or base64-encoded. Members with different keys never merge.
+	// Empty: gossip is not encrypted.
+	SecretKeyFile string
+	// ClusterName is sent as memberlist's label with every packet; members
+	// with different names never merge. Empty: no label.
+	ClusterName string
+	// KubernetesNode is the name of the Kubernetes node this member runs on,
+	// shared with peers in memberlist node metadata for the "node" sharding
+	// strategy. Empty: this member claims no node.
+	KubernetesNode string
+	// WaitForSize is the number of alive members (this one included) the
+	// cluster must reach before Ready reports true. 0 or 1: ready at once.
+	// Readiness latches: a cluster that shrinks again stays ready.
+	WaitForSize int
+	// WaitTimeout ends the wait for WaitForSize: after it the member is ready
+	// whatever the size. 0: wait without limit.
+	WaitTimeout time.Duration
+	// RejoinInterval is the period of re-resolving and re-joining Join.
+	// Until a first peer answers, joins are retried every second.
+	// Default: DefaultRejoinInterval. Negative: join only at start-up.
+	RejoinInterval time.Duration
+	// ProbeInterval, ProbeTimeout, SuspicionMult, SuspicionMaxTimeoutMult and
+	// GossipInterval tune failure detection (see the type comment).
+	// Defaults: the Default* constants of the same names.
+	ProbeInterval           time.Duration
+	ProbeTimeout            time.Duration
+	SuspicionMult           int
+	SuspicionMaxTimeoutMult int
+	GossipInterval          time.Duration
+	// LeaveTimeout bounds the graceful leave on shutdown.
+	// Default: DefaultLeaveTimeout.
+	LeaveTimeout time.Duration
+}
+
+// Standalone reports whether the config describes a member without a
+// cluster: no listen address and no join list.
+func (c ClusterConfig) Standalone() bool {
+	return c.ListenAddress == "" && len(c.Join) == 0
+}
+
+func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
+	if c.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return c, fmt.Errorf("default node name: %w", err)
+		}
+		c.NodeName = h
+	}
+	if c.ListenAddress == "" {
+		c.ListenAddress = DefaultListenAddress
+	}
+	if c.RejoinInterval == 0 {
+		c.RejoinInterval = DefaultRejoinInterval
+	}
+	setDefault(&c.ProbeInterval, DefaultProbeInterval)
+	setDefault(&c.ProbeTimeout, DefaultProbeTimeout)
+	setDefault(&c.SuspicionMult, DefaultSuspicionMult)
+	setDefault(&c.SuspicionMaxTimeoutMult, DefaultSuspicionMaxTimeoutMult)
+	setDefault(&c.GossipInterval, DefaultGossipInterval)
+	setDefault(&c.LeaveTimeout, DefaultLeaveTimeout)
+	if c.WaitForSize < 0 || c.WaitTimeout < 0 {
+		return c, errors.New("wait-for-size and wait-timeout must not be negative")
+	}
+	if len(c.KubernetesNode) > nodeMetaLimit {
+		return c, fmt.Errorf("kubernetes node name longer than %d bytes", nodeMetaLimit)
+	}
+	for _, j := range c.Join {
+		if _, _, err := net.SplitHostPort(strings.TrimPrefix(j, dnsPrefix)); err != nil {
+			return c, fmt.Errorf("join address %q: %w", j, err)
+		}
+	}
+	return c, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// memberlistConfig derives memberlist's configuration from c (defaults applied).
+func (c ClusterConfig) memberlistConfig() (*memberlist.Config, error) {
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = c.NodeName
+	host, port, err := splitHostPort(c.ListenAddress)
+	if err != nil {
+		return nil, fmt.Errorf("listen address: %w", err)
+	}
+	mc.BindAddr, mc.BindPort = host, port
+	mc.AdvertisePort = port
+	if c.AdvertiseAddress != "" {
+		host, port, err := splitHostPort(c.AdvertiseAddress)
+		if err != nil {
+			return nil, fmt.Errorf("advertise address: %w", err)
+		}
+		mc.AdvertiseAddr, mc.AdvertisePort = host, port
+	}
+	mc.ProbeInterval = c.ProbeInterval
+	mc.ProbeTimeout = c.ProbeTimeout
+	mc.SuspicionMult = c.SuspicionMult
+	mc.SuspicionMaxTimeoutMult = c.SuspicionMaxTimeoutMult
+	mc.GossipInterval = c.GossipInterval
+	// TCP is the fallback probe and the push/pull channel; 10 s (LAN) would
+	// outlast the whole failure-detection budget.
+	mc.TCPTimeout = 2 * time.Second
+	// A restarted pod keeps its name but not its IP: let it reclaim the name
+	// of its dead or departed predecessor quickly.
+	mc.DeadNodeReclaimTime = time.Second
+	mc.Label = c.ClusterName
+	if c.SecretKeyFile != "" {
+		key, err := readSecretKey(c.SecretKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		mc.SecretKey = key
+	}
+	return mc, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("parse %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("parse %q: invalid port", addr)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+// readSecretKey reads a gossip key file: 16/24/32 bytes, base64-encoded
+// (surrounding whitespace ignored) or raw. Base64 is tried first: a text key
+// of 24 or 32 characters could otherwise be mistaken for a raw one, while
+// random raw bytes are almost never valid base64.
+func readSecretKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read secret key: %w", err)
+	}
+	key, decErr := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	switch {
+	case decErr == nil && validKeyLen(len(key)):
+		return key, nil
+	case validKeyLen(len(b)):
+		return b, nil
+	case decErr != nil:
+		return nil, fmt.Errorf("secret key in %s is neither base64 nor 16, 24 or 32 raw bytes: %w", path, decErr)
+	default:
+		return nil, fmt.Errorf("secret key in %s decodes to %d bytes, want 16, 24 or 32", path, len(key))
+	}
+}
+
+func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }

@@ -1,0 +1,153 @@
+// Package sharding decides which promshard replica scrapes which target.
+//
+// It owns three layers, each usable alone:
+//   - hashing (hash.go): rendezvous (highest random weight) hashing of a 64-bit
+//     target key onto a set of member names;
+//   - membership (cluster.go): a hashicorp/memberlist cluster of replicas, with
+//     join-list re-resolution, gossip encryption, wait-for-size and a graceful
+//     leave;
+//   - ownership (filter.go): a stage between Prometheus' discovery.Manager and
+//     scrape.Manager that keeps only the final targets this member owns and
+//     hands moved targets off without false staleness markers.
+//
+// The package knows nothing of Kubernetes custom resources and must not import
+// promshard's config, discovery or agent packages. It talks to Prometheus only
+// through plain target groups, *config.ScrapeConfig values and the small
+// interfaces defined here.
+package sharding
+
+import (
+	"slices"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// Sharder assigns keys to members. It is the two-method interface the
+// ownership filter depends on; Rendezvous is the implementation.
+type Sharder interface {
+	// SetMembers replaces the member set. The order of names does not matter.
+	SetMembers(names []string)
+	// Owners appends to dst the names of the top-r members for key, best rank
+	// first, and returns the extended slice. r is capped at the member count.
+	Owners(key uint64, r int, dst []string) []string
+}
+
+var _ Sharder = (*Rendezvous)(nil)
+
+// Rendezvous implements Sharder with rendezvous (highest random weight)
+// hashing: every member scores every key and the highest scores own it.
+// Adding a member moves only the keys the newcomer now wins (1/(N+1) of them
+// in expectation); removing one moves only the keys it owned.
+//
+// A Rendezvous is not safe for concurrent SetMembers and Owners calls.
+type Rendezvous struct {
+	names  []string // sorted, deduplicated
+	hashes []uint64 // hashes[i] belongs to names[i]
+	ranked []scored // scratch space for r > 1
+}
+
+type scored struct {
+	score uint64
+	idx   int
+}
+
+// NewRendezvous returns a Rendezvous over the given members.
+func NewRendezvous(names ...string) *Rendezvous {
+	r := &Rendezvous{}
+	r.SetMembers(names)
+	return r
+}
+
+// SetMembers implements Sharder. Duplicate names count once.
+func (h *Rendezvous) SetMembers(names []string) {
+	sorted := slices.Clone(names)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	h.names = sorted
+	h.hashes = make([]uint64, len(sorted))
+	for i, n := range sorted {
+		h.hashes[i] = xxhash.Sum64String(n)
+	}
+}
+
+// Members returns the sorted member names. The slice must not be modified.
+func (h *Rendezvous) Members() []string { return h.names }
+
+// Owners implements Sharder. It does not allocate when dst has room for r names.
+func (h *Rendezvous) Owners(key uint64, r int, dst []string) []string {
+	n := len(h.hashes)
+	r = min(r, n)
+	if r <= 0 {
+		return dst
+	}
+	if r == 1 {
+		best, bestScore := 0, score(key, h.hashes[0])
+		for i := 1; i < n; i++ {
+			if s := score(key, h.hashes[i]); s > bestScore {
+				best, bestScore = i, s
+			}
+		}
+		return append(dst, h.names[best])
+	}
+	// Keep the r best in h.ranked, ordered by descending score. Ties (which
+	// need a 64-bit collision) go to the lower index, i.e. the smaller name,
+	// so the result stays independent of input order.
+	top := h.ranked[:0]
+	for i := range n {
+		s := scored{score: score(key, h.hashes[i]), idx: i}
+		if len(top) == r && s.score <= top[r-1].score {
+			continue
+		}
+		pos := len(top)
+		for pos > 0 && top[pos-1].score < s.score {
+			pos--
+		}
+		if len(top) < r {
+			top = append(top, scored{})
+		}
+		copy(top[pos+1:], top[pos:len(top)-1])
+		top[pos] = s
+	}
+	h.ranked = top
+	for _, s := range top {
+		dst = append(dst, h.names[s.idx])
+	}
+	return dst
+}
+
+// Owners returns the top-r owners of key among members, best rank first. The
+// result does not depend on the order of members. It builds a Rendezvous on
+// every call: use a Rendezvous directly for many keys.
+func Owners(key uint64, members []string, r int) []string {
+	return NewRendezvous(members...).Owners(key, r, nil)
+}
+
+// score mixes a key with a member hash (the murmur3 64-bit finalizer over
+// their xor): a cheap, well-distributed, allocation-free pseudo-random weight.
+func score(key, member uint64) uint64 {
+	x := key ^ member
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
+}
+
+// TargetKey returns the ownership key of a final target: a hash of its job
+// name and its label set after target relabeling, the identity Prometheus
+// itself deduplicates targets on.
+func TargetKey(job string, lset labels.Labels) uint64 {
+	return combine(xxhash.Sum64String(job), lset.Hash())
+}
+
+// StringKey returns a key for an arbitrary string, e.g. an object name whose
+// status only one member should write.
+func StringKey(s string) uint64 {
+	return xxhash.Sum64String(s)
+}
+
+func combine(a, b uint64) uint64 {
+	return score(a*0x9e3779b97f4a7c15, b)
+}

@@ -1,0 +1,83 @@
+package sharding
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// clusterCollector exports membership gauges computed at scrape time.
+type clusterCollector struct {
+	c       *Cluster
+	members *prometheus.Desc
+	ready   *prometheus.Desc
+}
+
+func newClusterCollector(c *Cluster) *clusterCollector {
+	return &clusterCollector{
+		c: c,
+		members: prometheus.NewDesc("promshard_cluster_members",
+			"Cluster members known to this member, by state.", []string{"state"}, nil),
+		ready: prometheus.NewDesc("promshard_cluster_ready",
+			"1 once the cluster reached its wait-for-size or its wait timeout passed.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (cc *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- cc.members
+	ch <- cc.ready
+}
+
+// Collect implements prometheus.Collector.
+func (cc *clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := map[MemberState]int{StateAlive: 0, StateDead: 0, StateLeft: 0}
+	for _, m := range cc.c.Members() {
+		counts[m.State]++
+	}
+	for state, n := range counts {
+		ch <- prometheus.MustNewConstMetric(cc.members, prometheus.GaugeValue, float64(n), string(state))
+	}
+	ready := 0.0
+	if cc.c.Ready() {
+		ready = 1
+	}
+	ch <- prometheus.MustNewConstMetric(cc.ready, prometheus.GaugeValue, ready)
+}
+
+// filterMetrics are the ownership filter's metrics.
+type filterMetrics struct {
+	discovered prometheus.Gauge
+	owned      prometheus.Gauge
+	recompute  prometheus.Histogram
+	moved      prometheus.Counter
+}
+
+func newFilterMetrics(reg prometheus.Registerer) (*filterMetrics, error) {
+	m := &filterMetrics{
+		discovered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "promshard_sharding_targets_discovered",
+			Help: "Distinct final targets (after relabeling) discovered by this member.",
+		}),
+		owned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "promshard_sharding_targets_owned",
+			Help: "Distinct final targets this member owns and scrapes.",
+		}),
+		recompute: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "promshard_sharding_recompute_duration_seconds",
+			Help:    "Time to recompute target ownership, relabeling included when the input changed.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
+		moved: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "promshard_sharding_targets_moved_total",
+			Help: "Targets this member stopped scraping because another live member took them over.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.discovered, m.owned, m.recompute, m.moved} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
