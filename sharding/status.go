@@ -1,0 +1,66 @@
+package sharding
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// MemberLister lists members; *Cluster implements it.
+type MemberLister interface {
+	Members() []Member
+}
+
+// StatsSource reports ownership; *Filter implements it.
+type StatsSource interface {
+	Stats() Stats
+}
+
+var (
+	_ MemberLister = (*Cluster)(nil)
+	_ StatsSource  = (*Filter)(nil)
+)
+
+// ClusterStatus is the data of the /api/v1/cluster response.
+type ClusterStatus struct {
+	Self         string         `json:"self"`
+	Ready        bool           `json:"ready"`
+	Members      []MemberStatus `json:"members"`
+	TotalTargets int            `json:"totalTargets"`
+}
+
+// MemberStatus is one member in ClusterStatus.
+type MemberStatus struct {
+	Member
+	// OwnedTargets is how many targets this member computes the member owns.
+	OwnedTargets int `json:"ownedTargets"`
+}
+
+// Status builds the cluster status as self sees it. stats may be nil.
+func Status(self string, members MemberLister, stats StatsSource) ClusterStatus {
+	var st Stats
+	if stats != nil {
+		st = stats.Stats()
+	}
+	out := ClusterStatus{Self: self, Ready: st.Ready, TotalTargets: st.TotalTargets, Members: []MemberStatus{}}
+	for _, m := range members.Members() {
+		out.Members = append(out.Members, MemberStatus{Member: m, OwnedTargets: st.Owned[m.Name]})
+	}
+	return out
+}
+
+// NewStatusHandler serves GET /api/v1/cluster in the Prometheus API envelope:
+// {"status":"success","data":ClusterStatus}. stats may be nil.
+func NewStatusHandler(self string, members MemberLister, stats StatsSource) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(struct {
+			Status string        `json:"status"`
+			Data   ClusterStatus `json:"data"`
+		}{"success", Status(self, members, stats)})
+	})
+}
