@@ -53,7 +53,9 @@ type Cluster struct {
 	ml      *memberlist.Memberlist // nil when standalone
 	changes chan struct{}
 	ready   atomic.Bool
-	close   sync.Once
+
+	life   sync.Mutex // serialises leave and shutdown
+	closed bool
 
 	mtx      sync.Mutex
 	members  map[string]Member
@@ -207,23 +209,37 @@ func (c *Cluster) resolveJoin(ctx context.Context) []string {
 }
 
 func (c *Cluster) leave() {
+	c.life.Lock()
+	defer c.life.Unlock()
+	if c.closed {
+		return // memberlist panics on a leave after shutdown
+	}
 	if err := c.ml.Leave(c.cfg.LeaveTimeout); err != nil {
 		c.logger.Warn("Cluster leave failed", "err", err)
 	}
-	c.Close()
+	c.shutdownLocked()
 }
 
-// Close shuts memberlist down without a graceful leave. Run calls it; call it
-// only when Run will never run. It is idempotent.
+// Close shuts memberlist down without a graceful leave, as if the process
+// were killed. Run leaves and closes on its own; call Close only when Run
+// will never run. It is idempotent.
 func (c *Cluster) Close() {
 	if c.ml == nil {
 		return
 	}
-	c.close.Do(func() {
-		if err := c.ml.Shutdown(); err != nil {
-			c.logger.Warn("Cluster shutdown failed", "err", err)
-		}
-	})
+	c.life.Lock()
+	defer c.life.Unlock()
+	c.shutdownLocked()
+}
+
+func (c *Cluster) shutdownLocked() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	if err := c.ml.Shutdown(); err != nil {
+		c.logger.Warn("Cluster shutdown failed", "err", err)
+	}
 }
 
 // Self returns this member's name.

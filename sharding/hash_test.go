@@ -1,0 +1,205 @@
+package sharding
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/stretchr/testify/require"
+)
+
+// testKeys returns n ownership keys of realistic final targets.
+func testKeys(n int) []uint64 {
+	keys := make([]uint64, n)
+	for i := range keys {
+		keys[i] = TargetKey("serviceMonitor/default/app/0", labels.FromStrings(
+			"__address__", fmt.Sprintf("10.%d.%d.%d:8080", i>>16&255, i>>8&255, i&255),
+			"__metrics_path__", "/metrics",
+			"__scheme__", "http",
+			"instance", fmt.Sprintf("10.%d.%d.%d:8080", i>>16&255, i>>8&255, i&255),
+			"job", "app",
+			"namespace", "default",
+		))
+	}
+	return keys
+}
+
+func memberNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = "promshard-" + strconv.Itoa(i)
+	}
+	return names
+}
+
+func TestRendezvousOwners(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		members []string
+		r       int
+		want    int
+	}{
+		{"no members", nil, 1, 0},
+		{"r zero", []string{"a", "b"}, 0, 0},
+		{"one of one", []string{"a"}, 1, 1},
+		{"one of three", []string{"a", "b", "c"}, 1, 1},
+		{"two of three", []string{"a", "b", "c"}, 2, 2},
+		{"r above member count", []string{"a", "b"}, 5, 2},
+		{"duplicates count once", []string{"a", "a", "b"}, 3, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewRendezvous(tc.members...)
+			for _, k := range testKeys(200) {
+				got := h.Owners(k, tc.r, nil)
+				require.Len(t, got, tc.want)
+				require.Len(t, slices.Compact(slices.Sorted(slices.Values(got))), tc.want, "owners must be distinct")
+				for _, o := range got {
+					require.Contains(t, tc.members, o)
+				}
+				if tc.want > 0 {
+					require.Equal(t, h.Owners(k, 1, nil)[0], got[0], "rank 0 must not depend on r")
+				}
+			}
+		})
+	}
+}
+
+func TestOwnersIndependentOfMemberOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	members := memberNames(7)
+	for _, k := range testKeys(2000) {
+		shuffled := slices.Clone(members)
+		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		for r := 1; r <= 3; r++ {
+			require.Equal(t, Owners(k, members, r), Owners(k, shuffled, r))
+		}
+	}
+}
+
+// movedFraction returns the fraction of keys whose owner differs between
+// the two member sets and checks every moved key moved as HRW promises.
+func movedFraction(t testing.TB, keys []uint64, before, after []string) float64 {
+	b, a := NewRendezvous(before...), NewRendezvous(after...)
+	moved := 0
+	for _, k := range keys {
+		ob, oa := b.Owners(k, 1, nil)[0], a.Owners(k, 1, nil)[0]
+		if ob == oa {
+			continue
+		}
+		moved++
+		if len(after) > len(before) {
+			require.NotContains(t, before, oa, "a key may only move to the newcomer")
+		} else {
+			require.NotContains(t, after, ob, "only the lost member's keys may move")
+		}
+	}
+	return float64(moved) / float64(len(keys))
+}
+
+func TestMovesOnMembershipChange(t *testing.T) {
+	keys := testKeys(100_000)
+	for _, n := range []int{3, 10, 50} {
+		t.Run(fmt.Sprintf("N=%d", n), func(t *testing.T) {
+			names := memberNames(n + 1)
+			join := movedFraction(t, keys, names[:n], names)
+			require.LessOrEqual(t, join, 1.1/float64(n+1), "N→N+1")
+			require.Greater(t, join, 0.0)
+
+			leave := movedFraction(t, keys, names[:n], names[:n-1])
+			require.LessOrEqual(t, leave, 1.1/float64(n), "N→N−1 moves the lost member's share")
+			require.Greater(t, leave, 0.0)
+		})
+	}
+}
+
+// loadRatio returns max/mean keys per member.
+func loadRatio(keys []uint64, members []string) float64 {
+	h := NewRendezvous(members...)
+	counts := map[string]int{}
+	for _, k := range keys {
+		counts[h.Owners(k, 1, nil)[0]]++
+	}
+	maxCount := 0
+	for _, c := range counts {
+		maxCount = max(maxCount, c)
+	}
+	return float64(maxCount) / (float64(len(keys)) / float64(len(members)))
+}
+
+func TestBalance(t *testing.T) {
+	require.LessOrEqual(t, loadRatio(testKeys(10_000), memberNames(10)), 1.10)
+}
+
+func TestTargetKey(t *testing.T) {
+	a := labels.FromStrings("__address__", "10.0.0.1:80", "job", "x")
+	require.Equal(t, TargetKey("j", a), TargetKey("j", a.Copy()))
+	require.NotEqual(t, TargetKey("j", a), TargetKey("k", a), "job is part of the key")
+	require.NotEqual(t, TargetKey("j", a), TargetKey("j", labels.FromStrings("__address__", "10.0.0.2:80", "job", "x")))
+}
+
+func ExampleOwners() {
+	members := []string{"promshard-0", "promshard-1", "promshard-2"}
+	key := TargetKey("podMonitor/default/app/0", labels.FromStrings(
+		"__address__", "10.1.2.3:8080", "instance", "10.1.2.3:8080", "job", "default/app"))
+
+	// Every member computes the same owners, whatever order it lists peers in.
+	a := Owners(key, members, 2)
+	b := Owners(key, []string{"promshard-2", "promshard-0", "promshard-1"}, 2)
+	fmt.Println(len(a), slices.Equal(a, b))
+
+	// When a member that does not own the key leaves, the key stays put.
+	owner := a[0]
+	rest := slices.DeleteFunc(slices.Clone(members), func(m string) bool { return m != owner && m == a[1] })
+	fmt.Println(len(rest), Owners(key, rest, 1)[0] == owner)
+	// Output:
+	// 2 true
+	// 2 true
+}
+
+func BenchmarkMovedFraction(b *testing.B) {
+	keys := testKeys(100_000)
+	for _, n := range []int{3, 10, 50} {
+		names := memberNames(n + 1)
+		b.Run(fmt.Sprintf("join/N=%d", n), func(b *testing.B) {
+			var f float64
+			for b.Loop() {
+				f = movedFraction(b, keys, names[:n], names)
+			}
+			b.ReportMetric(f, "moved")
+			b.ReportMetric(1/float64(n+1), "ideal")
+		})
+		b.Run(fmt.Sprintf("leave/N=%d", n), func(b *testing.B) {
+			var f float64
+			for b.Loop() {
+				f = movedFraction(b, keys, names[:n], names[:n-1])
+			}
+			b.ReportMetric(f, "moved")
+			b.ReportMetric(1/float64(n), "ideal")
+		})
+	}
+}
+
+func BenchmarkBalance10Members10kTargets(b *testing.B) {
+	keys, members := testKeys(10_000), memberNames(10)
+	var ratio float64
+	for b.Loop() {
+		ratio = loadRatio(keys, members)
+	}
+	b.ReportMetric(ratio, "max/mean")
+}
+
+func BenchmarkRecompute100kTargets20Members(b *testing.B) {
+	keys, members := testKeys(100_000), memberNames(20)
+	dst := make([]string, 0, 1)
+	b.ReportAllocs()
+	for b.Loop() {
+		h := NewRendezvous(members...)
+		for _, k := range keys {
+			dst = h.Owners(k, 1, dst[:0])
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/recompute")
+}
