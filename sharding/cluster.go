@@ -21,9 +21,10 @@ import (
 // MemberState is a member's state as this member sees it.
 type MemberState string
 
-// Member states. memberlist exposes suspicion through no race-free API, so a
-// suspected member is reported (and keeps owning targets) as alive until it
-// is declared dead.
+// Member states. memberlist's events do not expose suspicion, so a suspected
+// member is reported (and keeps owning targets) as alive until it is declared
+// dead. A member that stops gracefully is reported left as soon as it
+// announces its leave.
 const (
 	StateAlive MemberState = "alive"
 	StateDead  MemberState = "dead"
@@ -51,6 +52,7 @@ type Cluster struct {
 	cfg     ClusterConfig
 	logger  *slog.Logger
 	ml      *memberlist.Memberlist // nil when standalone
+	meta    *nodeMeta
 	changes chan struct{}
 	ready   atomic.Bool
 
@@ -91,7 +93,8 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 			return nil, fmt.Errorf("cluster config: %w", err)
 		}
 		mc.Logger = log.New(&memberlistLogWriter{logger: logger}, "", 0)
-		mc.Delegate = nodeMeta(cfg.KubernetesNode)
+		c.meta = &nodeMeta{node: cfg.KubernetesNode}
+		mc.Delegate = c.meta
 		mc.Events = (*clusterEvents)(c)
 		if c.ml, err = memberlist.Create(mc); err != nil {
 			return nil, fmt.Errorf("create memberlist: %w", err)
@@ -214,6 +217,10 @@ func (c *Cluster) leave() {
 	if c.closed {
 		return // memberlist panics on a leave after shutdown
 	}
+	c.meta.leaving.Store(true)
+	if err := c.ml.UpdateNode(c.cfg.LeaveTimeout); err != nil {
+		c.logger.Warn("Cluster leave announcement failed", "err", err)
+	}
 	if err := c.ml.Leave(c.cfg.LeaveTimeout); err != nil {
 		c.logger.Warn("Cluster leave failed", "err", err)
 	}
@@ -318,16 +325,24 @@ func (c *Cluster) pruneDeparted(now time.Time) {
 	}
 }
 
-// setMember records a memberlist event. It runs inside memberlist with its
-// locks held: it must not call back into memberlist.
-func (c *Cluster) setMember(n *memberlist.Node, state MemberState) {
-	m := Member{Name: n.Name, Address: n.Address(), State: state, KubernetesNode: string(n.Meta)}
+// setMember records a memberlist event: departed reports a NotifyLeave. It
+// runs inside memberlist with its locks held: it must not call back into
+// memberlist.
+func (c *Cluster) setMember(n *memberlist.Node, departed bool) {
+	node, leaving := decodeMeta(n.Meta)
+	m := Member{Name: n.Name, Address: n.Address(), State: StateAlive, KubernetesNode: node}
 	c.mtx.Lock()
 	old, had := c.members[n.Name]
+	switch {
+	case leaving || (departed && had && old.State == StateLeft):
+		m.State = StateLeft
+	case departed:
+		m.State = StateDead
+	}
 	c.members[n.Name] = m
-	if state == StateAlive {
+	if m.State == StateAlive {
 		delete(c.departed, n.Name)
-	} else {
+	} else if !had || old.State == StateAlive {
 		c.departed[n.Name] = time.Now()
 	}
 	c.mtx.Unlock()
@@ -344,29 +359,49 @@ type clusterEvents Cluster
 
 var _ memberlist.EventDelegate = (*clusterEvents)(nil)
 
-func (e *clusterEvents) NotifyJoin(n *memberlist.Node)   { (*Cluster)(e).setMember(n, StateAlive) }
-func (e *clusterEvents) NotifyUpdate(n *memberlist.Node) { (*Cluster)(e).setMember(n, StateAlive) }
-func (e *clusterEvents) NotifyLeave(n *memberlist.Node) {
-	state := StateDead
-	if n.State == memberlist.StateLeft {
-		state = StateLeft
-	}
-	(*Cluster)(e).setMember(n, state)
+func (e *clusterEvents) NotifyJoin(n *memberlist.Node)   { (*Cluster)(e).setMember(n, false) }
+func (e *clusterEvents) NotifyUpdate(n *memberlist.Node) { (*Cluster)(e).setMember(n, false) }
+func (e *clusterEvents) NotifyLeave(n *memberlist.Node)  { (*Cluster)(e).setMember(n, true) }
+
+// nodeMeta is a memberlist.Delegate that only shares node metadata: a
+// leaving flag and the member's Kubernetes node name. memberlist's events do
+// not tell a graceful leave from a failure, so a stopping member first
+// gossips the flag; peers then report it left (and stop giving it targets)
+// before it is even gone.
+type nodeMeta struct {
+	node    string
+	leaving atomic.Bool
 }
 
-// nodeMeta is a memberlist.Delegate that only shares node metadata: the
-// member's Kubernetes node name.
-type nodeMeta string
+var _ memberlist.Delegate = (*nodeMeta)(nil)
 
-var _ memberlist.Delegate = nodeMeta("")
+const (
+	metaAlive   = 'a'
+	metaLeaving = 'l'
+)
 
-func (d nodeMeta) NodeMeta(limit int) []byte {
-	if len(d) > limit {
-		return nil
+// NodeMeta implements memberlist.Delegate.
+func (d *nodeMeta) NodeMeta(limit int) []byte {
+	flag := byte(metaAlive)
+	if d.leaving.Load() {
+		flag = metaLeaving
 	}
-	return []byte(d)
+	meta := append([]byte{flag}, d.node...)
+	if len(meta) > limit {
+		return meta[:1]
+	}
+	return meta
 }
-func (nodeMeta) NotifyMsg([]byte)                           {}
-func (nodeMeta) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (nodeMeta) LocalState(join bool) []byte                { return nil }
-func (nodeMeta) MergeRemoteState(buf []byte, join bool)     {}
+
+// decodeMeta returns the Kubernetes node and leaving flag of a peer's metadata.
+func decodeMeta(meta []byte) (node string, leaving bool) {
+	if len(meta) == 0 {
+		return "", false
+	}
+	return string(meta[1:]), meta[0] == metaLeaving
+}
+
+func (*nodeMeta) NotifyMsg([]byte)                           {}
+func (*nodeMeta) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (*nodeMeta) LocalState(join bool) []byte                { return nil }
+func (*nodeMeta) MergeRemoteState(buf []byte, join bool)     {}

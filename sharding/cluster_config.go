@@ -134,7 +134,7 @@ func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
 	if c.WaitForSize < 0 || c.WaitTimeout < 0 {
 		return c, errors.New("wait-for-size and wait-timeout must not be negative")
 	}
-	if len(c.KubernetesNode) > nodeMetaLimit {
+	if len(c.KubernetesNode)+1 > nodeMetaLimit {
 		return c, fmt.Errorf("kubernetes node name longer than %d bytes", nodeMetaLimit)
 	}
 	for _, j := range c.Join {

@@ -1,0 +1,265 @@
+package sharding
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+)
+
+// startCluster creates and runs a loopback member; the returned function
+// stops it gracefully (Run's leave) and waits for Run to return.
+func startCluster(t *testing.T, cfg ClusterConfig) (*Cluster, func()) {
+	t.Helper()
+	if cfg.ListenAddress == "" {
+		cfg.ListenAddress = "127.0.0.1:0"
+	}
+	c, err := NewCluster(cfg, nil, nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		require.NoError(t, <-done)
+	}
+	t.Cleanup(stop)
+	return c, stop
+}
+
+func aliveNames(c *Cluster) []string {
+	var out []string
+	for _, m := range c.Members() {
+		if m.State == StateAlive {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+func stateOf(c *Cluster, name string) MemberState {
+	for _, m := range c.Members() {
+		if m.Name == name {
+			return m.State
+		}
+	}
+	return ""
+}
+
+// startThree starts a three-member cluster and waits until all see all.
+func startThree(t *testing.T, base ClusterConfig) ([]*Cluster, []func()) {
+	t.Helper()
+	var cs []*Cluster
+	var stops []func()
+	for i, name := range []string{"n0", "n1", "n2"} {
+		cfg := base
+		cfg.NodeName = name
+		if i > 0 {
+			cfg.Join = []string{cs[0].Addr()}
+		}
+		c, stop := startCluster(t, cfg)
+		cs, stops = append(cs, c), append(stops, stop)
+	}
+	for _, c := range cs {
+		require.Eventually(t, func() bool { return len(aliveNames(c)) == 3 }, 10*time.Second, 50*time.Millisecond,
+			"%s sees %v", c.Self(), c.Members())
+	}
+	return cs, stops
+}
+
+func TestClusterJoinAndGracefulLeave(t *testing.T) {
+	cs, stops := startThree(t, ClusterConfig{ClusterName: "test", KubernetesNode: "node-a"})
+	require.Equal(t, []string{"n0", "n1", "n2"}, aliveNames(cs[1]))
+	for _, m := range cs[0].Members() {
+		require.Equal(t, "node-a", m.KubernetesNode, "node name travels in memberlist meta")
+		require.True(t, strings.HasPrefix(m.Address, "127.0.0.1:"))
+	}
+	drain(cs[0].Changes())
+
+	start := time.Now()
+	stops[2]()
+	require.Eventually(t, func() bool {
+		return stateOf(cs[0], "n2") == StateLeft && stateOf(cs[1], "n2") == StateLeft
+	}, 2*time.Second, 10*time.Millisecond, "n0 sees %v, n1 sees %v", cs[0].Members(), cs[1].Members())
+	t.Logf("graceful leave seen by peers after %v", time.Since(start))
+	select {
+	case <-cs[0].Changes():
+	default:
+		t.Fatal("no change signalled on leave")
+	}
+	require.Equal(t, []string{"n0", "n1"}, aliveNames(cs[0]))
+}
+
+func TestClusterKilledMemberDeclaredDead(t *testing.T) {
+	cs, _ := startThree(t, ClusterConfig{})
+	start := time.Now()
+	cs[2].Close() // no leave message: peers must detect the failure
+	require.Eventually(t, func() bool {
+		return stateOf(cs[0], "n2") == StateDead && stateOf(cs[1], "n2") == StateDead
+	}, 10*time.Second, 20*time.Millisecond)
+	t.Logf("killed member declared dead after %v", time.Since(start))
+}
+
+func drain(ch <-chan struct{}) {
+	select {
+	case <-ch:
+	default:
+	}
+}
+
+func writeKey(t *testing.T, key []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "key")
+	require.NoError(t, os.WriteFile(p, key, 0o600))
+	return p
+}
+
+func TestClustersNeverMerge(t *testing.T) {
+	keyA := writeKey(t, []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))+"\n"))
+	keyB := writeKey(t, bytes.Repeat([]byte{2}, 16))
+	for _, tc := range []struct {
+		name string
+		a, b ClusterConfig
+	}{
+		{"different secret keys", ClusterConfig{SecretKeyFile: keyA}, ClusterConfig{SecretKeyFile: keyB}},
+		{"key and no key", ClusterConfig{SecretKeyFile: keyA}, ClusterConfig{}},
+		{"different cluster names", ClusterConfig{ClusterName: "a"}, ClusterConfig{ClusterName: "b"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.a.NodeName, tc.b.NodeName = "a", "b"
+			a, _ := startCluster(t, tc.a)
+			tc.b.Join = []string{a.Addr()}
+			b, _ := startCluster(t, tc.b)
+			time.Sleep(2 * time.Second) // two join attempts
+			require.Equal(t, []string{"a"}, aliveNames(a))
+			require.Equal(t, []string{"b"}, aliveNames(b))
+		})
+	}
+	t.Run("same key and name merge", func(t *testing.T) {
+		cfg := ClusterConfig{SecretKeyFile: keyA, ClusterName: "a", NodeName: "a"}
+		a, _ := startCluster(t, cfg)
+		cfg.NodeName, cfg.Join = "b", []string{"dns+localhost:" + a.Addr()[len("127.0.0.1:"):]}
+		b, _ := startCluster(t, cfg)
+		require.Eventually(t, func() bool { return len(aliveNames(a)) == 2 && len(aliveNames(b)) == 2 },
+			10*time.Second, 50*time.Millisecond)
+	})
+}
+
+func TestClusterWaitForSize(t *testing.T) {
+	t.Run("reached", func(t *testing.T) {
+		a, _ := startCluster(t, ClusterConfig{NodeName: "a", WaitForSize: 2})
+		require.False(t, a.Ready())
+		time.Sleep(300 * time.Millisecond)
+		require.False(t, a.Ready(), "a lone member must wait")
+		startCluster(t, ClusterConfig{NodeName: "b", Join: []string{a.Addr()}})
+		require.Eventually(t, a.Ready, 10*time.Second, 20*time.Millisecond)
+	})
+	t.Run("timed out", func(t *testing.T) {
+		start := time.Now()
+		a, _ := startCluster(t, ClusterConfig{NodeName: "a", WaitForSize: 3, WaitTimeout: 500 * time.Millisecond})
+		require.False(t, a.Ready())
+		deadline := time.After(5 * time.Second)
+		for !a.Ready() {
+			select {
+			case <-a.Changes():
+			case <-deadline:
+				t.Fatal("readiness change not signalled")
+			}
+		}
+		require.GreaterOrEqual(t, time.Since(start), 500*time.Millisecond)
+	})
+}
+
+func TestStandaloneCluster(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := NewCluster(ClusterConfig{NodeName: "solo", KubernetesNode: "n"}, nil, reg)
+	require.NoError(t, err)
+	require.True(t, c.Ready())
+	require.Equal(t, []Member{{Name: "solo", State: StateAlive, KubernetesNode: "n"}}, c.Members())
+	require.Empty(t, c.Addr())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, c.Run(ctx))
+	require.NoError(t, testutil.CollectAndCompare(reg, strings.NewReader(`
+# HELP promshard_cluster_members Cluster members known to this member, by state.
+# TYPE promshard_cluster_members gauge
+promshard_cluster_members{state="alive"} 1
+promshard_cluster_members{state="dead"} 0
+promshard_cluster_members{state="left"} 0
+# HELP promshard_cluster_ready 1 once the cluster reached its wait-for-size or its wait timeout passed.
+# TYPE promshard_cluster_ready gauge
+promshard_cluster_ready 1
+`)))
+}
+
+func TestClusterConfigErrors(t *testing.T) {
+	bad := writeKey(t, []byte("short"))
+	for _, tc := range []struct {
+		name string
+		cfg  ClusterConfig
+		err  string
+	}{
+		{"bad join", ClusterConfig{NodeName: "a", Join: []string{"no-port"}}, "join address"},
+		{"bad listen", ClusterConfig{NodeName: "a", ListenAddress: "127.0.0.1"}, "listen address"},
+		{"bad key", ClusterConfig{NodeName: "a", ListenAddress: "127.0.0.1:0", SecretKeyFile: bad}, "secret key"},
+		{"missing key", ClusterConfig{NodeName: "a", ListenAddress: "127.0.0.1:0", SecretKeyFile: bad + "x"}, "read secret key"},
+		{"negative wait", ClusterConfig{NodeName: "a", WaitForSize: -1}, "negative"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewCluster(tc.cfg, nil, nil)
+			require.ErrorContains(t, err, tc.err)
+		})
+	}
+}
+
+func TestReadSecretKey(t *testing.T) {
+	raw24 := bytes.Repeat([]byte{0xff}, 24)
+	for _, tc := range []struct {
+		name    string
+		content []byte
+		want    []byte
+	}{
+		{"raw 16", bytes.Repeat([]byte{0xfe}, 16), bytes.Repeat([]byte{0xfe}, 16)},
+		{"raw 24", raw24, raw24},
+		{"base64 32 with newline", []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)) + "\n"), bytes.Repeat([]byte{7}, 32)},
+		{"base64 16", []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 16))), bytes.Repeat([]byte{9}, 16)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readSecretKey(writeKey(t, tc.content))
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+	_, err := readSecretKey(writeKey(t, []byte(base64.StdEncoding.EncodeToString([]byte("12345")))))
+	require.ErrorContains(t, err, "decodes to 5 bytes")
+}
+
+func TestMemberlistLogWriter(t *testing.T) {
+	var buf bytes.Buffer
+	w := &memberlistLogWriter{logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	_, err := w.Write([]byte("[DEBUG] memberlist: Stream connection from=127.0.0.1:1\n[WARN] memberlist: Was able to connect\n[ERR] memberlist: Failed\nplain line\n"))
+	require.NoError(t, err)
+	out := buf.String()
+	for _, want := range []string{
+		`level=DEBUG msg=Memberlist detail="Stream connection from=127.0.0.1:1"`,
+		`level=WARN msg=Memberlist detail="Was able to connect"`,
+		`level=ERROR msg=Memberlist detail=Failed`,
+		`level=INFO msg=Memberlist detail="plain line"`,
+	} {
+		require.Contains(t, out, want)
+	}
+}
