@@ -1,0 +1,312 @@
+// Package agent runs Prometheus' own discovery, scrape, agent WAL and remote
+// write components inside the promshard process and applies typed
+// configurations to them in place, in Prometheus' reload order.
+//
+// It owns the managers, the storage and the HTTP surface. It must not import
+// promshard's discovery or sharding packages: the ownership filter arrives as
+// the small TargetFilter interface defined here, and configurations arrive as
+// typed *promconfig.Config values.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/promslog"
+	promconfig "github.com/prometheus/prometheus/config"
+	promdiscovery "github.com/prometheus/prometheus/discovery"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/scrape"
+	"github.com/prometheus/prometheus/storage/remote"
+	"github.com/prometheus/prometheus/tsdb/agent"
+
+	// Register the Kubernetes service discovery, which every monitor uses.
+	_ "github.com/prometheus/prometheus/discovery/kubernetes"
+)
+
+// TargetFilter decides which discovered targets this process scrapes. It sits
+// between discovery.Manager.SyncCh() and scrape.Manager.Run(). The sharding
+// package implements it; nil means this process owns every target.
+type TargetFilter interface {
+	// SetScrapeConfigs is called after every applied configuration so the
+	// filter can compute final targets with the jobs' relabeling.
+	SetScrapeConfigs(cfgs []*promconfig.ScrapeConfig)
+	// Run forwards owned targets from in to out until ctx is done.
+	Run(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group) error
+}
+
+// Options configure an Agent. Zero values select the documented defaults.
+type Options struct {
+	// Logger receives the logs of the agent and of the Prometheus components
+	// it runs. Nil discards them.
+	Logger *slog.Logger
+	// Registerer registers the agent's and Prometheus' metrics. Nil means no
+	// metrics are registered.
+	Registerer prometheus.Registerer
+	// StoragePath is the directory of the agent WAL. Required.
+	StoragePath string
+	// RemoteFlushDeadline bounds how long shutdown waits for queued samples
+	// to be sent. Default 1m, like Prometheus.
+	RemoteFlushDeadline time.Duration
+	// DiscoveryUpdateInterval is the minimum time between two target-group
+	// updates sent by the discovery manager. Prometheus uses 5s; promshard
+	// defaults to 100ms so that a monitor change reaches scraping in well
+	// under a second. Lower means more CPU on busy clusters.
+	DiscoveryUpdateInterval time.Duration
+	// ScrapeReloadInterval is the minimum time between two target reloads of
+	// the scrape manager. Prometheus uses 5s; default 100ms, same trade-off.
+	ScrapeReloadInterval time.Duration
+	// WAL are the agent WAL options. Nil means tsdb/agent.DefaultOptions().
+	WAL *agent.Options
+}
+
+func (o *Options) setDefaults() error {
+	if o.StoragePath == "" {
+		return errors.New("agent: storage path is required")
+	}
+	if o.Logger == nil {
+		o.Logger = promslog.NewNopLogger()
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.RemoteFlushDeadline <= 0 {
+		o.RemoteFlushDeadline = time.Minute
+	}
+	if o.DiscoveryUpdateInterval <= 0 {
+		o.DiscoveryUpdateInterval = 100 * time.Millisecond
+	}
+	if o.ScrapeReloadInterval <= 0 {
+		o.ScrapeReloadInterval = 100 * time.Millisecond
+	}
+	if o.WAL == nil {
+		o.WAL = agent.DefaultOptions()
+	}
+	return nil
+}
+
+// Agent is one in-process Prometheus agent: discovery, scrape, WAL and
+// remote write.
+type Agent struct {
+	opts      Options
+	logger    *slog.Logger
+	remote    *remote.Storage
+	db        *agent.DB
+	scrape    *scrape.Manager
+	discovery *promdiscovery.Manager
+	discCtx   context.Context
+	discStop  context.CancelFunc
+	metrics   *metrics
+
+	mtx     sync.Mutex
+	filter  TargetFilter
+	applied *promconfig.Config
+}
+
+// New opens the WAL and builds the managers. Nothing runs until Run.
+func New(opts Options) (*Agent, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	logger := opts.Logger
+	a := &Agent{opts: opts, logger: logger}
+	ready := &readyScrapeManager{}
+	a.remote = remote.NewStorage(logger.With("component", "remote"), opts.Registerer,
+		func() (int64, error) { return 0, nil }, opts.StoragePath, opts.RemoteFlushDeadline, ready, false)
+	db, err := agent.Open(logger.With("component", "wal"), opts.Registerer, a.remote, opts.StoragePath, opts.WAL)
+	if err != nil {
+		_ = a.remote.Close()
+		return nil, fmt.Errorf("opening agent WAL in %s: %w", opts.StoragePath, err)
+	}
+	db.SetWriteNotified(a.remote)
+	a.db = db
+
+	sm, err := scrape.NewManager(&scrape.Options{
+		DiscoveryReloadInterval: modelDuration(opts.ScrapeReloadInterval),
+	}, logger.With("component", "scrape manager"), nil, nil, db, opts.Registerer)
+	if err != nil {
+		a.closeStorage()
+		return nil, fmt.Errorf("creating scrape manager: %w", err)
+	}
+	ready.Set(sm)
+	a.scrape = sm
+
+	if err := promdiscovery.RegisterK8sClientMetricsWithPrometheus(opts.Registerer); err != nil {
+		a.closeStorage()
+		return nil, fmt.Errorf("registering kubernetes client metrics: %w", err)
+	}
+	sdMetrics, err := promdiscovery.CreateAndRegisterSDMetrics(opts.Registerer)
+	if err != nil {
+		a.closeStorage()
+		return nil, fmt.Errorf("registering service discovery metrics: %w", err)
+	}
+	a.discCtx, a.discStop = context.WithCancel(context.Background())
+	a.discovery = promdiscovery.NewManager(a.discCtx, logger.With("component", "discovery manager"),
+		opts.Registerer, sdMetrics, promdiscovery.Name("scrape"), promdiscovery.Updatert(opts.DiscoveryUpdateInterval))
+	if a.discovery == nil {
+		a.closeStorage()
+		return nil, errors.New("creating discovery manager failed")
+	}
+	a.metrics, err = newMetrics(opts.Registerer)
+	if err != nil {
+		a.closeStorage()
+		return nil, err
+	}
+	return a, nil
+}
+
+// SetFilter installs the ownership filter. It must be called before Run.
+func (a *Agent) SetFilter(f TargetFilter) {
+	a.mtx.Lock()
+	defer a.mtx.Unlock()
+	a.filter = f
+}
+
+// ScrapeManager returns the scrape manager, for the filter's handoff calls
+// (DisableEndOfRunStalenessMarkers) and for the targets API.
+func (a *Agent) ScrapeManager() *scrape.Manager { return a.scrape }
+
+// Applied returns the last successfully applied configuration, or nil.
+func (a *Agent) Applied() *promconfig.Config {
+	a.mtx.Lock()
+	defer a.mtx.Unlock()
+	return a.applied
+}
+
+// ApplyConfig applies cfg in Prometheus' reload order: remote storage,
+// scrape manager, discovery manager, then the filter. Scrape pools whose
+// configuration did not change keep running untouched. cfg must not be
+// modified afterwards.
+func (a *Agent) ApplyConfig(cfg *promconfig.Config) error {
+	start := time.Now()
+	loaded, err := prepare(cfg, a.logger)
+	if err != nil {
+		a.metrics.applyFailures.Inc()
+		return err
+	}
+	if err := a.remote.ApplyConfig(loaded); err != nil {
+		a.metrics.applyFailures.Inc()
+		return fmt.Errorf("applying remote write configuration: %w", err)
+	}
+	if err := a.scrape.ApplyConfig(loaded); err != nil {
+		a.metrics.applyFailures.Inc()
+		return fmt.Errorf("applying scrape configuration: %w", err)
+	}
+	a.mtx.Lock()
+	filter := a.filter
+	a.mtx.Unlock()
+	if filter != nil {
+		// The filter learns the new relabeling before discovery can send
+		// groups of a new job.
+		filter.SetScrapeConfigs(loaded.ScrapeConfigs)
+	}
+	sdCfgs := make(map[string]promdiscovery.Configs, len(loaded.ScrapeConfigs))
+	for _, sc := range loaded.ScrapeConfigs {
+		sdCfgs[sc.JobName] = sc.ServiceDiscoveryConfigs
+	}
+	if err := a.discovery.ApplyConfig(sdCfgs); err != nil {
+		a.metrics.applyFailures.Inc()
+		return fmt.Errorf("applying discovery configuration: %w", err)
+	}
+	a.mtx.Lock()
+	a.applied = loaded
+	a.mtx.Unlock()
+	a.metrics.applyDuration.Observe(time.Since(start).Seconds())
+	a.metrics.lastApply.SetToCurrentTime()
+	a.metrics.scrapePools.Set(float64(len(loaded.ScrapeConfigs)))
+	return nil
+}
+
+// Run runs discovery, the filter and scraping until ctx is done, then stops
+// scraping and flushes remote write within RemoteFlushDeadline.
+func (a *Agent) Run(ctx context.Context) error {
+	a.mtx.Lock()
+	filter := a.filter
+	a.mtx.Unlock()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.discovery.Run(); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("discovery manager: %w", err)
+		}
+	}()
+	tsets := a.discovery.SyncCh()
+	filterCtx, stopFilter := context.WithCancel(context.Background())
+	if filter != nil {
+		out := make(chan map[string][]*targetgroup.Group)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := filter.Run(filterCtx, a.discovery.SyncCh(), out); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("target filter: %w", err)
+			}
+		}()
+		tsets = out
+	}
+	scrapeDone := make(chan struct{})
+	go func() {
+		defer close(scrapeDone)
+		if err := a.scrape.Run(tsets); err != nil {
+			errc <- fmt.Errorf("scrape manager: %w", err)
+		}
+	}()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	// Stop in Prometheus' order: scraping first, then discovery, then storage
+	// so that the last scrapes reach the WAL and remote write.
+	a.scrape.Stop()
+	<-scrapeDone
+	stopFilter()
+	a.discStop()
+	wg.Wait()
+	a.closeStorage()
+	return err
+}
+
+func (a *Agent) closeStorage() {
+	if a.db != nil {
+		if err := a.db.Close(); err != nil {
+			a.logger.Error("closing agent WAL", "err", err)
+		}
+	}
+	// Close flushes the remote-write queues within RemoteFlushDeadline.
+	if err := a.remote.Close(); err != nil {
+		a.logger.Error("closing remote storage", "err", err)
+	}
+}
+
+// readyScrapeManager hands the scrape manager to remote storage once it
+// exists (remote storage needs it for metadata; it is built first).
+type readyScrapeManager struct {
+	mtx sync.RWMutex
+	m   *scrape.Manager
+}
+
+func (r *readyScrapeManager) Set(m *scrape.Manager) {
+	r.mtx.Lock()
+	defer r.mtx.Unlock()
+	r.m = m
+}
+
+func (r *readyScrapeManager) Get() (*scrape.Manager, error) {
+	r.mtx.RLock()
+	defer r.mtx.RUnlock()
+	if r.m == nil {
+		return nil, errors.New("scrape manager not ready")
+	}
+	return r.m, nil
+}
+
+var _ remote.ReadyScrapeManager = (*readyScrapeManager)(nil)

@@ -1,0 +1,102 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/promslog"
+	promconfig "github.com/prometheus/prometheus/config"
+)
+
+// prepare turns a typed configuration built in memory into one the Prometheus
+// managers accept. scrape.Manager only takes configurations that went through
+// promconfig.Load (it checks a private "loaded" flag), so prepare starts from
+// a loaded empty configuration, moves the typed sections into it and runs the
+// same normalisation and per-section validation Load runs (which fills
+// defaults such as a job's interval and timeout from the global section). No
+// YAML is involved.
+func prepare(cfg *promconfig.Config, logger *slog.Logger) (*promconfig.Config, error) {
+	if cfg == nil {
+		return nil, errors.New("agent: nil configuration")
+	}
+	if logger == nil {
+		logger = promslog.NewNopLogger()
+	}
+	base, err := promconfig.Load("", logger)
+	if err != nil {
+		return nil, fmt.Errorf("agent: loading empty base configuration: %w", err)
+	}
+	gc, err := normalizeGlobal(cfg.GlobalConfig)
+	if err != nil {
+		return nil, err
+	}
+	base.GlobalConfig = gc
+
+	base.ScrapeConfigs = make([]*promconfig.ScrapeConfig, 0, len(cfg.ScrapeConfigs))
+	seen := make(map[string]struct{}, len(cfg.ScrapeConfigs))
+	for _, sc := range cfg.ScrapeConfigs {
+		if _, dup := seen[sc.JobName]; dup {
+			return nil, fmt.Errorf("agent: duplicate job name %q", sc.JobName)
+		}
+		seen[sc.JobName] = struct{}{}
+		if err := sc.Validate(base.GlobalConfig); err != nil {
+			// config.Generate rejects invalid objects before this point;
+			// reaching here is a translation bug, so the job is left out
+			// loudly rather than failing every other job.
+			logger.Error("dropping invalid scrape configuration", "job", sc.JobName, "err", err)
+			continue
+		}
+		base.ScrapeConfigs = append(base.ScrapeConfigs, sc)
+	}
+
+	names := map[string]struct{}{}
+	for _, rw := range cfg.RemoteWriteConfigs {
+		if rw == nil {
+			return nil, errors.New("agent: empty remote write configuration")
+		}
+		if _, dup := names[rw.Name]; dup && rw.Name != "" {
+			return nil, fmt.Errorf("agent: duplicate remote write name %q", rw.Name)
+		}
+		names[rw.Name] = struct{}{}
+		if err := rw.Validate(base.GlobalConfig.MetricNameValidationScheme); err != nil {
+			return nil, fmt.Errorf("agent: remote write %q: %w", rw.URL, err)
+		}
+	}
+	base.RemoteWriteConfigs = cfg.RemoteWriteConfigs
+	return base, nil
+}
+
+// normalizeGlobal fills the zero fields of a typed global section with the
+// defaults GlobalConfig.UnmarshalYAML would have set.
+func normalizeGlobal(gc promconfig.GlobalConfig) (promconfig.GlobalConfig, error) {
+	def := promconfig.DefaultGlobalConfig
+	switch gc.MetricNameValidationScheme {
+	case model.UTF8Validation, model.LegacyValidation:
+	default:
+		gc.MetricNameValidationScheme = def.MetricNameValidationScheme
+	}
+	if gc.MetricNameEscapingScheme == "" {
+		gc.MetricNameEscapingScheme = def.MetricNameEscapingScheme
+	}
+	if gc.ScrapeInterval == 0 {
+		gc.ScrapeInterval = def.ScrapeInterval
+	}
+	if gc.ScrapeTimeout > gc.ScrapeInterval {
+		return gc, errors.New("agent: global scrape timeout greater than scrape interval")
+	}
+	if gc.ScrapeTimeout == 0 {
+		gc.ScrapeTimeout = min(def.ScrapeTimeout, gc.ScrapeInterval)
+	}
+	if gc.EvaluationInterval == 0 {
+		gc.EvaluationInterval = def.EvaluationInterval
+	}
+	if gc.ScrapeNativeHistograms == nil {
+		gc.ScrapeNativeHistograms = def.ScrapeNativeHistograms
+	}
+	if gc.ExtraScrapeMetrics == nil {
+		gc.ExtraScrapeMetrics = def.ExtraScrapeMetrics
+	}
+	return gc, nil
+}

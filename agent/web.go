@@ -1,0 +1,102 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/promslog"
+)
+
+// WebOptions configure the HTTP server.
+type WebOptions struct {
+	// ListenAddress is host:port to listen on, e.g. ":9090".
+	ListenAddress string
+	// Gatherer serves /metrics. Nil means prometheus.DefaultGatherer.
+	Gatherer prometheus.Gatherer
+	// Ready reports readiness for /-/ready: informers synced and the first
+	// configuration applied. Nil means always ready.
+	Ready func() bool
+	// Handlers are extra routes, e.g. "/api/v1/cluster" from sharding.
+	Handlers map[string]http.Handler
+	Logger   *slog.Logger
+}
+
+// Web is the HTTP server of one promshard process.
+type Web struct {
+	opts  WebOptions
+	agent *Agent
+	mux   *http.ServeMux
+	ln    net.Listener
+}
+
+// NewWeb binds the listen address at once so that a bad or busy address is a
+// startup error, not a runtime one.
+func NewWeb(opts WebOptions, a *Agent) (*Web, error) {
+	if opts.Logger == nil {
+		opts.Logger = promslog.NewNopLogger()
+	}
+	if opts.Gatherer == nil {
+		opts.Gatherer = prometheus.DefaultGatherer
+	}
+	ln, err := net.Listen("tcp", opts.ListenAddress)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", opts.ListenAddress, err)
+	}
+	w := &Web{opts: opts, agent: a, mux: http.NewServeMux(), ln: ln}
+	w.routes()
+	return w, nil
+}
+
+// Addr is the bound address (useful with port 0).
+func (w *Web) Addr() string { return w.ln.Addr().String() }
+
+// Handle adds a route; it must be called before Run.
+func (w *Web) Handle(pattern string, h http.Handler) { w.mux.Handle(pattern, h) }
+
+func (w *Web) routes() {
+	w.mux.Handle("GET /metrics", promhttp.HandlerFor(w.opts.Gatherer, promhttp.HandlerOpts{}))
+	w.mux.HandleFunc("GET /-/healthy", func(rw http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(rw, "promshard is Healthy.")
+	})
+	w.mux.HandleFunc("GET /-/ready", func(rw http.ResponseWriter, _ *http.Request) {
+		if w.opts.Ready != nil && !w.opts.Ready() {
+			http.Error(rw, "promshard is not ready: waiting for informers to sync and the first configuration", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(rw, "promshard is Ready.")
+	})
+	w.mux.HandleFunc("GET /api/v1/targets", func(rw http.ResponseWriter, _ *http.Request) {
+		writeJSON(rw, http.StatusOK, apiResponse{Status: "success", Data: targetsOf(w.agent.ScrapeManager())})
+	})
+	for p, h := range w.opts.Handlers {
+		w.mux.Handle(p, h)
+	}
+}
+
+// Run serves until ctx is done, then shuts down gracefully.
+func (w *Web) Run(ctx context.Context) error {
+	srv := &http.Server{Handler: w.mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(w.ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("web server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("web server shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+)
+
+// clusterFlags are the --cluster.* and --sharding.* flags. With none of the
+// --cluster.* flags set promshard runs alone and owns every target.
+type clusterFlags struct {
+	nodeName          string
+	listenAddress     string
+	advertiseAddress  string
+	join              []string
+	secretKeyFile     string
+	name              string
+	waitForSize       int
+	waitTimeout       time.Duration
+	replicationFactor int
+	replicaLabel      string
+	strategy          string
+	localNode         string
+}
+
+func registerClusterFlags(cmd *kingpin.CmdClause, f *clusterFlags) {
+	host, _ := os.Hostname()
+	cmd.Flag("cluster.node-name", "Unique name of this member (the pod name). Default: the hostname.").Default(host).StringVar(&f.nodeName)
+	cmd.Flag("cluster.listen-address", "host:port for gossip (TCP and UDP). Empty with no --cluster.join: run alone.").StringVar(&f.listenAddress)
+	cmd.Flag("cluster.advertise-address", "host:port peers use to reach this member. Default: derived from the listen address.").StringVar(&f.advertiseAddress)
+	cmd.Flag("cluster.join", "Peer to join: host:port, or dns+name:port re-resolved periodically (e.g. a headless Service). Repeatable.").StringsVar(&f.join)
+	cmd.Flag("cluster.secret-key-file", "File with the gossip encryption key (16, 24 or 32 bytes, raw or base64). Members with different keys never join.").StringVar(&f.secretKeyFile)
+	cmd.Flag("cluster.name", "Cluster name; members of clusters with different names never merge.").Default("promshard").StringVar(&f.name)
+	cmd.Flag("cluster.wait-for-size", "Own no target until the cluster has at least this many members (or --cluster.wait-timeout passes). 0 or 1: no wait.").Default("0").IntVar(&f.waitForSize)
+	cmd.Flag("cluster.wait-timeout", "Longest wait for --cluster.wait-for-size; after it the member owns its share anyway.").Default("5m").DurationVar(&f.waitTimeout)
+	cmd.Flag("sharding.replication-factor", "How many members scrape each target. Above 1 every series gets --sharding.replica-label.").Default("1").IntVar(&f.replicationFactor)
+	cmd.Flag("sharding.replica-label", "Label whose value (the owner's rank 0..R-1) tells replicas apart when the replication factor is above 1.").Default("promshard_replica").StringVar(&f.replicaLabel)
+	cmd.Flag("sharding.strategy", "hash: consistent hashing of every target over the members (StatefulSet). node: members own the targets on their --node-name, node-less targets are hashed (DaemonSet).").Default("hash").EnumVar(&f.strategy, "hash", "node")
+	cmd.Flag("node-name", "Kubernetes node this member runs on, for --sharding.strategy=node.").Envar("NODE_NAME").StringVar(&f.localNode)
+}
+
+// enabled reports whether clustering was asked for.
+func (f *clusterFlags) enabled() bool {
+	return f.listenAddress != "" || len(f.join) > 0
+}
+
+func (f *clusterFlags) validate() error {
+	if f.nodeName == "" {
+		return errors.New("--cluster.node-name is empty and the hostname is unknown")
+	}
+	if f.listenAddress != "" {
+		if _, _, err := net.SplitHostPort(f.listenAddress); err != nil {
+			return fmt.Errorf("--cluster.listen-address %q: %w", f.listenAddress, err)
+		}
+	}
+	if f.advertiseAddress != "" {
+		if _, _, err := net.SplitHostPort(f.advertiseAddress); err != nil {
+			return fmt.Errorf("--cluster.advertise-address %q: %w", f.advertiseAddress, err)
+		}
+	}
+	for _, j := range f.join {
+		if _, _, err := net.SplitHostPort(strings.TrimPrefix(j, "dns+")); err != nil {
+			return fmt.Errorf("--cluster.join %q: want host:port or dns+name:port", j)
+		}
+	}
+	if f.secretKeyFile != "" {
+		if _, err := os.Stat(f.secretKeyFile); err != nil {
+			return fmt.Errorf("--cluster.secret-key-file: %w", err)
+		}
+	}
+	if f.waitForSize < 0 {
+		return errors.New("--cluster.wait-for-size must not be negative")
+	}
+	if f.replicationFactor < 1 {
+		return errors.New("--sharding.replication-factor must be at least 1")
+	}
+	if f.strategy == "node" && f.localNode == "" {
+		return errors.New("--sharding.strategy=node needs --node-name (or $NODE_NAME)")
+	}
+	return nil
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/promslog"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/promshard/promshard/config"
+)
+
+// runFlags are the flags of `promshard run`. Each flag's help text is its
+// documentation: unit, default and what an empty value means.
+type runFlags struct {
+	kubeconfig        string
+	listenAddress     string
+	storagePath       string
+	prometheusAgent   string
+	remoteWriteURLs   []string
+	scrapeInterval    model.Duration
+	scrapeTimeout     model.Duration
+	externalLabels    []string
+	monitorSelector   string
+	namespaceSelector string
+	sdRole            string
+	allowFileAccess   bool
+	flushDeadline     time.Duration
+	debounce          time.Duration
+	logLevel          *promslog.Level
+	logFormat         *promslog.Format
+
+	cluster clusterFlags
+}
+
+func registerRunFlags(cmd *kingpin.CmdClause) *runFlags {
+	f := &runFlags{logLevel: promslog.NewLevel(), logFormat: promslog.NewFormat()}
+	cmd.Flag("kubeconfig", "Path to a kubeconfig. Empty: in-cluster configuration, then $KUBECONFIG.").Envar("KUBECONFIG").StringVar(&f.kubeconfig)
+	cmd.Flag("web.listen-address", "Address for /metrics, /-/healthy, /-/ready, /api/v1/targets, /api/v1/cluster and the status page.").Default(":9090").StringVar(&f.listenAddress)
+	cmd.Flag("storage.agent.path", "Directory of the agent WAL; samples survive restarts and receiver outages here.").Default("data-agent/").StringVar(&f.storagePath)
+	cmd.Flag("prometheus-agent", "namespace/name of a PrometheusAgent whose settings (selectors, remoteWrite, externalLabels, intervals, limits, scrape classes) apply live. Empty: flags-only mode.").StringVar(&f.prometheusAgent)
+	cmd.Flag("remote-write.url", "Remote-write endpoint in flags-only mode. Repeatable.").StringsVar(&f.remoteWriteURLs)
+	cmd.Flag("remote-write.flush-deadline", "How long shutdown waits to send queued samples.").Default("1m").DurationVar(&f.flushDeadline)
+	cmd.Flag("scrape.interval", "Default scrape interval in flags-only mode.").Default("30s").SetValue(&f.scrapeInterval)
+	cmd.Flag("scrape.timeout", "Default scrape timeout in flags-only mode; 0 means min(10s, interval).").Default("0s").SetValue(&f.scrapeTimeout)
+	cmd.Flag("external-label", "name=value external label in flags-only mode. Repeatable.").StringsVar(&f.externalLabels)
+	cmd.Flag("monitor.selector", "Label selector (kubectl syntax) for ServiceMonitors, PodMonitors, Probes and ScrapeConfigs in flags-only mode. Empty selects all.").StringVar(&f.monitorSelector)
+	cmd.Flag("namespace.selector", "Label selector for the namespaces monitors are read from in flags-only mode. Empty selects all.").StringVar(&f.namespaceSelector)
+	cmd.Flag("service-discovery-role", "Kubernetes SD role for ServiceMonitors in flags-only mode: EndpointSlice or Endpoints.").Default("EndpointSlice").EnumVar(&f.sdRole, "EndpointSlice", "Endpoints")
+	cmd.Flag("allow-file-access", "Accept file references (bearerTokenFile, tlsConfig.*File) in monitors, like arbitraryFSAccessThroughSMs. Off by default: monitors could read the pod's files.").BoolVar(&f.allowFileAccess)
+	cmd.Flag("discovery.debounce", "How long Kubernetes changes are coalesced before a new configuration is generated.").Default("100ms").DurationVar(&f.debounce)
+	cmd.Flag("log.level", "Only log messages with the given severity or above: debug, info, warn, error.").Default("info").SetValue(f.logLevel)
+	cmd.Flag("log.format", "Output format of log messages: logfmt or json.").Default("logfmt").SetValue(f.logFormat)
+	registerClusterFlags(cmd, &f.cluster)
+	return f
+}
+
+// validate checks what kingpin cannot; every error is one clear sentence.
+func (f *runFlags) validate() error {
+	if f.prometheusAgent != "" {
+		if _, _, err := splitNamespacedName(f.prometheusAgent); err != nil {
+			return fmt.Errorf("--prometheus-agent: %w", err)
+		}
+	}
+	for _, u := range f.remoteWriteURLs {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("--remote-write.url %q: want an http:// or https:// URL", u)
+		}
+	}
+	if f.scrapeInterval <= 0 {
+		return errors.New("--scrape.interval must be positive")
+	}
+	if f.scrapeTimeout > f.scrapeInterval {
+		return fmt.Errorf("--scrape.timeout %s is longer than --scrape.interval %s", f.scrapeTimeout, f.scrapeInterval)
+	}
+	if _, err := parseExternalLabels(f.externalLabels); err != nil {
+		return err
+	}
+	if _, err := metav1.ParseToLabelSelector(f.monitorSelector); err != nil {
+		return fmt.Errorf("--monitor.selector: %w", err)
+	}
+	if _, err := metav1.ParseToLabelSelector(f.namespaceSelector); err != nil {
+		return fmt.Errorf("--namespace.selector: %w", err)
+	}
+	if f.kubeconfig != "" {
+		if _, err := os.Stat(f.kubeconfig); err != nil {
+			return fmt.Errorf("--kubeconfig: %w", err)
+		}
+	}
+	return f.cluster.validate()
+}
+
+// configOptions are the config.Options the flags describe.
+func (f *runFlags) configOptions() config.Options {
+	labels, _ := parseExternalLabels(f.externalLabels)
+	monSel, _ := metav1.ParseToLabelSelector(f.monitorSelector)
+	nsSel, _ := metav1.ParseToLabelSelector(f.namespaceSelector)
+	return config.Options{
+		Flags: config.FlagSettings{
+			RemoteWriteURLs:      f.remoteWriteURLs,
+			ScrapeInterval:       f.scrapeInterval,
+			ScrapeTimeout:        f.scrapeTimeout,
+			ExternalLabels:       labels,
+			MonitorSelector:      monSel,
+			NamespaceSelector:    nsSel,
+			ServiceDiscoveryRole: monitoringv1.ServiceDiscoveryRole(f.sdRole),
+		},
+		AllowFileAccess: f.allowFileAccess,
+		KubeconfigFile:  f.kubeconfig,
+	}
+}
+
+func parseExternalLabels(kvs []string) (map[string]string, error) {
+	out := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("--external-label %q: want name=value", kv)
+		}
+		if !model.LabelName(name).IsValid() {
+			return nil, fmt.Errorf("--external-label %q: %q is not a valid label name", kv, name)
+		}
+		out[name] = value
+	}
+	return out, nil
+}
+
+func splitNamespacedName(s string) (string, string, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" {
+		return "", "", fmt.Errorf("%q: want namespace/name", s)
+	}
+	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		return "", "", fmt.Errorf("%q: invalid namespace: %s", s, errs[0])
+	}
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return "", "", fmt.Errorf("%q: invalid name: %s", s, errs[0])
+	}
+	return ns, name, nil
+}
