@@ -274,6 +274,9 @@ func MonitoringGVR(obj runtime.Object) (schema.GroupVersionResource, error) {
 		for t.Kind() == reflect.Pointer {
 			t = t.Elem()
 		}
+		if !strings.Contains(t.PkgPath(), "prometheus-operator/pkg/apis/monitoring/") {
+			return schema.GroupVersionResource{}, fmt.Errorf("%T is not a prometheus-operator monitoring type", obj)
+		}
 		gvk.Kind = t.Name()
 		gvk.Group = "monitoring.coreos.com"
 		gvk.Version = filepath.Base(t.PkgPath())

@@ -49,9 +49,9 @@ func startProc(runDir, name, logPath string, argv []string, env []string) (*proc
 	}
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
 	p.pidFile = filepath.Join(runDir, fmt.Sprintf("%s-%d.pid", name, cmd.Process.Pid))
-	// The pid file records the pid and the binary, so cleanup never kills an
-	// unrelated process that reused the pid.
-	_ = os.WriteFile(p.pidFile, []byte(fmt.Sprintf("%d\n%s\n", cmd.Process.Pid, argv[0])), 0o644)
+	// The pid file records the pid and the command line, so cleanup never
+	// kills an unrelated process that reused the pid.
+	_ = os.WriteFile(p.pidFile, []byte(pidRecord(cmd.Process.Pid, argv)), 0o644)
 	go func() {
 		p.waitErr = cmd.Wait()
 		logFile.Close()
@@ -133,23 +133,27 @@ func pidAlive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
+// pidRecord is a pid file's content: the pid, a newline, and the command
+// line with NUL separators as in /proc/<pid>/cmdline.
+func pidRecord(pid int, argv []string) string {
+	return fmt.Sprintf("%d\n%s\x00", pid, strings.Join(argv, "\x00"))
+}
+
 // killRecorded SIGKILLs the pid in a pid file if it still runs the recorded
-// binary.
+// command line. A suffix match suffices: `ip netns exec <ns> cmd...` execs
+// into cmd, whose command line is the tail of the recorded one.
 func killRecorded(pidFile string) {
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
 		return
 	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) < 2 {
-		return
-	}
-	pid, err := strconv.Atoi(lines[0])
-	if err != nil {
+	pidStr, recorded, ok := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(pidStr)
+	if !ok || err != nil || pid <= 0 {
 		return
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !strings.Contains(string(cmdline), lines[1]) {
+	if err != nil || len(cmdline) == 0 || !strings.HasSuffix(recorded, string(cmdline)) {
 		return
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)

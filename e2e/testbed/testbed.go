@@ -117,12 +117,16 @@ func New(ctx context.Context, opts Options) (_ *Bed, err error) {
 }
 
 // StartForTest starts a bed for t, fails the test with a clear message if it
-// cannot, and closes it in t.Cleanup (keeping logs when t failed).
-func StartForTest(t testing.TB) *Bed {
+// cannot, and closes it in t.Cleanup (keeping the logs when t failed).
+// opts.Logf defaults to t.Logf.
+func StartForTest(t testing.TB, opts Options) *Bed {
 	t.Helper()
+	if opts.Logf == nil {
+		opts.Logf = t.Logf
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	b, err := New(ctx, Options{Logf: t.Logf})
+	b, err := New(ctx, opts)
 	if err != nil {
 		t.Fatalf("start test bed: %v", err)
 	}
