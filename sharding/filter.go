@@ -219,7 +219,7 @@ func (f *Filter) recompute(reprepare bool) map[string][]*targetgroup.Group {
 		f.cfgMtx.Lock()
 		cfgs := f.cfgs
 		f.cfgMtx.Unlock()
-		f.prepared = prepare(f.last, cfgs, f.logger)
+		f.prepared = prepare(f.last, cfgs, f.prepared, f.logger)
 	}
 	view := f.memberView()
 	res, stats := f.assign(view)

@@ -33,6 +33,7 @@ type preparedEntry struct {
 	key     uint64        // ownership key
 	lset    labels.Labels // final labels; empty when dropped or failed
 	dropped bool          // dropped by relabeling or no scrape config: no owner
+	dup     bool          // an earlier entry of the job has the same key
 	node    string        // Kubernetes node from the discovered labels
 	// sent caches the target as the scrape pool builds it from the entry
 	// sent at each rank (index 0 only when R = 1), and sentKeys their keys.
@@ -47,7 +48,11 @@ type sentTarget struct {
 }
 
 // prepare relabels every discovered target with its job's scrape config.
-func prepare(tsets map[string][]*targetgroup.Group, cfgs map[string]*config.ScrapeConfig, logger *slog.Logger) map[string]*preparedJob {
+// Groups that are the same *targetgroup.Group as in prev, under the same
+// scrape config, are reused without relabeling: Prometheus' discovery
+// manager passes on the group it got from a provider until the provider
+// sends a new one, and providers never modify a group once sent.
+func prepare(tsets map[string][]*targetgroup.Group, cfgs map[string]*config.ScrapeConfig, prev map[string]*preparedJob, logger *slog.Logger) map[string]*preparedJob {
 	lb := labels.NewBuilder(labels.EmptyLabels())
 	out := make(map[string]*preparedJob, len(tsets))
 	for job, groups := range tsets {
@@ -55,24 +60,45 @@ func prepare(tsets map[string][]*targetgroup.Group, cfgs map[string]*config.Scra
 		if pj.cfg == nil && len(groups) > 0 {
 			logger.Debug("No scrape config for discovered job yet, owning none of its targets", "job", job)
 		}
+		reusable := reusableGroups(prev[job], pj.cfg)
 		jobHash := xxhash.Sum64String(job)
 		for gi, tg := range groups {
 			if tg == nil {
 				continue
 			}
-			pg := preparedGroup{tg: tg, entries: make([]preparedEntry, len(tg.Targets))}
-			for i, tl := range tg.Targets {
-				e := prepareEntry(lb, job, jobHash, pj.cfg, tl, tg.Labels)
-				if !e.dropped {
+			pg, ok := reusable[tg]
+			if !ok || len(pg.entries) != len(tg.Targets) {
+				pg = preparedGroup{tg: tg, entries: make([]preparedEntry, len(tg.Targets))}
+				for i, tl := range tg.Targets {
+					pg.entries[i] = prepareEntry(lb, job, jobHash, pj.cfg, tl, tg.Labels)
+				}
+			}
+			for i := range pg.entries {
+				if e := &pg.entries[i]; !e.dropped {
+					_, e.dup = pj.discovered[e.key]
 					pj.discovered[e.key] = struct{}{}
 				}
-				pg.entries[i] = e
 			}
 			pj.groups[gi] = pg
 		}
 		out[job] = pj
 	}
 	return out
+}
+
+// reusableGroups indexes a job's prepared groups by group pointer, if they
+// were relabeled with cfg.
+func reusableGroups(prev *preparedJob, cfg *config.ScrapeConfig) map[*targetgroup.Group]preparedGroup {
+	if prev == nil || prev.cfg != cfg || cfg == nil {
+		return nil
+	}
+	m := make(map[*targetgroup.Group]preparedGroup, len(prev.groups))
+	for _, pg := range prev.groups {
+		if pg.tg != nil {
+			m[pg.tg] = pg
+		}
+	}
+	return m
 }
 
 func prepareEntry(lb *labels.Builder, job string, jobHash uint64, cfg *config.ScrapeConfig, tl, gl model.LabelSet) preparedEntry {
@@ -168,7 +194,6 @@ func (f *Filter) assign(v memberView) (map[string][]*targetgroup.Group, Stats) {
 	for _, n := range v.names {
 		stats.Owned[n] = 0
 	}
-	seen := map[uint64]struct{}{}
 	owners := make([]string, 0, f.opts.ReplicationFactor)
 	res := make(map[string][]*targetgroup.Group, len(f.prepared))
 	for job, pj := range f.prepared {
@@ -186,8 +211,7 @@ func (f *Filter) assign(v memberView) (map[string][]*targetgroup.Group, Stats) {
 					continue
 				}
 				owners = f.owners(&v, e, owners[:0])
-				if _, dup := seen[e.key]; !dup {
-					seen[e.key] = struct{}{}
+				if !e.dup {
 					stats.TotalTargets++
 					for _, o := range owners {
 						stats.Owned[o]++

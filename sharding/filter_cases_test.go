@@ -269,3 +269,21 @@ func TestNewFilterValidates(t *testing.T) {
 		})
 	}
 }
+
+func TestFilterReusesUnchangedGroups(t *testing.T) {
+	f := newTestFilter(t, FilterOptions{Self: "n0", Members: newTestMembers("n0")})
+	tsets := podGroups(5, noNode)
+	first := finalTargets(t, filterOnce(f, tsets))
+	entries := f.prepared[podJob].groups[0].entries
+	require.Equal(t, first, finalTargets(t, filterOnce(f, tsets)))
+	require.Same(t, &entries[0], &f.prepared[podJob].groups[0].entries[0], "same group, same config: no relabeling")
+
+	// A new scrape config relabels the same groups again.
+	scs, err := loadScrapeConfigs(strings.Replace(testConfig, "target_label: pod", "target_label: pod_name", 1))
+	require.NoError(t, err)
+	f.SetScrapeConfigs(scs)
+	f.recompute(true)
+	for _, e := range f.prepared[podJob].groups[0].entries {
+		require.NotEmpty(t, e.lset.Get("pod_name"))
+	}
+}

@@ -38,11 +38,17 @@ scrape_configs:
 
 func testScrapeConfigs(t testing.TB) []*config.ScrapeConfig {
 	t.Helper()
-	cfg, err := config.Load(testConfig, nil)
-	require.NoError(t, err)
-	scs, err := cfg.GetScrapeConfigs()
+	scs, err := loadScrapeConfigs(testConfig)
 	require.NoError(t, err)
 	return scs
+}
+
+func loadScrapeConfigs(yaml string) ([]*config.ScrapeConfig, error) {
+	cfg, err := config.Load(yaml, nil)
+	if err != nil {
+		return nil, err
+	}
+	return cfg.GetScrapeConfigs()
 }
 
 const podJob = "podMonitor/default/app/0"
