@@ -1,0 +1,400 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/promshard/promshard/e2e/testbed"
+)
+
+const shardTargets = 64
+
+// shardEnv is a bed with shardTargets targets behind one ServiceMonitor and a
+// receiver; replicas are added per subtest.
+type shardEnv struct {
+	bed     *testbed.Bed
+	rcv     *testbed.Receiver
+	targets []*testbed.Target
+	nextIP  int
+}
+
+func newShardEnv(t *testing.T, ns string) *shardEnv {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	e := &shardEnv{bed: startBed(t), nextIP: 10}
+	var err error
+	e.rcv, err = e.bed.StartReceiver(ctx, testbed.ReceiverOptions{})
+	require.NoError(t, err)
+	host, err := e.bed.Netns(ctx)
+	require.NoError(t, err)
+	require.NoError(t, e.bed.CreateNamespace(ctx, ns, nil))
+	e.targets, err = host.AddTargets(ctx, "t", shardTargets, testbed.TargetOptions{})
+	require.NoError(t, err)
+	require.NoError(t, e.bed.ApplyService(ctx, testbed.ServiceSpec{Namespace: ns, Name: "fleet", Labels: map[string]string{"app": "fleet"}, Targets: e.targets}))
+	_, err = e.bed.ApplyMonitoring(ctx, serviceMonitor(ns, "fleet"))
+	require.NoError(t, err)
+	return e
+}
+
+// replica starts a clustered replica on its own loopback address, joining
+// join (if any).
+func (e *shardEnv) replica(t *testing.T, name string, join string, extra ...string) *testbed.Promshard {
+	e.nextIP++
+	args := []string{"--remote-write.url=" + e.rcv.WriteURL(), "--scrape.interval=1s"}
+	if join != "" {
+		args = append(args, "--cluster.join="+join)
+	}
+	return startPromshard(t, e.bed, testbed.PromshardOptions{
+		Name: name, IP: "127.0.0." + strconv.Itoa(e.nextIP), Gossip: true, Args: append(args, extra...),
+	})
+}
+
+// owned maps each replica to the scrape URLs of its active targets.
+func owned(ctx context.Context, replicas map[string]*testbed.Promshard) (map[string]map[string]bool, error) {
+	out := map[string]map[string]bool{}
+	for name, r := range replicas {
+		ts, err := r.Targets(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out[name] = map[string]bool{}
+		for _, t := range ts {
+			out[name][t.ScrapeURL] = true
+		}
+	}
+	return out, nil
+}
+
+// partitioned returns a condition: every target has exactly `copies` owners
+// among replicas, each scraped successfully.
+func partitioned(e *shardEnv, replicas map[string]*testbed.Promshard, copies int) func(context.Context) error {
+	return func(ctx context.Context) error {
+		own, err := owned(ctx, replicas)
+		if err != nil {
+			return err
+		}
+		counts := map[string]int{}
+		for _, set := range own {
+			for u := range set {
+				counts[u]++
+			}
+		}
+		for _, tg := range e.targets {
+			if counts[tg.URL()] != copies {
+				return fmt.Errorf("target %s has %d owners, want %d (owned per replica: %v)", tg.URL(), counts[tg.URL()], copies, sizes(own))
+			}
+		}
+		if len(counts) != len(e.targets) {
+			return fmt.Errorf("%d distinct targets owned, want %d", len(counts), len(e.targets))
+		}
+		return nil
+	}
+}
+
+func sizes(own map[string]map[string]bool) map[string]int {
+	out := map[string]int{}
+	for n, s := range own {
+		out[n] = len(s)
+	}
+	return out
+}
+
+func TestShardingThreeReplicasThenJoinAndFailures(t *testing.T) {
+	e := newShardEnv(t, "shard")
+	r1 := e.replica(t, "r1", "")
+	r2 := e.replica(t, "r2", r1.GossipAddr)
+	r3 := e.replica(t, "r3", r1.GossipAddr)
+	reps := map[string]*testbed.Promshard{"r1": r1, "r2": r2, "r3": r3}
+
+	eventually(t, 30*time.Second, "3 replicas split the targets", partitioned(e, reps, 1))
+	eventually(t, 30*time.Second, "one up series per target at the receiver", queryCount(e.rcv, `up{namespace="shard"} == 1`, shardTargets))
+
+	ctx := context.Background()
+	before, err := owned(ctx, reps)
+	require.NoError(t, err)
+	t.Logf("3 replicas own %v", sizes(before))
+
+	// A 4th replica joins.
+	joinAt := time.Now()
+	r4 := e.replica(t, "r4", r1.GossipAddr)
+	reps["r4"] = r4
+	eventually(t, 30*time.Second, "4 replicas split the targets", partitioned(e, reps, 1))
+	after, err := owned(ctx, reps)
+	require.NoError(t, err)
+	var moved []string
+	for _, name := range []string{"r1", "r2", "r3"} {
+		for u := range after[name] {
+			require.True(t, before[name][u], "target %s moved to %s, which stayed", u, name)
+		}
+		for u := range before[name] {
+			if !after[name][u] {
+				moved = append(moved, u)
+			}
+		}
+	}
+	share := len(after["r4"])
+	mean, sd := shardTargets/4.0, math.Sqrt(shardTargets*0.25*0.75)
+	t.Logf("newcomer owns %d of %d (expected %.1f ± %.1f); moved %d", share, shardTargets, mean, 3*sd, len(moved))
+	require.InDelta(t, mean, float64(share), 3*sd)
+	require.Len(t, moved, share, "only targets taken by the newcomer moved")
+
+	// No moved target's series has a hole (a staleness marker or a gap of
+	// more than one interval) at the receiver.
+	time.Sleep(8 * time.Second)
+	checkNoHoles(t, e.rcv, moved, joinAt.Add(-3*time.Second), time.Now().Add(-3*time.Second))
+
+	// SIGKILL one replica: every target is scraped again within 10 s.
+	killed := r2
+	lost := after["r2"]
+	delete(reps, "r2")
+	killAt := time.Now()
+	killed.Kill()
+	eventually(t, 20*time.Second, "targets of the killed replica taken over", partitioned(e, reps, 1))
+	eventually(t, 20*time.Second, "taken-over targets scraped", scrapedSince(reps, lost, killAt))
+	took := time.Since(killAt)
+	fmt.Printf("e2e: SIGKILLed replica's %d targets scraped again after %.2fs\n", len(lost), took.Seconds())
+	t.Logf("SIGKILL: %d targets scraped again after %.2fs", len(lost), took.Seconds())
+	require.Less(t, took, 10*time.Second)
+
+	// SIGTERM one replica: its targets move within 2 s.
+	now, err := owned(ctx, reps)
+	require.NoError(t, err)
+	lost = now["r3"]
+	delete(reps, "r3")
+	termAt := time.Now()
+	r3.Signal(syscall.SIGTERM)
+	eventually(t, 10*time.Second, "targets of the stopped replica taken over", partitioned(e, reps, 1))
+	took = time.Since(termAt)
+	fmt.Printf("e2e: SIGTERMed replica's %d targets moved after %.2fs\n", len(lost), took.Seconds())
+	t.Logf("SIGTERM: %d targets moved after %.2fs", len(lost), took.Seconds())
+	require.Less(t, took, 2*time.Second)
+	require.Equal(t, 0, r3.Wait(30*time.Second))
+}
+
+// scrapedSince holds when every URL in urls is active and up on some replica
+// with a last scrape after t0.
+func scrapedSince(reps map[string]*testbed.Promshard, urls map[string]bool, t0 time.Time) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ok := map[string]bool{}
+		for _, r := range reps {
+			ts, err := r.Targets(ctx)
+			if err != nil {
+				return err
+			}
+			for _, tg := range ts {
+				if tg.Health == "up" && tg.LastScrape.After(t0) {
+					ok[tg.ScrapeURL] = true
+				}
+			}
+		}
+		for u := range urls {
+			if !ok[u] {
+				return fmt.Errorf("%s not scraped since %s", u, t0.Format(time.RFC3339Nano))
+			}
+		}
+		return nil
+	}
+}
+
+// checkNoHoles asserts, for every moved target, that up has a value at every
+// 250ms step between from and to (a staleness marker would leave steps
+// empty, since the 5m lookback bridges mere gaps) and that its raw samples
+// are never further apart than one missed 1s scrape interval.
+func checkNoHoles(t *testing.T, rcv *testbed.Receiver, urls []string, from, to time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	step := 250 * time.Millisecond
+	wantPoints := int(to.Sub(from)/step) + 1
+	for _, u := range urls {
+		inst := instanceOf(u)
+		m, err := rcv.QueryRange(ctx, fmt.Sprintf(`up{instance=%q}`, inst), from, to, step)
+		require.NoError(t, err)
+		require.Len(t, m, 1, "series of %s", inst)
+		require.GreaterOrEqual(t, len(m[0].Values), wantPoints-1, "staleness hole in up{instance=%q}", inst)
+
+		raw, _, _, err := rcv.API().Query(ctx, fmt.Sprintf(`up{instance=%q}[%ds]`, inst, int(to.Sub(from).Seconds())), to)
+		require.NoError(t, err)
+		mat, ok := raw.(model.Matrix)
+		require.True(t, ok)
+		require.Len(t, mat, 1)
+		var prev model.Time
+		for _, s := range mat[0].Values {
+			if prev != 0 {
+				gap := s.Timestamp.Sub(prev)
+				require.LessOrEqual(t, gap, 2*time.Second+500*time.Millisecond, "gap of %s in up{instance=%q}", gap, inst)
+			}
+			prev = s.Timestamp
+		}
+	}
+}
+
+func instanceOf(scrapeURL string) string {
+	// http://ip:port/metrics -> ip:port
+	s := scrapeURL[len("http://"):]
+	return s[:len(s)-len("/metrics")]
+}
+
+func TestShardingReplicationFactor2(t *testing.T) {
+	e := newShardEnv(t, "repl")
+	r1 := e.replica(t, "a1", "", "--sharding.replication-factor=2")
+	r2 := e.replica(t, "a2", r1.GossipAddr, "--sharding.replication-factor=2")
+	r3 := e.replica(t, "a3", r1.GossipAddr, "--sharding.replication-factor=2")
+	reps := map[string]*testbed.Promshard{"a1": r1, "a2": r2, "a3": r3}
+	eventually(t, 30*time.Second, "every target has two owners", partitioned(e, reps, 2))
+	for _, rank := range []string{"0", "1"} {
+		eventually(t, 30*time.Second, "replica "+rank+" series", queryCount(e.rcv, fmt.Sprintf(`up{namespace="repl",promshard_replica=%q} == 1`, rank), shardTargets))
+	}
+}
+
+func TestShardingNodeStrategy(t *testing.T) {
+	ctx := context.Background()
+	e := newShardEnv(t, "nodes") // its 64 targets have no node: hashed
+	lo, err := e.bed.Loopback(ctx)
+	require.NoError(t, err)
+	nodes := []string{"node-a", "node-b", "node-c"}
+	podsOn := map[string][]string{}
+	for i := 0; i < 9; i++ {
+		node := nodes[i%3]
+		tg, err := lo.AddTarget(ctx, fmt.Sprintf("pod-%d", i), testbed.TargetOptions{NodeName: node})
+		require.NoError(t, err)
+		_, err = e.bed.CreatePod(ctx, testbed.PodSpec{Namespace: "nodes", Name: fmt.Sprintf("p%d", i), Labels: map[string]string{"app": "daemon"}, Target: tg})
+		require.NoError(t, err)
+		podsOn[node] = append(podsOn[node], tg.URL())
+	}
+	_, err = e.bed.ApplyMonitoring(ctx, &monitoringv1.PodMonitor{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "nodes", Name: "daemon"},
+		Spec: monitoringv1.PodMonitorSpec{
+			Selector:            metav1.LabelSelector{MatchLabels: map[string]string{"app": "daemon"}},
+			PodMetricsEndpoints: []monitoringv1.PodMetricsEndpoint{{Port: ptr.To("metrics"), Interval: "1s"}},
+		},
+	})
+	require.NoError(t, err)
+
+	reps := map[string]*testbed.Promshard{}
+	var first string
+	for _, n := range nodes {
+		args := []string{"--sharding.strategy=node", "--node-name=" + n}
+		r := e.replica(t, "d-"+n, first, args...)
+		if first == "" {
+			first = r.GossipAddr
+		}
+		reps[n] = r
+	}
+	eventually(t, 40*time.Second, "node-local pods and split node-less targets", func(ctx context.Context) error {
+		own, err := owned(ctx, reps)
+		if err != nil {
+			return err
+		}
+		counts := map[string]int{}
+		for n, set := range own {
+			for u := range set {
+				counts[u]++
+			}
+			for _, u := range podsOn[n] {
+				if !set[u] {
+					return fmt.Errorf("%s does not scrape its pod %s", n, u)
+				}
+			}
+		}
+		for _, n := range nodes {
+			for _, u := range podsOn[n] {
+				if counts[u] != 1 {
+					return fmt.Errorf("pod %s scraped %d times", u, counts[u])
+				}
+			}
+		}
+		for _, tg := range e.targets {
+			if counts[tg.URL()] != 1 {
+				return fmt.Errorf("node-less target %s scraped %d times", tg.URL(), counts[tg.URL()])
+			}
+		}
+		for n, set := range own {
+			if len(set) <= len(podsOn[n]) {
+				return fmt.Errorf("%s got no node-less target (%d)", n, len(set))
+			}
+		}
+		return nil
+	})
+}
+
+func TestShardingWaitForSize(t *testing.T) {
+	e := newShardEnv(t, "wait")
+	lone := e.replica(t, "w1", "", "--cluster.wait-for-size=2", "--cluster.wait-timeout=1h")
+	time.Sleep(3 * time.Second)
+	ts, err := lone.Targets(context.Background())
+	require.NoError(t, err)
+	require.Empty(t, ts, "a lone member owned targets before the cluster reached its size")
+	w2 := e.replica(t, "w2", lone.GossipAddr, "--cluster.wait-for-size=2", "--cluster.wait-timeout=1h")
+	eventually(t, 30*time.Second, "both own targets once the size is reached",
+		partitioned(e, map[string]*testbed.Promshard{"w1": lone, "w2": w2}, 1))
+
+	// The timeout ends the wait of a member that stays alone.
+	timed := e.replica(t, "w3", "", "--cluster.wait-for-size=5", "--cluster.wait-timeout=3s")
+	eventually(t, 20*time.Second, "wait-timeout ends the wait", func(ctx context.Context) error {
+		ts, err := timed.Targets(ctx)
+		if err != nil || len(ts) != shardTargets {
+			return fmt.Errorf("%d targets, err %v", len(ts), err)
+		}
+		return nil
+	})
+}
+
+func TestShardingGossipKey(t *testing.T) {
+	e := newShardEnv(t, "keys")
+	dir := t.TempDir()
+	key := func(name string, b byte) string {
+		k := make([]byte, 32)
+		for i := range k {
+			k[i] = b + byte(i)
+		}
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(base64.StdEncoding.EncodeToString(k)), 0o600))
+		return p
+	}
+	k1, k2 := key("k1", 1), key("k2", 100)
+	r1 := e.replica(t, "k1", "", "--cluster.secret-key-file="+k1)
+	r2 := e.replica(t, "k2", r1.GossipAddr, "--cluster.secret-key-file="+k1)
+	intruder := e.replica(t, "k3", r1.GossipAddr, "--cluster.secret-key-file="+k2)
+	eventually(t, 30*time.Second, "same-key members form a cluster", partitioned(e, map[string]*testbed.Promshard{"k1": r1, "k2": r2}, 1))
+	time.Sleep(3 * time.Second)
+	for _, r := range []*testbed.Promshard{r1, r2, intruder} {
+		var resp struct {
+			Data struct {
+				Members []struct {
+					Name  string `json:"name"`
+					State string `json:"state"`
+				} `json:"members"`
+			} `json:"data"`
+		}
+		require.NoError(t, r.GetJSON(context.Background(), "/api/v1/cluster", &resp))
+		var names []string
+		for _, m := range resp.Data.Members {
+			if m.State == "alive" {
+				names = append(names, m.Name)
+			}
+		}
+		sort.Strings(names)
+		if r == intruder {
+			require.Equal(t, []string{"k3"}, names)
+		} else {
+			require.Equal(t, []string{"k1", "k2"}, names)
+		}
+	}
+}
