@@ -62,6 +62,9 @@ type PromshardOptions struct {
 	NoWaitReady bool
 	// DataDir is the WAL directory; default a fresh directory in the bed.
 	DataDir string
+	// Kubeconfig overrides the bed's admin kubeconfig, e.g. to run with a
+	// ServiceAccount token.
+	Kubeconfig string
 }
 
 // Promshard is a running promshard replica.
@@ -88,6 +91,9 @@ func (b *Bed) StartPromshard(ctx context.Context, opts PromshardOptions) (*Proms
 	if opts.IP == "" {
 		opts.IP = "127.0.0.1"
 	}
+	if opts.Kubeconfig == "" {
+		opts.Kubeconfig = b.Kubeconfig
+	}
 	if opts.DataDir == "" {
 		opts.DataDir = filepath.Join(b.dir, "promshard-"+opts.Name)
 	}
@@ -101,7 +107,7 @@ func (b *Bed) StartPromshard(ctx context.Context, opts PromshardOptions) (*Proms
 		LogPath: filepath.Join(b.dir, "promshard-"+opts.Name+".log"),
 	}
 	args := []string{opts.Binary, "run",
-		"--kubeconfig=" + b.Kubeconfig,
+		"--kubeconfig=" + opts.Kubeconfig,
 		"--web.listen-address=" + net.JoinHostPort(opts.IP, strconv.Itoa(webPort)),
 		"--storage.agent.path=" + opts.DataDir,
 		"--cluster.node-name=" + opts.Name,
