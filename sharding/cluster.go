@@ -58,6 +58,7 @@ type Cluster struct {
 
 	life   sync.Mutex // serialises leave and shutdown
 	closed bool
+	done   chan struct{} // closed on shutdown
 
 	mtx      sync.Mutex
 	members  map[string]Member
@@ -75,6 +76,7 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 	c := &Cluster{
 		logger:   logger,
 		changes:  make(chan struct{}, 1),
+		done:     make(chan struct{}),
 		members:  map[string]Member{},
 		departed: map[string]time.Time{},
 	}
@@ -112,7 +114,8 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 
 // Run joins the cluster, keeps re-joining every RejoinInterval and blocks
 // until ctx is done; it then leaves gracefully (peers drop this member at
-// once) and shuts memberlist down. It has the oklog/run actor shape.
+// once) and shuts memberlist down. It also returns, without leaving, once
+// Close was called. It has the oklog/run actor shape.
 func (c *Cluster) Run(ctx context.Context) error {
 	if c.ml == nil {
 		<-ctx.Done()
@@ -130,12 +133,14 @@ func (c *Cluster) Run(ctx context.Context) error {
 	defer prune.Stop()
 	join := time.NewTimer(0)
 	defer join.Stop()
-	joined := false
+	joined, fast := false, fastJoins
 
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-c.done:
+			return nil // closed without a leave
 		case <-waitTimeout:
 			if !c.ready.Load() {
 				c.logger.Warn("Cluster wait-for-size timed out, owning targets anyway",
@@ -146,8 +151,11 @@ func (c *Cluster) Run(ctx context.Context) error {
 			c.pruneDeparted(time.Now())
 		case <-join.C:
 			joined = c.join(ctx, joined) || joined
+			if joined {
+				fast--
+			}
 			switch {
-			case !joined:
+			case !joined || fast > 0:
 				join.Reset(time.Second)
 			case c.cfg.RejoinInterval > 0:
 				join.Reset(c.cfg.RejoinInterval)
@@ -176,6 +184,13 @@ func (c *Cluster) join(ctx context.Context, joinedBefore bool) bool {
 }
 
 const dnsPrefix = "dns+"
+
+// fastJoins is how many joins, one a second, follow the first successful
+// one. A member restarted under its old name with a new address (a
+// replacement pod) is refused by peers that have not yet declared its
+// previous incarnation dead (up to ~8 s); repeating the join's push/pull
+// gets it accepted as soon as they have.
+const fastJoins = 10
 
 // resolveJoin expands dns+ entries into host:port pairs and drops this
 // member's own address. A name that resolves to nothing is skipped quietly.
@@ -244,6 +259,7 @@ func (c *Cluster) shutdownLocked() {
 		return
 	}
 	c.closed = true
+	close(c.done)
 	if err := c.ml.Shutdown(); err != nil {
 		c.logger.Warn("Cluster shutdown failed", "err", err)
 	}

@@ -89,7 +89,8 @@ type ClusterConfig struct {
 	// whatever the size. 0: wait without limit.
 	WaitTimeout time.Duration
 	// RejoinInterval is the period of re-resolving and re-joining Join.
-	// Until a first peer answers, joins are retried every second.
+	// Joins are retried every second until a first peer answers, and
+	// repeated every second for 10 s after it.
 	// Default: DefaultRejoinInterval. Negative: join only at start-up.
 	RejoinInterval time.Duration
 	// ProbeInterval, ProbeTimeout, SuspicionMult, SuspicionMaxTimeoutMult and
@@ -178,8 +179,8 @@ func (c ClusterConfig) memberlistConfig() (*memberlist.Config, error) {
 	// outlast the whole failure-detection budget.
 	mc.TCPTimeout = 2 * time.Second
 	// A restarted pod keeps its name but not its IP: let it reclaim the name
-	// of its dead or departed predecessor quickly.
-	mc.DeadNodeReclaimTime = time.Second
+	// of its dead or departed predecessor at once.
+	mc.DeadNodeReclaimTime = time.Millisecond
 	mc.Label = c.ClusterName
 	if c.SecretKeyFile != "" {
 		key, err := readSecretKey(c.SecretKeyFile)

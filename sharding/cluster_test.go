@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +24,11 @@ func startCluster(t *testing.T, cfg ClusterConfig) (*Cluster, func()) {
 	if cfg.ListenAddress == "" {
 		cfg.ListenAddress = "127.0.0.1:0"
 	}
-	c, err := NewCluster(cfg, nil, nil)
+	var logger *slog.Logger
+	if os.Getenv("SHARDING_TEST_DEBUG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", cfg.NodeName)
+	}
+	c, err := NewCluster(cfg, logger, nil)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -261,5 +266,36 @@ func TestMemberlistLogWriter(t *testing.T) {
 		`level=INFO msg=Memberlist detail="plain line"`,
 	} {
 		require.Contains(t, out, want)
+	}
+}
+
+func TestClusterJoinRetriesUntilPeerIsUp(t *testing.T) {
+	// Reserve a port for a peer that starts later.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+
+	b, _ := startCluster(t, ClusterConfig{NodeName: "b", Join: []string{addr}})
+	time.Sleep(1500 * time.Millisecond)
+	require.Equal(t, []string{"b"}, aliveNames(b))
+	a, _ := startCluster(t, ClusterConfig{NodeName: "a", ListenAddress: addr})
+	require.Eventually(t, func() bool { return len(aliveNames(a)) == 2 && len(aliveNames(b)) == 2 },
+		10*time.Second, 50*time.Millisecond)
+}
+
+func TestClusterKilledMemberRestartsUnderSameName(t *testing.T) {
+	cs, _ := startThree(t, ClusterConfig{})
+	cs[2].Close()
+	require.Eventually(t, func() bool { return stateOf(cs[0], "n2") == StateDead }, 10*time.Second, 20*time.Millisecond)
+	// The replacement pod keeps the name but gets a new address.
+	n2, _ := startCluster(t, ClusterConfig{NodeName: "n2", Join: []string{cs[0].Addr()}})
+	require.Eventually(t, func() bool {
+		return stateOf(cs[0], "n2") == StateAlive && stateOf(cs[1], "n2") == StateAlive && len(aliveNames(n2)) == 3
+	}, 10*time.Second, 50*time.Millisecond, "n0 sees %v, n2 sees %v", cs[0].Members(), n2.Members())
+	for _, m := range cs[0].Members() {
+		if m.Name == "n2" {
+			require.Equal(t, n2.Addr(), m.Address)
+		}
 	}
 }
