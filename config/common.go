@@ -1,0 +1,266 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	commoncfg "github.com/prometheus/common/config"
+	promconfig "github.com/prometheus/prometheus/config"
+	promdiscovery "github.com/prometheus/prometheus/discovery"
+	promk8s "github.com/prometheus/prometheus/discovery/kubernetes"
+)
+
+// applyLimits sets the scrape limits of sc from the object's limits, capped
+// by the PrometheusAgent's enforced limits like prometheus-operator: an
+// unset or zero (unlimited) object limit takes the enforced one, otherwise
+// the smaller of both applies. Unset limits stay zero and inherit the global
+// ones when the job is finalized.
+func (g *generator) applyLimits(sc *promconfig.ScrapeConfig, l limits) error {
+	e := g.settings.enforced
+	for _, f := range []struct {
+		name          string
+		user, enforce *int64
+		out           *uint
+	}{
+		{"sampleLimit", l.sampleLimit, e.sampleLimit, &sc.SampleLimit},
+		{"targetLimit", l.targetLimit, e.targetLimit, &sc.TargetLimit},
+		{"labelLimit", l.labelLimit, e.labelLimit, &sc.LabelLimit},
+		{"labelNameLengthLimit", l.labelNameLengthLimit, e.labelNameLengthLimit, &sc.LabelNameLengthLimit},
+		{"labelValueLengthLimit", l.labelValueLengthLimit, e.labelValueLengthLimit, &sc.LabelValueLengthLimit},
+		{"keepDroppedTargets", l.keepDroppedTargets, e.keepDroppedTargets, &sc.KeepDroppedTargets},
+	} {
+		v, err := effectiveLimit(f.user, f.enforce)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+		*f.out = uint(v)
+	}
+	user, err := parseByteSize(l.bodySizeLimit)
+	if err != nil {
+		return fmt.Errorf("bodySizeLimit: %w", err)
+	}
+	enforced, err := parseByteSize(e.bodySizeLimit)
+	if err != nil {
+		return fmt.Errorf("enforcedBodySizeLimit: %w", err)
+	}
+	if enforced > 0 && (user == 0 || user > enforced) {
+		user = enforced
+	}
+	sc.BodySizeLimit = user
+	return nil
+}
+
+func effectiveLimit(user, enforced *int64) (int64, error) {
+	var u, e int64
+	if user != nil {
+		u = *user
+	}
+	if enforced != nil {
+		e = *enforced
+	}
+	if u < 0 || e < 0 {
+		return 0, errors.New("limit must not be negative")
+	}
+	if e > 0 && (u == 0 || u > e) {
+		return e, nil
+	}
+	return u, nil
+}
+
+// applyScrapeProtocols sets the scrape protocols and the fallback protocol.
+func applyScrapeProtocols(sc *promconfig.ScrapeConfig, protos []monitoringv1.ScrapeProtocol, fallback *monitoringv1.ScrapeProtocol) error {
+	for _, p := range protos {
+		sp := promconfig.ScrapeProtocol(p)
+		if err := sp.Validate(); err != nil {
+			return fmt.Errorf("scrapeProtocols: %w", err)
+		}
+		sc.ScrapeProtocols = append(sc.ScrapeProtocols, sp)
+	}
+	if fallback != nil && *fallback != "" {
+		sp := promconfig.ScrapeProtocol(*fallback)
+		if err := sp.Validate(); err != nil {
+			return fmt.Errorf("fallbackScrapeProtocol: %w", err)
+		}
+		sc.ScrapeFallbackProtocol = sp
+	}
+	return nil
+}
+
+// applyNativeHistograms copies the native-histogram fields of a monitor.
+func applyNativeHistograms(sc *promconfig.ScrapeConfig, nh monitoringv1.NativeHistogramConfig) {
+	if nh.ScrapeNativeHistograms != nil {
+		v := *nh.ScrapeNativeHistograms
+		sc.ScrapeNativeHistograms = &v
+	}
+	if nh.ScrapeClassicHistograms != nil {
+		v := *nh.ScrapeClassicHistograms
+		sc.AlwaysScrapeClassicHistograms = &v
+	}
+	if nh.ConvertClassicHistogramsToNHCB != nil {
+		v := *nh.ConvertClassicHistogramsToNHCB
+		sc.ConvertClassicHistogramsToNHCB = &v
+	}
+	if nh.NativeHistogramBucketLimit != nil && *nh.NativeHistogramBucketLimit > 0 {
+		sc.NativeHistogramBucketLimit = uint(*nh.NativeHistogramBucketLimit)
+	}
+	if nh.NativeHistogramMinBucketFactor != nil {
+		sc.NativeHistogramMinBucketFactor = nh.NativeHistogramMinBucketFactor.AsApproximateFloat64()
+	}
+}
+
+// kubernetesSD returns a Kubernetes SD config for role in namespaces (nil =
+// all), using Options.KubeconfigFile.
+func (g *generator) kubernetesSD(role promk8s.Role, namespaces []string, attachNode bool) *promk8s.SDConfig {
+	sd := promk8s.DefaultSDConfig
+	sd.Role = role
+	sd.KubeConfig = g.opts.KubeconfigFile
+	if len(namespaces) > 0 {
+		sd.NamespaceDiscovery.Names = append([]string(nil), namespaces...)
+	}
+	sd.AttachMetadata.Node = attachNode
+	return &sd
+}
+
+// attachNodeMetadata decides attach_metadata.node: the monitor's setting,
+// else the scrape class'.
+func attachNodeMetadata(own *monitoringv1.AttachMetadata, cls *monitoringv1.ScrapeClass) bool {
+	if own != nil && own.Node != nil {
+		return *own.Node
+	}
+	if cls != nil && cls.AttachMetadata != nil && cls.AttachMetadata.Node != nil {
+		return *cls.AttachMetadata.Node
+	}
+	return false
+}
+
+// sdConfigs wraps one Kubernetes SD config.
+func sdConfigs(sd *promk8s.SDConfig) promdiscovery.Configs {
+	return promdiscovery.Configs{sd}
+}
+
+// endpointHTTP gathers the HTTP client fields of a monitor endpoint.
+type endpointHTTP struct {
+	auth            monitoringv1.HTTPConfigWithoutTLS
+	tls             *monitoringv1.TLSConfig
+	bearerTokenFile string
+	proxy           monitoringv1.ProxyConfig
+}
+
+// httpClientConfig resolves the HTTP client of a monitor endpoint in
+// namespace ns, with the scrape class' TLS and authorization as defaults.
+// File references are rejected unless file access is allowed.
+func (g *generator) httpClientConfig(ns string, e endpointHTTP, cls *monitoringv1.ScrapeClass) (commoncfg.HTTPClientConfig, error) {
+	hc := commoncfg.DefaultHTTPClientConfig
+	if err := e.auth.Validate(); err != nil {
+		return hc, err
+	}
+	if err := g.checkFileAccess(e); err != nil {
+		return hc, err
+	}
+	var err error
+	if hc.BasicAuth, err = g.res.basicAuth(ns, e.auth.BasicAuth); err != nil {
+		return hc, err
+	}
+	if hc.Authorization, err = g.res.authorization(ns, e.auth.Authorization); err != nil {
+		return hc, err
+	}
+	if hc.OAuth2, err = g.res.oauth2(ns, e.auth.OAuth2); err != nil {
+		return hc, err
+	}
+	if e.auth.BearerTokenSecret != nil && e.auth.BearerTokenSecret.Name != "" {
+		tok, err := g.res.secretKey(ns, *e.auth.BearerTokenSecret)
+		if err != nil {
+			return hc, fmt.Errorf("bearerTokenSecret: %w", err)
+		}
+		hc.BearerToken = commoncfg.Secret(tok)
+	}
+	hc.BearerTokenFile = e.bearerTokenFile
+	noAuth := hc.BasicAuth == nil && hc.Authorization == nil && hc.OAuth2 == nil && hc.BearerToken == "" && hc.BearerTokenFile == ""
+	if noAuth && cls != nil && cls.Authorization != nil {
+		hc.Authorization = classAuthorization(cls.Authorization)
+	}
+	if hc.TLSConfig, err = g.tlsConfig(ns, e.tls, cls); err != nil {
+		return hc, err
+	}
+	if hc.ProxyConfig, err = g.res.proxyConfig(ns, e.proxy); err != nil {
+		return hc, err
+	}
+	if e.auth.FollowRedirects != nil {
+		hc.FollowRedirects = *e.auth.FollowRedirects
+	}
+	if e.auth.EnableHTTP2 != nil {
+		hc.EnableHTTP2 = *e.auth.EnableHTTP2
+	}
+	if err := hc.Validate(); err != nil {
+		return hc, err
+	}
+	return hc, nil
+}
+
+// classAuthorization converts a scrape class' authorization; like
+// prometheus-operator, only credentialsFile is supported there.
+func classAuthorization(a *monitoringv1.Authorization) *commoncfg.Authorization {
+	if a.CredentialsFile == "" {
+		return nil
+	}
+	typ := a.Type
+	if typ == "" {
+		typ = "Bearer"
+	}
+	return &commoncfg.Authorization{Type: typ, CredentialsFile: a.CredentialsFile}
+}
+
+// checkFileAccess rejects file references unless they are allowed.
+func (g *generator) checkFileAccess(e endpointHTTP) error {
+	if g.settings.fileAccess {
+		return nil
+	}
+	if e.bearerTokenFile != "" {
+		return fmt.Errorf("bearerTokenFile %q: file access is not allowed (see arbitraryFSAccessThroughSMs / --allow-file-access)", e.bearerTokenFile)
+	}
+	if t := e.tls; t != nil {
+		for _, f := range []struct{ name, v string }{{"caFile", t.CAFile}, {"certFile", t.CertFile}, {"keyFile", t.KeyFile}} {
+			if f.v != "" {
+				return fmt.Errorf("tlsConfig %s %q: file access is not allowed (see arbitraryFSAccessThroughSMs / --allow-file-access)", f.name, f.v)
+			}
+		}
+	}
+	return nil
+}
+
+// tlsConfig resolves an endpoint's TLS settings; CA, certificate and key
+// not set by the endpoint come from the scrape class (files only, like
+// prometheus-operator).
+func (g *generator) tlsConfig(ns string, t *monitoringv1.TLSConfig, cls *monitoringv1.ScrapeClass) (commoncfg.TLSConfig, error) {
+	var out commoncfg.TLSConfig
+	if t != nil {
+		if err := t.Validate(); err != nil {
+			return out, fmt.Errorf("tlsConfig: %w", err)
+		}
+		var err error
+		if out, err = g.res.safeTLSConfig(ns, &t.SafeTLSConfig); err != nil {
+			return out, err
+		}
+		out.CAFile, out.CertFile, out.KeyFile = t.CAFile, t.CertFile, t.KeyFile
+	}
+	if cls != nil && cls.TLSConfig != nil {
+		c := cls.TLSConfig
+		if out.CA == "" && out.CAFile == "" {
+			out.CAFile = c.CAFile
+		}
+		if out.Cert == "" && out.CertFile == "" && out.Key == "" && out.KeyFile == "" {
+			out.CertFile, out.KeyFile = c.CertFile, c.KeyFile
+		}
+		if out.ServerName == "" && c.ServerName != nil {
+			out.ServerName = *c.ServerName
+		}
+		if !out.InsecureSkipVerify && c.InsecureSkipVerify != nil {
+			out.InsecureSkipVerify = *c.InsecureSkipVerify
+		}
+	}
+	if err := out.Validate(); err != nil {
+		return out, fmt.Errorf("tlsConfig: %w", err)
+	}
+	return out, nil
+}

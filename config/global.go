@@ -1,0 +1,254 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/alecthomas/units"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	monitoringv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
+	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// Defaults of the global section, as in prometheus-operator.
+const (
+	// defaultScrapeInterval is used when neither the PrometheusAgent nor
+	// the flags set one.
+	defaultScrapeInterval = model.Duration(30 * time.Second)
+	// defaultScrapeTimeout is Prometheus' default, capped at the interval.
+	defaultScrapeTimeout = model.Duration(10 * time.Second)
+	// defaultPrometheusExternalLabel names the `<ns>/<name>` external label.
+	defaultPrometheusExternalLabel = "prometheus"
+)
+
+// newGenerator computes the effective settings from the PrometheusAgent, or
+// from opts.Flags in flags-only mode.
+func newGenerator(snap *Snapshot, opts Options) (*generator, error) {
+	g := &generator{snap: snap, opts: opts, res: newResolver(snap), nsLabels: namespaceLabels(snap)}
+	var err error
+	if snap.Agent == nil {
+		err = g.flagSettings()
+	} else {
+		err = g.agentSettings(snap.Agent)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// flagSettings fills g.settings in flags-only mode.
+func (g *generator) flagSettings() error {
+	f := g.opts.Flags
+	s := &g.settings
+	var err error
+	if s.sel, err = newFlagSelection(f); err != nil {
+		return err
+	}
+	s.fileAccess = g.opts.AllowFileAccess
+	s.sdRole = f.ServiceDiscoveryRole
+	if s.sdRole == "" {
+		s.sdRole = monitoringv1.EndpointSliceRole
+	}
+	if err := validateSDRole(s.sdRole); err != nil {
+		return err
+	}
+	s.global = promconfig.DefaultGlobalConfig
+	if err := setIntervals(&s.global, f.ScrapeInterval, f.ScrapeTimeout); err != nil {
+		return err
+	}
+	s.global.ExternalLabels, err = externalLabels(f.ExternalLabels)
+	return err
+}
+
+// agentSettings fills g.settings from a PrometheusAgent.
+func (g *generator) agentSettings(a *monitoringv1alpha1.PrometheusAgent) error {
+	spec := &a.Spec.CommonPrometheusFields
+	s := &g.settings
+	var err error
+	if s.sel, err = newAgentSelection(spec, a.Namespace); err != nil {
+		return err
+	}
+	s.overrideHonorLabels = spec.OverrideHonorLabels
+	s.overrideHonorTimestamps = spec.OverrideHonorTimestamps
+	s.ignoreNamespaceSelectors = spec.IgnoreNamespaceSelectors
+	s.enforcedNamespaceLabel = spec.EnforcedNamespaceLabel
+	s.excludedFromEnforcement = spec.ExcludedFromEnforcement
+	s.podTargetLabels = spec.PodTargetLabels
+	s.fileAccess = g.opts.AllowFileAccess || !spec.ArbitraryFSAccessThroughSMs.Deny
+	s.enforced = limits{
+		sampleLimit: spec.EnforcedSampleLimit, targetLimit: spec.EnforcedTargetLimit,
+		labelLimit: spec.EnforcedLabelLimit, labelNameLengthLimit: spec.EnforcedLabelNameLengthLimit,
+		labelValueLengthLimit: spec.EnforcedLabelValueLengthLimit, keepDroppedTargets: spec.EnforcedKeepDroppedTargets,
+	}
+	if spec.EnforcedBodySizeLimit != "" {
+		s.enforced.bodySizeLimit = &spec.EnforcedBodySizeLimit
+	}
+	s.sdRole = monitoringv1.EndpointsRole
+	if spec.ServiceDiscoveryRole != nil {
+		s.sdRole = *spec.ServiceDiscoveryRole
+	}
+	if err := validateSDRole(s.sdRole); err != nil {
+		return err
+	}
+	if err := g.loadScrapeClasses(spec.ScrapeClasses); err != nil {
+		return err
+	}
+	return g.agentGlobal(a)
+}
+
+// agentGlobal builds the global section of a PrometheusAgent.
+func (g *generator) agentGlobal(a *monitoringv1alpha1.PrometheusAgent) error {
+	spec := &a.Spec.CommonPrometheusFields
+	gl := promconfig.DefaultGlobalConfig
+	interval, err := parseDuration(spec.ScrapeInterval)
+	if err != nil {
+		return fmt.Errorf("scrapeInterval: %w", err)
+	}
+	timeout, err := parseDuration(spec.ScrapeTimeout)
+	if err != nil {
+		return fmt.Errorf("scrapeTimeout: %w", err)
+	}
+	if err := setIntervals(&gl, interval, timeout); err != nil {
+		return err
+	}
+	ext := map[string]string{}
+	name := defaultPrometheusExternalLabel
+	if spec.PrometheusExternalLabelName != nil {
+		name = *spec.PrometheusExternalLabelName
+	}
+	if name != "" {
+		ext[name] = a.Namespace + "/" + a.Name
+	}
+	// Never the replica label: see DESIGN §2.
+	maps.Copy(ext, spec.ExternalLabels)
+	if gl.ExternalLabels, err = externalLabels(ext); err != nil {
+		return err
+	}
+	if err := applyGlobalOptions(&gl, spec); err != nil {
+		return err
+	}
+	g.settings.global = gl
+	// Global limits, capped by the enforced ones like the operator does.
+	tmp := newScrapeConfig("global")
+	if err := g.applyLimits(tmp, limits{
+		sampleLimit: spec.SampleLimit, targetLimit: spec.TargetLimit, labelLimit: spec.LabelLimit,
+		labelNameLengthLimit: spec.LabelNameLengthLimit, labelValueLengthLimit: spec.LabelValueLengthLimit,
+		keepDroppedTargets: spec.KeepDroppedTargets, bodySizeLimit: spec.BodySizeLimit,
+	}); err != nil {
+		return err
+	}
+	g.settings.global.SampleLimit, g.settings.global.TargetLimit = tmp.SampleLimit, tmp.TargetLimit
+	g.settings.global.LabelLimit = tmp.LabelLimit
+	g.settings.global.LabelNameLengthLimit = tmp.LabelNameLengthLimit
+	g.settings.global.LabelValueLengthLimit = tmp.LabelValueLengthLimit
+	g.settings.global.KeepDroppedTargets = tmp.KeepDroppedTargets
+	g.settings.global.BodySizeLimit = tmp.BodySizeLimit
+	return nil
+}
+
+// applyGlobalOptions copies scrape protocols, histogram and name
+// validation options of the agent into the global section.
+func applyGlobalOptions(gl *promconfig.GlobalConfig, spec *monitoringv1.CommonPrometheusFields) error {
+	for _, p := range spec.ScrapeProtocols {
+		sp := promconfig.ScrapeProtocol(p)
+		if err := sp.Validate(); err != nil {
+			return fmt.Errorf("scrapeProtocols: %w", err)
+		}
+		gl.ScrapeProtocols = append(gl.ScrapeProtocols, sp)
+	}
+	if spec.ScrapeNativeHistograms != nil {
+		gl.ScrapeNativeHistograms = spec.ScrapeNativeHistograms
+	}
+	if spec.ScrapeClassicHistograms != nil {
+		gl.AlwaysScrapeClassicHistograms = *spec.ScrapeClassicHistograms
+	}
+	if spec.ConvertClassicHistogramsToNHCB != nil {
+		gl.ConvertClassicHistogramsToNHCB = *spec.ConvertClassicHistogramsToNHCB
+	}
+	if spec.ExtraScrapeMetrics != nil {
+		gl.ExtraScrapeMetrics = spec.ExtraScrapeMetrics
+	}
+	if spec.NameValidationScheme != nil {
+		switch *spec.NameValidationScheme {
+		case monitoringv1.UTF8NameValidationScheme:
+			gl.MetricNameValidationScheme = model.UTF8Validation
+		case monitoringv1.LegacyNameValidationScheme:
+			gl.MetricNameValidationScheme = model.LegacyValidation
+			gl.MetricNameEscapingScheme = model.EscapeUnderscores
+		default:
+			return fmt.Errorf("unknown nameValidationScheme %q", *spec.NameValidationScheme)
+		}
+	}
+	return nil
+}
+
+// setIntervals sets the global interval and timeout; zero values take the
+// defaults (30s, and 10s capped at the interval).
+func setIntervals(gl *promconfig.GlobalConfig, interval, timeout model.Duration) error {
+	if interval == 0 {
+		interval = defaultScrapeInterval
+	}
+	if timeout == 0 {
+		timeout = min(defaultScrapeTimeout, interval)
+	}
+	if timeout > interval {
+		return fmt.Errorf("scrapeTimeout %s is longer than scrapeInterval %s", timeout, interval)
+	}
+	gl.ScrapeInterval, gl.ScrapeTimeout = interval, timeout
+	return nil
+}
+
+// externalLabels validates and sorts external labels.
+func externalLabels(m map[string]string) (labels.Labels, error) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if !model.UTF8Validation.IsValidLabelName(k) {
+			return labels.EmptyLabels(), fmt.Errorf("invalid external label name %q", k)
+		}
+	}
+	return labels.FromMap(m), nil
+}
+
+func validateSDRole(r monitoringv1.ServiceDiscoveryRole) error {
+	switch r {
+	case monitoringv1.EndpointsRole, monitoringv1.EndpointSliceRole:
+		return nil
+	}
+	return fmt.Errorf("unknown serviceDiscoveryRole %q (want Endpoints or EndpointSlice)", r)
+}
+
+// loadScrapeClasses indexes the agent's scrape classes; at most one may be
+// the default and names must be unique.
+func (g *generator) loadScrapeClasses(classes []monitoringv1.ScrapeClass) error {
+	g.settings.scrapeClasses = make(map[string]*monitoringv1.ScrapeClass, len(classes))
+	for i := range classes {
+		c := &classes[i]
+		if _, dup := g.settings.scrapeClasses[c.Name]; dup {
+			return fmt.Errorf("duplicate scrapeClass %q", c.Name)
+		}
+		g.settings.scrapeClasses[c.Name] = c
+		if c.Default != nil && *c.Default {
+			if g.settings.defaultClass != nil {
+				return fmt.Errorf("scrapeClasses %q and %q are both default", g.settings.defaultClass.Name, c.Name)
+			}
+			g.settings.defaultClass = c
+		}
+	}
+	return nil
+}
+
+// parseByteSize parses a CRD size such as 512MB (powers of 2).
+func parseByteSize(b *monitoringv1.ByteSize) (units.Base2Bytes, error) {
+	if b.IsEmpty() {
+		return 0, nil
+	}
+	v, err := units.ParseBase2Bytes(string(*b))
+	if err != nil {
+		return 0, fmt.Errorf("invalid size %q: %w", *b, err)
+	}
+	return v, nil
+}
