@@ -25,7 +25,12 @@ type WebOptions struct {
 	Ready func() bool
 	// Handlers are extra routes, e.g. "/api/v1/cluster" from sharding.
 	Handlers map[string]http.Handler
-	Logger   *slog.Logger
+	// Cluster feeds the status page's cluster section. Nil shows none.
+	Cluster func() ClusterInfo
+	// Reconciler feeds the status page's configuration and rejected
+	// objects sections. Nil shows none.
+	Reconciler *Reconciler
+	Logger     *slog.Logger
 }
 
 // Web is the HTTP server of one promshard process.
@@ -75,6 +80,7 @@ func (w *Web) routes() {
 	w.mux.HandleFunc("GET /api/v1/targets", func(rw http.ResponseWriter, _ *http.Request) {
 		writeJSON(rw, http.StatusOK, apiResponse{Status: "success", Data: targetsOf(w.agent.ScrapeManager())})
 	})
+	w.mux.HandleFunc("GET /{$}", w.statusPage)
 	for p, h := range w.opts.Handlers {
 		w.mux.Handle(p, h)
 	}

@@ -18,11 +18,11 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run parses args and executes the selected command; it returns the exit code.
-func run(args []string, stdout, stderr io.Writer) int {
+// runMain parses args and executes the selected command; it returns the exit code.
+func runMain(args []string, stdout, stderr io.Writer) int {
 	app := kingpin.New(filepath.Base(os.Args[0]), "Prometheus-operator and a sharded Prometheus agent in one process.")
 	app.Version(version.Print("promshard"))
 	app.HelpFlag.Short('h')

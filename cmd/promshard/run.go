@@ -101,6 +101,8 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		Handlers: map[string]http.Handler{
 			"GET /api/v1/cluster": sharding.NewStatusHandler(cluster.Self(), cluster, filter),
 		},
+		Cluster:    func() agent.ClusterInfo { return clusterInfo(sharding.Status(cluster.Self(), cluster, filter)) },
+		Reconciler: rec,
 	}, a)
 	if err != nil {
 		return err
@@ -158,4 +160,13 @@ func newSharding(f *runFlags, sm *scrape.Manager, logger *slog.Logger, reg prome
 		return nil, nil, err
 	}
 	return cluster, filter, nil
+}
+
+// clusterInfo adapts sharding's status to the agent's status page.
+func clusterInfo(st sharding.ClusterStatus) agent.ClusterInfo {
+	ci := agent.ClusterInfo{Self: st.Self, Ready: st.Ready, TotalTargets: st.TotalTargets}
+	for _, m := range st.Members {
+		ci.Members = append(ci.Members, agent.MemberInfo{Name: m.Name, Address: m.Address, State: string(m.State), OwnedTargets: m.OwnedTargets})
+	}
+	return ci
 }
