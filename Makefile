@@ -34,7 +34,7 @@ e2e:
 ## bench: translation, hashing and apply-latency benchmarks
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./config ./sharding
-	$(GO) test -tags e2e -run='^$$' -bench=. -benchtime=1x -timeout 30m ./e2e/...
+	$(GO) test -tags e2e -run='^$$' -bench=. -benchtime=60x -timeout 30m ./e2e/
 
 ## demo: control plane, sample targets, receiver and three promshard replicas
 demo:
