@@ -314,3 +314,13 @@ func (h *Host) SetAuth(ctx context.Context, t *Target, user, password, token str
 	t.Options = opts
 	return nil
 }
+
+// PID returns the replica's process id (0 if it is not running).
+func (p *Promshard) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.proc == nil || p.proc.exited() {
+		return 0
+	}
+	return p.proc.cmd.Process.Pid
+}
