@@ -1,0 +1,320 @@
+//go:build e2e
+
+package e2e
+
+// The deploy's RBAC: sufficient (promshard runs end to end with a token of
+// the ServiceAccount, minted with the TokenRequest API) and no broader
+// (rules review, access reviews and direct calls with the same token).
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"github.com/stretchr/testify/require"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+
+	"github.com/promshard/promshard/e2e/testbed"
+)
+
+// rbacRule is one rule of the least privilege the issue asks for, written
+// here independently of deploy/base/clusterrole.yaml.
+type rbacRule struct {
+	group     string
+	resources []string
+	verbs     []string
+}
+
+var (
+	monitoringKinds = []string{"servicemonitors", "podmonitors", "probes", "scrapeconfigs", "prometheusagents"}
+	readVerbs       = []string{"get", "list", "watch"}
+	// wantRules is everything promshard may do beyond what any
+	// authenticated user may.
+	wantRules = []rbacRule{
+		{"monitoring.coreos.com", monitoringKinds, readVerbs},
+		{"monitoring.coreos.com", []string{"servicemonitors/status", "podmonitors/status", "probes/status", "scrapeconfigs/status", "prometheusagents/status"}, []string{"get", "update", "patch"}},
+		{"", []string{"namespaces", "services", "endpoints", "pods", "secrets", "configmaps"}, readVerbs},
+		{"discovery.k8s.io", []string{"endpointslices"}, readVerbs},
+		{"networking.k8s.io", []string{"ingresses"}, readVerbs},
+		{"", []string{"events"}, []string{"create", "patch"}},
+		{"events.k8s.io", []string{"events"}, []string{"create", "patch"}},
+	}
+)
+
+// triples expands rules into sorted "group resource verb" strings.
+func triples(rules []rbacRule) []string {
+	set := map[string]bool{}
+	for _, r := range rules {
+		for _, res := range r.resources {
+			for _, v := range r.verbs {
+				set[r.group+" "+res+" "+v] = true
+			}
+		}
+	}
+	out := slices.Collect(maps.Keys(set))
+	sort.Strings(out)
+	return out
+}
+
+// saAccess is a ServiceAccount's token and clients built on it.
+type saAccess struct {
+	name       string
+	cfg        *rest.Config
+	kube       kubernetes.Interface
+	dyn        dynamic.Interface
+	kubeconfig string
+}
+
+// serviceAccountAccess creates the ServiceAccount ns/name unless it exists,
+// mints a token for it with the TokenRequest API and writes a kubeconfig.
+func serviceAccountAccess(t *testing.T, bed *testbed.Bed, ns, name string) *saAccess {
+	t.Helper()
+	ctx := context.Background()
+	_, err := bed.Kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, metav1.CreateOptions{})
+	if !apierrors.IsAlreadyExists(err) {
+		require.NoError(t, err)
+	}
+	tr, err := bed.Kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err, "TokenRequest")
+	require.NotEmpty(t, tr.Status.Token)
+
+	a := &saAccess{name: "system:serviceaccount:" + ns + ":" + name, cfg: rest.AnonymousClientConfig(bed.RestConfig)}
+	a.cfg.BearerToken = tr.Status.Token
+	a.kube, err = kubernetes.NewForConfig(a.cfg)
+	require.NoError(t, err)
+	a.dyn, err = dynamic.NewForConfig(a.cfg)
+	require.NoError(t, err)
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["bed"] = &clientcmdapi.Cluster{Server: a.cfg.Host, InsecureSkipTLSVerify: a.cfg.Insecure, CertificateAuthorityData: a.cfg.CAData}
+	kc.AuthInfos["sa"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	kc.Contexts["sa"] = &clientcmdapi.Context{Cluster: "bed", AuthInfo: "sa", Namespace: ns}
+	kc.CurrentContext = "sa"
+	a.kubeconfig = filepath.Join(t.TempDir(), name+".kubeconfig")
+	require.NoError(t, clientcmd.WriteToFile(*kc, a.kubeconfig))
+
+	// The token authenticates as the ServiceAccount.
+	rev, err := a.kube.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.Equal(t, a.name, rev.Status.UserInfo.Username)
+	return a
+}
+
+// rules returns the ServiceAccount's resource rules in ns as triples and
+// its non-resource rules.
+func (a *saAccess) rules(t *testing.T, ns string) (resource, nonResource []string) {
+	t.Helper()
+	rev, err := a.kube.AuthorizationV1().SelfSubjectRulesReviews().Create(context.Background(),
+		&authorizationv1.SelfSubjectRulesReview{Spec: authorizationv1.SelfSubjectRulesReviewSpec{Namespace: ns}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.False(t, rev.Status.Incomplete, rev.Status.EvaluationError)
+	var rs []rbacRule
+	for _, r := range rev.Status.ResourceRules {
+		require.Empty(t, r.ResourceNames, "rules with resourceNames are not expected here: %+v", r)
+		for _, g := range r.APIGroups {
+			rs = append(rs, rbacRule{g, r.Resources, r.Verbs})
+		}
+	}
+	for _, r := range rev.Status.NonResourceRules {
+		for _, u := range r.NonResourceURLs {
+			for _, v := range r.Verbs {
+				nonResource = append(nonResource, u+" "+v)
+			}
+		}
+	}
+	sort.Strings(nonResource)
+	return triples(rs), nonResource
+}
+
+// can asks the API server whether the ServiceAccount may do verb on
+// group/resource[/subresource] in ns.
+func (a *saAccess) can(t *testing.T, ns, verb, group, resource string) bool {
+	t.Helper()
+	res, sub, _ := strings.Cut(resource, "/")
+	rev, err := a.kube.AuthorizationV1().SelfSubjectAccessReviews().Create(context.Background(), &authorizationv1.SelfSubjectAccessReview{
+		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Namespace: ns, Verb: verb, Group: group, Resource: res, Subresource: sub,
+		}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	return rev.Status.Allowed
+}
+
+// deployArgs returns the StatefulSet container's arguments minus the ones
+// that depend on the cluster (paths, addresses, peers), which the test
+// bed's replica runner sets for loopback.
+func deployArgs(t *testing.T, base []*unstructured.Unstructured) []string {
+	c, _ := podContainer(t, find(t, base, "StatefulSet", "promshard"))
+	var out []string
+	for _, a := range stringsOf(c["args"])[1:] { // [0] is the command, run
+		name, _, _ := strings.Cut(a, "=")
+		switch name {
+		case "--storage.agent.path", "--web.listen-address", "--cluster.listen-address", "--cluster.node-name",
+			"--cluster.advertise-address", "--cluster.join", "--cluster.secret-key-file", "--cluster.wait-for-size":
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func testDeployRBAC(t *testing.T, bed *testbed.Bed, c *deployClient, base []*unstructured.Unstructured) {
+	ctx := context.Background()
+	for _, kind := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} {
+		_, err := c.create(ctx, find(t, base, kind, "promshard"), false)
+		require.NoError(t, err)
+	}
+	sa := serviceAccountAccess(t, bed, "promshard", "promshard")
+	unbound := serviceAccountAccess(t, bed, "promshard", "promshard-unbound")
+
+	rcv, err := bed.StartReceiver(ctx, testbed.ReceiverOptions{})
+	require.NoError(t, err)
+	// The deploy's PrometheusAgent, pointed at the receiver.
+	pa := find(t, base, "PrometheusAgent", "promshard").DeepCopy()
+	require.NoError(t, unstructured.SetNestedSlice(pa.Object, []any{map[string]any{"url": rcv.WriteURL()}}, "spec", "remoteWrite"))
+	require.NoError(t, unstructured.SetNestedField(pa.Object, "1s", "spec", "scrapeInterval"))
+	_, err = c.create(ctx, pa, false)
+	require.NoError(t, err)
+
+	const ns = "deploy-app"
+	require.NoError(t, bed.CreateNamespace(ctx, ns, nil))
+	netns, err := bed.Netns(ctx)
+	require.NoError(t, err)
+	ts, err := netns.AddTargets(ctx, "deploy-web", 3, testbed.TargetOptions{})
+	require.NoError(t, err)
+	require.NoError(t, bed.ApplyService(ctx, testbed.ServiceSpec{Namespace: ns, Name: "web", Labels: map[string]string{"app": "web"}, Targets: ts}))
+	_, err = bed.ApplyMonitoring(ctx, serviceMonitor(ns, "web"))
+	require.NoError(t, err)
+	lo, err := bed.Loopback(ctx)
+	require.NoError(t, err)
+	pt, err := lo.AddTarget(ctx, "deploy-pod", testbed.TargetOptions{})
+	require.NoError(t, err)
+	_, err = bed.CreatePod(ctx, testbed.PodSpec{Namespace: ns, Name: "worker", Labels: map[string]string{"app": "worker"}, Target: pt})
+	require.NoError(t, err)
+	_, err = bed.ApplyMonitoring(ctx, &monitoringv1.PodMonitor{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "worker"},
+		Spec: monitoringv1.PodMonitorSpec{
+			Selector:            metav1.LabelSelector{MatchLabels: map[string]string{"app": "worker"}},
+			PodMetricsEndpoints: []monitoringv1.PodMetricsEndpoint{{Port: ptr.To("metrics"), Interval: "1s"}},
+		},
+	})
+	require.NoError(t, err)
+
+	t.Run("sufficient: promshard runs with the ServiceAccount's token", func(t *testing.T) {
+		// Gossip on, encrypted with a key made as deploy/README.md says.
+		key := make([]byte, 32)
+		_, err := rand.Read(key)
+		require.NoError(t, err)
+		keyFile := filepath.Join(t.TempDir(), "key")
+		require.NoError(t, os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600))
+		args := append(deployArgs(t, base), "--cluster.secret-key-file="+keyFile)
+		t.Logf("promshard run %s", strings.Join(args, " "))
+		p := startPromshard(t, bed, testbed.PromshardOptions{Name: "deploy-sa", Kubeconfig: sa.kubeconfig, Gossip: true, Args: args})
+		eventually(t, 60*time.Second, "ServiceMonitor targets scraped", healthyPool(p, "serviceMonitor/"+ns+"/web/0", 3))
+		eventually(t, 30*time.Second, "PodMonitor target scraped", healthyPool(p, "podMonitor/"+ns+"/worker/0", 1))
+		eventually(t, 30*time.Second, "samples at the receiver", queryCount(rcv, `up{namespace="`+ns+`"} == 1`, 4))
+		require.NotRegexp(t, `(?i)forbidden`, p.Log(), "promshard's log")
+	})
+
+	t.Run("control: without the binding the log says forbidden", func(t *testing.T) {
+		p := startPromshard(t, bed, testbed.PromshardOptions{Name: "deploy-unbound", Kubeconfig: unbound.kubeconfig, NoWaitReady: true, Args: deployArgs(t, base)})
+		defer p.Kill()
+		eventually(t, 30*time.Second, "forbidden in the log", func(context.Context) error {
+			if regexp.MustCompile(`(?i)forbidden`).MatchString(p.Log()) {
+				return nil
+			}
+			return errors.New("no forbidden line yet")
+		})
+	})
+
+	t.Run("no broader: rules beyond an authenticated user's", func(t *testing.T) {
+		got, gotNR := sa.rules(t, ns)
+		floor, floorNR := unbound.rules(t, ns)
+		var extra []string
+		for _, r := range got {
+			if !slices.Contains(floor, r) {
+				extra = append(extra, r)
+			}
+		}
+		require.Equal(t, triples(wantRules), extra)
+		require.Equal(t, floorNR, gotNR, "non-resource URLs")
+	})
+
+	t.Run("no broader: access reviews", func(t *testing.T) {
+		for _, tc := range []struct {
+			verb, group, resource string
+			allowed               bool
+		}{
+			{"list", "monitoring.coreos.com", "servicemonitors", true},
+			{"watch", "", "secrets", true},
+			{"update", "monitoring.coreos.com", "servicemonitors/status", true},
+			{"create", "events.k8s.io", "events", true},
+			{"list", "networking.k8s.io", "ingresses", true},
+			{"create", "monitoring.coreos.com", "servicemonitors", false},
+			{"update", "monitoring.coreos.com", "servicemonitors", false},
+			{"delete", "monitoring.coreos.com", "podmonitors", false},
+			{"patch", "monitoring.coreos.com", "prometheusagents", false},
+			{"create", "", "secrets", false},
+			{"update", "", "configmaps", false},
+			{"delete", "", "pods", false},
+			{"create", "", "pods/exec", false},
+			{"get", "", "pods/log", false},
+			{"list", "", "nodes", false},
+			{"get", "", "nodes/proxy", false},
+			{"create", "", "serviceaccounts/token", false},
+			{"delete", "", "events", false},
+			{"bind", "rbac.authorization.k8s.io", "clusterroles", false},
+			{"escalate", "rbac.authorization.k8s.io", "clusterroles", false},
+			{"impersonate", "", "users", false},
+			{"create", "apps", "statefulsets", false},
+		} {
+			require.Equal(t, tc.allowed, sa.can(t, ns, tc.verb, tc.group, tc.resource), "%s %s %s", tc.verb, tc.group, tc.resource)
+		}
+	})
+
+	t.Run("no broader: direct calls", func(t *testing.T) {
+		_, err := sa.kube.CoreV1().Secrets(ns).Create(ctx, secret(ns, "stolen", map[string]string{"k": "v"}), metav1.CreateOptions{})
+		require.True(t, apierrors.IsForbidden(err), "create Secret: %v", err)
+		err = sa.kube.CoreV1().Pods(ns).Delete(ctx, "worker", metav1.DeleteOptions{})
+		require.True(t, apierrors.IsForbidden(err), "delete Pod: %v", err)
+		smGVR, err := testbed.MonitoringGVR(&monitoringv1.ServiceMonitor{})
+		require.NoError(t, err)
+		sm, err := sa.dyn.Resource(smGVR).Namespace(ns).Get(ctx, "web", metav1.GetOptions{})
+		require.NoError(t, err, "get ServiceMonitor")
+		sm.SetLabels(map[string]string{"changed": "yes"})
+		_, err = sa.dyn.Resource(smGVR).Namespace(ns).Update(ctx, sm, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+		require.True(t, apierrors.IsForbidden(err), "update ServiceMonitor: %v", err)
+		sm.SetResourceVersion("")
+		sm.SetName("copy")
+		_, err = sa.dyn.Resource(smGVR).Namespace(ns).Create(ctx, sm, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		require.True(t, apierrors.IsForbidden(err), "create ServiceMonitor: %v", err)
+		// Its status, though, may be written.
+		sm, err = sa.dyn.Resource(smGVR).Namespace(ns).Get(ctx, "web", metav1.GetOptions{})
+		require.NoError(t, err)
+		_, err = sa.dyn.Resource(smGVR).Namespace(ns).UpdateStatus(ctx, sm, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+		require.NoError(t, err, "update ServiceMonitor status")
+	})
+}
