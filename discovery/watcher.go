@@ -1,0 +1,385 @@
+// Package discovery watches the Kubernetes objects that shape promshard's
+// configuration and hands them over as debounced, immutable config.Snapshot
+// values.
+//
+// It owns the client-go informers for ServiceMonitor, PodMonitor, Probe,
+// ScrapeConfig and PrometheusAgent (dynamic informers converted to the typed
+// prometheus-operator structs) and for Namespace, Secret and ConfigMap (typed
+// informers). Informer handlers only signal; one worker debounces the signals
+// and rebuilds the snapshot from the informer caches. Monitoring CRDs that are
+// not installed yet are polled for and watched as soon as they appear.
+//
+// It may import promshard's config package (for config.Snapshot) and nothing
+// else of promshard: no translation, scraping or sharding happens here.
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/promslog"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/promshard/promshard/config"
+)
+
+// Defaults of Options.
+const (
+	// DefaultDebounce is the default Options.Debounce.
+	DefaultDebounce = 100 * time.Millisecond
+	// DefaultCRDCheckInterval is the default Options.CRDCheckInterval.
+	DefaultCRDCheckInterval = 5 * time.Second
+)
+
+// Options configure a Watcher.
+type Options struct {
+	// RESTConfig reaches the API server. Required by New.
+	RESTConfig *rest.Config
+
+	// Agent is the PrometheusAgent to read settings from, as
+	// "<namespace>/<name>". Only that object is watched (field selector on
+	// its name). Empty means flags-only mode: Snapshot.Agent is always nil
+	// and the prometheusagents CRD is not watched.
+	Agent string
+
+	// Namespaces limits the monitors (ServiceMonitor, PodMonitor, Probe,
+	// ScrapeConfig), Secrets, ConfigMaps and Namespace objects watched to
+	// these namespaces: one informer per namespace and resource. Secrets
+	// and ConfigMaps are also watched in the Agent's namespace, since the
+	// PrometheusAgent references credentials there. Empty means all
+	// namespaces, with one cluster-wide informer per resource (needs
+	// cluster-wide list/watch permissions).
+	Namespaces []string
+
+	// Debounce is how long the worker waits after the first change before
+	// rebuilding, so that a burst of changes yields one snapshot. A change
+	// reaches the Snapshots channel at most Debounce plus the rebuild time
+	// after the informer saw it. Zero means DefaultDebounce (100ms).
+	// Negative is invalid.
+	Debounce time.Duration
+
+	// ResyncPeriod is the informers' resync period. Resyncs re-deliver
+	// cached objects and do not cause a rebuild by themselves (unchanged
+	// resourceVersion), so zero, meaning no periodic resync, is the
+	// default and the recommended value. Negative is invalid.
+	ResyncPeriod time.Duration
+
+	// CRDCheckInterval is how often the API server's discovery endpoint is
+	// asked which monitoring CRDs are installed, so that a CRD installed or
+	// removed later starts or stops its informers without a restart. Zero
+	// means DefaultCRDCheckInterval (5s). Negative is invalid.
+	CRDCheckInterval time.Duration
+
+	// Logger receives the Watcher's logs. Nil means no logging.
+	Logger *slog.Logger
+
+	// Registerer registers the promshard_discovery_* metrics. Nil means
+	// the metrics are kept but not registered anywhere.
+	Registerer prometheus.Registerer
+}
+
+// resourceDiscoverer is the part of client-go's discovery client the Watcher
+// needs to tell whether a CRD is installed.
+type resourceDiscoverer interface {
+	ServerResourcesForGroupVersionWithContext(ctx context.Context, groupVersion string) (*metav1.APIResourceList, error)
+}
+
+// clients are the API clients a Watcher uses; tests pass fakes.
+type clients struct {
+	kube kubernetes.Interface
+	dyn  dynamic.Interface
+	disc resourceDiscoverer
+}
+
+// Watcher watches the Kubernetes objects that influence the configuration
+// and publishes a new Snapshot after every relevant change. Build it with New
+// and run it with Run.
+type Watcher struct {
+	opts      Options
+	logger    *slog.Logger
+	metrics   *metrics
+	clients   clients
+	agentNS   string
+	agentName string
+	// monitorNS are the namespaces monitors and Namespace objects are
+	// watched in; resourceNS those of Secrets and ConfigMaps. {""} means all.
+	monitorNS  []string
+	resourceNS []string
+	kinds      []*kind
+
+	// trigger is the cap-1 signal channel informer handlers send to.
+	trigger chan struct{}
+	// out is the cap-1 latest-wins snapshot channel.
+	out chan *config.Snapshot
+
+	started atomic.Bool
+	synced  atomic.Bool
+
+	mu sync.Mutex
+	// running holds the informers of each started resource, by resource.
+	running map[string]*runningKind
+	// crdChecked is true once the CRD check succeeded at least once.
+	crdChecked bool
+	// crdState remembers the last known installed state, by resource.
+	crdState map[string]bool
+	// agentLogged and agentFound remember what was last logged about the
+	// PrometheusAgent's presence.
+	agentLogged, agentFound bool
+}
+
+// New validates opts and builds a Watcher that talks to opts.RESTConfig.
+func New(opts Options) (*Watcher, error) {
+	if opts.RESTConfig == nil {
+		return nil, errors.New("discovery: RESTConfig is required")
+	}
+	cfg := rest.CopyConfig(opts.RESTConfig)
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "promshard"
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("discovery: dynamic client: %w", err)
+	}
+	// Core objects (Secrets can be large and many) are cheaper to decode as
+	// protobuf; custom resources only speak JSON, hence the second config.
+	protoCfg := rest.CopyConfig(cfg)
+	protoCfg.ContentType = "application/vnd.kubernetes.protobuf"
+	protoCfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	kube, err := kubernetes.NewForConfig(protoCfg)
+	if err != nil {
+		return nil, fmt.Errorf("discovery: kubernetes client: %w", err)
+	}
+	return newWatcher(opts, clients{kube: kube, dyn: dyn, disc: kube.Discovery()})
+}
+
+// newWatcher validates opts and builds a Watcher on the given clients.
+func newWatcher(opts Options, c clients) (*Watcher, error) {
+	if err := validateOptions(&opts); err != nil {
+		return nil, err
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = promslog.NewNopLogger()
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("discovery: metrics: %w", err)
+	}
+	w := &Watcher{
+		opts:     opts,
+		logger:   logger.With("component", "discovery"),
+		metrics:  m,
+		clients:  c,
+		trigger:  make(chan struct{}, 1),
+		out:      make(chan *config.Snapshot, 1),
+		running:  map[string]*runningKind{},
+		crdState: map[string]bool{},
+	}
+	if opts.Agent != "" {
+		w.agentNS, w.agentName, _ = strings.Cut(opts.Agent, "/")
+	}
+	w.monitorNS, w.resourceNS = watchedNamespaces(opts.Namespaces, w.agentNS)
+	w.kinds = w.buildKinds()
+	for _, k := range w.kinds {
+		if k.crd {
+			w.metrics.crdInstalled.WithLabelValues(k.resource).Set(0)
+		}
+	}
+	return w, nil
+}
+
+func validateOptions(opts *Options) error {
+	if opts.Agent != "" {
+		ns, name, ok := strings.Cut(opts.Agent, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return fmt.Errorf("discovery: Agent %q: want <namespace>/<name>", opts.Agent)
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("discovery: Agent namespace %q: %s", ns, strings.Join(errs, "; "))
+		}
+	}
+	for _, ns := range opts.Namespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("discovery: namespace %q: %s", ns, strings.Join(errs, "; "))
+		}
+	}
+	switch {
+	case opts.Debounce < 0:
+		return fmt.Errorf("discovery: Debounce %s is negative", opts.Debounce)
+	case opts.ResyncPeriod < 0:
+		return fmt.Errorf("discovery: ResyncPeriod %s is negative", opts.ResyncPeriod)
+	case opts.CRDCheckInterval < 0:
+		return fmt.Errorf("discovery: CRDCheckInterval %s is negative", opts.CRDCheckInterval)
+	}
+	if opts.Debounce == 0 {
+		opts.Debounce = DefaultDebounce
+	}
+	if opts.CRDCheckInterval == 0 {
+		opts.CRDCheckInterval = DefaultCRDCheckInterval
+	}
+	return nil
+}
+
+// watchedNamespaces returns the namespaces monitors and Namespace objects are
+// watched in, and those Secrets and ConfigMaps are watched in (the same plus
+// the agent's namespace). {""} means all namespaces.
+func watchedNamespaces(namespaces []string, agentNS string) (monitors, resources []string) {
+	if len(namespaces) == 0 {
+		return []string{metav1.NamespaceAll}, []string{metav1.NamespaceAll}
+	}
+	seen := map[string]bool{}
+	for _, ns := range namespaces {
+		if !seen[ns] {
+			seen[ns] = true
+			monitors = append(monitors, ns)
+		}
+	}
+	resources = append(resources, monitors...)
+	if agentNS != "" && !seen[agentNS] {
+		resources = append(resources, agentNS)
+	}
+	return monitors, resources
+}
+
+// Snapshots returns the channel new snapshots are published on. It holds at
+// most one snapshot: a newer one replaces an unread older one, so a slow
+// consumer always reads the newest. The channel is never closed.
+//
+// The objects in a snapshot are shared with the informer caches and must be
+// treated as read-only (client-go's rule for cached objects); client-go
+// replaces, never modifies, a cached object on update, so a snapshot never
+// changes after it was published.
+func (w *Watcher) Snapshots() <-chan *config.Snapshot {
+	return w.out
+}
+
+// Synced reports whether the first snapshot was published. It is built only
+// after the installed CRDs were discovered and the informers of every
+// installed resource had synced. Once true it stays true: a CRD installed
+// later joins the snapshots when its informers have synced.
+func (w *Watcher) Synced() bool {
+	return w.synced.Load()
+}
+
+// Run starts the informers, the CRD check and the rebuild worker, and
+// returns nil once ctx is done and every goroutine it started has stopped.
+// It can be called once.
+func (w *Watcher) Run(ctx context.Context) error {
+	if !w.started.CompareAndSwap(false, true) {
+		return errors.New("discovery: Run called twice")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+
+	w.mu.Lock()
+	for _, k := range w.kinds {
+		if !k.crd {
+			w.startKindLocked(ctx, &wg, k)
+		}
+	}
+	w.mu.Unlock()
+	wg.Go(func() { w.checkCRDsLoop(ctx, &wg) })
+
+	w.worker(ctx)
+	return nil
+}
+
+// signal asks the worker for a rebuild without ever blocking.
+func (w *Watcher) signal() {
+	select {
+	case w.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// worker waits for signals, debounces them and publishes a rebuilt snapshot
+// once everything it depends on has synced. It returns when ctx is done.
+func (w *Watcher) worker(ctx context.Context) {
+	timer := time.NewTimer(0)
+	if !timer.Stop() {
+		<-timer.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.trigger:
+		}
+		// Fixed window from the first signal: later signals of the burst
+		// land in the cap-1 trigger and are consumed by this rebuild's
+		// snapshot; latency stays bounded under constant churn.
+		timer.Reset(w.opts.Debounce)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		// Drain a signal that arrived during the window: this rebuild
+		// already sees its change.
+		select {
+		case <-w.trigger:
+		default:
+		}
+		snap, ok := w.rebuild()
+		if !ok {
+			continue
+		}
+		w.publish(snap)
+		w.synced.Store(true)
+	}
+}
+
+// publish makes snap the pending snapshot, replacing an unread older one.
+// The worker is the only sender, so the loop ends after at most two rounds.
+func (w *Watcher) publish(snap *config.Snapshot) {
+	for {
+		select {
+		case w.out <- snap:
+			return
+		default:
+		}
+		select {
+		case <-w.out:
+		default:
+		}
+	}
+}
+
+// eventHandler signals the worker for every change of a resource.
+func (w *Watcher) eventHandler(resource string) cache.ResourceEventHandler {
+	events := w.metrics.events.WithLabelValues(resource)
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) {
+			events.Inc()
+			w.signal()
+		},
+		UpdateFunc: func(oldObj, newObj any) {
+			if !changed(oldObj, newObj) {
+				return
+			}
+			events.Inc()
+			w.signal()
+		},
+		DeleteFunc: func(any) {
+			events.Inc()
+			w.signal()
+		},
+	}
+}
