@@ -31,7 +31,7 @@ var (
 func checkNetns(ctx context.Context) error {
 	name := fmt.Sprintf("%s%d-check", netnsPrefix, os.Getpid())
 	if err := run(ctx, "ip", "netns", "add", name); err != nil {
-		return fmt.Errorf("the test bed needs network namespaces (ip netns add failed: %w); run as root on Linux with iproute2", err)
+		return fmt.Errorf("the test bed needs network namespaces (%w); run the e2e tests as root on Linux with iproute2 installed", err)
 	}
 	_ = run(ctx, "ip", "netns", "del", name)
 	return nil
@@ -144,7 +144,7 @@ func createNetns(ctx context.Context) (string, int, error) {
 		if err := run(ctx, "ip", s...); err != nil {
 			_ = run(context.Background(), "ip", "netns", "del", name)
 			_ = run(context.Background(), "ip", "link", "del", hostIf)
-			return "", 0, fmt.Errorf("the test bed needs network namespaces (%w); run as root on Linux with iproute2", err)
+			return "", 0, fmt.Errorf("the test bed needs network namespaces (%w); run the e2e tests as root on Linux with iproute2 installed", err)
 		}
 	}
 	return name, idx, nil

@@ -159,40 +159,53 @@ func killRecorded(pidFile string) {
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
 
-// Signal handling: beds register themselves; on SIGINT/SIGTERM every live
-// bed is closed and the process exits with 128+signal. Exiting here is the
-// point: an interrupted test must not leave processes and namespaces behind.
+// Signal handling: while at least one bed is live, SIGINT/SIGTERM close every
+// live bed and the process exits with 128+signal. Exiting here is the point:
+// an interrupted test must not leave processes and namespaces behind. The
+// handler is removed when the last bed closes.
 var (
-	liveMu    sync.Mutex
-	liveBeds  = map[*Bed]struct{}{}
-	sigOnce   sync.Once
-	exitAfter = func(code int) { os.Exit(code) }
+	liveMu   sync.Mutex
+	liveBeds = map[*Bed]struct{}{}
+	sigCh    chan os.Signal
+	sigStop  chan struct{}
 )
 
 func registerBed(b *Bed) {
-	sigOnce.Do(func() {
-		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-		go func() {
-			sig := <-ch
-			fmt.Fprintf(os.Stderr, "testbed: got %v, tearing down test beds\n", sig)
-			closeAllBeds()
-			code := 130
-			if sig == syscall.SIGTERM {
-				code = 143
-			}
-			exitAfter(code)
-		}()
-	})
 	liveMu.Lock()
+	defer liveMu.Unlock()
+	if len(liveBeds) == 0 {
+		sigCh, sigStop = make(chan os.Signal, 1), make(chan struct{})
+		signal.Notify(sigCh, syscall.SIGINT, syscall.SIGTERM)
+		go handleSignals(sigCh, sigStop)
+	}
 	liveBeds[b] = struct{}{}
-	liveMu.Unlock()
+}
+
+func handleSignals(ch <-chan os.Signal, stop <-chan struct{}) {
+	select {
+	case <-stop:
+	case sig := <-ch:
+		fmt.Fprintf(os.Stderr, "testbed: got %v, tearing down test beds\n", sig)
+		closeAllBeds()
+		code := 130
+		if sig == syscall.SIGTERM {
+			code = 143
+		}
+		os.Exit(code)
+	}
 }
 
 func unregisterBed(b *Bed) {
 	liveMu.Lock()
+	defer liveMu.Unlock()
+	if _, ok := liveBeds[b]; !ok {
+		return
+	}
 	delete(liveBeds, b)
-	liveMu.Unlock()
+	if len(liveBeds) == 0 {
+		signal.Stop(sigCh)
+		close(sigStop)
+	}
 }
 
 func closeAllBeds() {

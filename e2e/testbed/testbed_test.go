@@ -169,3 +169,22 @@ func TestCleanupLeftovers(t *testing.T) {
 	require.DirExists(t, liveDir)
 	require.True(t, pidAlive(kept.Process.Pid))
 }
+
+func TestStripDescriptions(t *testing.T) {
+	schema := map[string]any{
+		"description": "top",
+		"type":        "object",
+		"properties": map[string]any{
+			"description": map[string]any{"type": "string", "description": "a field named description"},
+			"items":       []any{map[string]any{"description": "in a list", "type": "integer"}},
+		},
+	}
+	stripDescriptions(schema)
+	require.Equal(t, map[string]any{
+		"type": "object",
+		"properties": map[string]any{
+			"description": map[string]any{"type": "string"},
+			"items":       []any{map[string]any{"type": "integer"}},
+		},
+	}, schema)
+}
