@@ -154,7 +154,11 @@ func (g *generator) serviceDiscoveryConfigs(ns string, spec *monitoringv1alpha1.
 	for _, b := range sdBuilders {
 		cfgs, err := b.build(g, ns, spec)
 		if err != nil {
-			return nil, fmt.Errorf("%s%w", b.field, err)
+			var ie *sdIndexError
+			if errors.As(err, &ie) {
+				return nil, fmt.Errorf("%s[%d]: %w", b.field, ie.i, ie.err)
+			}
+			return nil, fmt.Errorf("%s: %w", b.field, err)
 		}
 		for i, c := range cfgs {
 			if _, static := c.(promdiscovery.StaticConfig); static {
@@ -169,10 +173,18 @@ func (g *generator) serviceDiscoveryConfigs(ns string, spec *monitoringv1alpha1.
 	return out, nil
 }
 
-// indexErr prefixes err with the index of the failing list item; the field
-// name is added by serviceDiscoveryConfigs.
+// sdIndexError records which item of an SD list failed; the field name is
+// added by serviceDiscoveryConfigs.
+type sdIndexError struct {
+	i   int
+	err error
+}
+
+func (e *sdIndexError) Error() string { return fmt.Sprintf("[%d]: %v", e.i, e.err) }
+func (e *sdIndexError) Unwrap() error { return e.err }
+
 func indexErr(i int, err error) error {
-	return fmt.Errorf("[%d]: %w", i, err)
+	return &sdIndexError{i: i, err: err}
 }
 
 func (g *generator) staticSDConfigs(_ string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
@@ -218,7 +230,7 @@ func (g *generator) fileSDConfigs(_ string, spec *monitoringv1alpha1.ScrapeConfi
 		return nil, nil
 	}
 	if !g.settings.fileAccess {
-		return nil, errors.New(": file references are not allowed (enable file access to use fileSDConfigs)")
+		return nil, errors.New("file references are not allowed (enable file access to use fileSDConfigs)")
 	}
 	out := make([]promdiscovery.Config, 0, len(spec.FileSDConfigs))
 	for i, f := range spec.FileSDConfigs {
@@ -397,5 +409,5 @@ func (g *generator) nomadSDConfigs(_ string, spec *monitoringv1alpha1.ScrapeConf
 	if len(spec.NomadSDConfigs) == 0 {
 		return nil, nil
 	}
-	return nil, errors.New(": Nomad service discovery is not supported by promshard (its build does not include the Nomad SD)")
+	return nil, errors.New("Nomad service discovery is not supported by promshard (its build does not include the Nomad SD)")
 }
