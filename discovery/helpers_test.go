@@ -108,7 +108,7 @@ type harness struct {
 // core objects go to the clientset, unstructured ones to the dynamic
 // client), discovering CRDs with disc. Run is stopped, and checked to
 // return nil, when the test ends.
-func startWatcher(t *testing.T, opts Options, disc *lockedDiscovery, objs ...runtime.Object) *harness {
+func startWatcher(t testing.TB, opts Options, disc *lockedDiscovery, objs ...runtime.Object) *harness {
 	t.Helper()
 	var core, custom []runtime.Object
 	for _, o := range objs {
@@ -156,7 +156,7 @@ func startWatcher(t *testing.T, opts Options, disc *lockedDiscovery, objs ...run
 }
 
 // waitFor reads snapshots until one satisfies cond, and returns it.
-func (h *harness) waitFor(t *testing.T, what string, cond func(*config.Snapshot) bool) *config.Snapshot {
+func (h *harness) waitFor(t testing.TB, what string, cond func(*config.Snapshot) bool) *config.Snapshot {
 	t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {

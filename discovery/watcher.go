@@ -311,10 +311,6 @@ func (w *Watcher) signal() {
 // worker waits for signals, debounces them and publishes a rebuilt snapshot
 // once everything it depends on has synced. It returns when ctx is done.
 func (w *Watcher) worker(ctx context.Context) {
-	timer := time.NewTimer(0)
-	if !timer.Stop() {
-		<-timer.C
-	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -322,17 +318,14 @@ func (w *Watcher) worker(ctx context.Context) {
 		case <-w.trigger:
 		}
 		// Fixed window from the first signal: later signals of the burst
-		// land in the cap-1 trigger and are consumed by this rebuild's
-		// snapshot; latency stays bounded under constant churn.
-		timer.Reset(w.opts.Debounce)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		// land in the cap-1 trigger and are served by this rebuild, and the
+		// latency stays bounded under constant churn (a window that restarts
+		// on every signal could starve).
+		if !sleep(ctx, w.opts.Debounce) {
 			return
-		case <-timer.C:
 		}
-		// Drain a signal that arrived during the window: this rebuild
-		// already sees its change.
+		// A signal of the window is served by this rebuild: handlers run
+		// after the informer cache was updated.
 		select {
 		case <-w.trigger:
 		default:
@@ -343,6 +336,18 @@ func (w *Watcher) worker(ctx context.Context) {
 		}
 		w.publish(snap)
 		w.synced.Store(true)
+	}
+}
+
+// sleep waits for d and reports false if ctx was done first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -176,11 +176,13 @@ func TestDebounceCoalescesBurst(t *testing.T) {
 	h.waitFor(t, "first snapshot", func(*config.Snapshot) bool { return true })
 	before := testutil.ToFloat64(h.w.metrics.rebuilds)
 
+	// Spread the burst over a few debounce windows, as a rollout would.
 	start := time.Now()
 	for i := range 100 {
 		_, err := h.dyn.Resource(gvrServiceMonitors).Namespace("default").Create(ctx,
 			serviceMonitor("default", fmt.Sprintf("sm-%03d", i)), metav1.CreateOptions{})
 		require.NoError(t, err)
+		time.Sleep(5 * time.Millisecond)
 	}
 	burst := time.Since(start)
 	s := h.waitFor(t, "all 100 monitors", func(s *config.Snapshot) bool { return len(s.ServiceMonitors) == 100 })
