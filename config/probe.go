@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
-	"strings"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/prometheus/common/model"
@@ -16,7 +15,6 @@ import (
 	"github.com/prometheus/prometheus/discovery/kubernetes"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/prometheus/prometheus/model/relabel"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // This file translates Probe objects into one scrape job each,
@@ -177,17 +175,10 @@ func parsePort(s string) (int, error) {
 // probeTargets sets the discovery and the target relabelings. A static
 // config takes precedence over ingress targets, as documented in the CRD.
 func (g *generator) probeTargets(job *promconfig.ScrapeConfig, p *monitoringv1.Probe, cls *monitoringv1.ScrapeClass) error {
-	first, err := initRelabeling()
-	if err != nil {
-		return err
-	}
-	rcs := []*relabel.Config{first}
+	b := &relabelBuilder{}
+	b.add("", []string{"job"}, "", "__tmp_prometheus_job_name", "")
 	if p.Spec.JobName != "" {
-		rc, err := generatedRelabel("", nil, "", "job", p.Spec.JobName)
-		if err != nil {
-			return fmt.Errorf("jobName: %w", err)
-		}
-		rcs = append(rcs, rc)
+		b.add("", nil, "", "job", p.Spec.JobName)
 	}
 	var userRCs []monitoringv1.RelabelConfig
 	var field string
@@ -199,23 +190,28 @@ func (g *generator) probeTargets(job *promconfig.ScrapeConfig, p *monitoringv1.P
 			return fmt.Errorf("targets.staticConfig: %w", err)
 		}
 		job.ServiceDiscoveryConfigs = promdiscovery.Configs{promdiscovery.StaticConfig{tg}}
-		if rcs, err = appendProbeStaticRelabelings(rcs, p.Spec.ProberSpec.URL); err != nil {
-			return err
-		}
+		// The probed address becomes the target parameter and the instance
+		// label; the prober is scraped.
+		b.add("", []string{model.AddressLabel}, "", "__param_target", "")
+		b.add("", []string{"__param_target"}, "", "instance", "")
+		b.add("", nil, "", model.AddressLabel, p.Spec.ProberSpec.URL)
 	} else {
 		ing := p.Spec.Targets.Ingress
 		field = "targets.ingress.relabelingConfigs"
 		userRCs = ing.RelabelConfigs
-		if rcs, err = appendIngressSelectorRelabelings(rcs, ing.Selector); err != nil {
-			return fmt.Errorf("targets.ingress.selector: %w", err)
+		b.selector(&ing.Selector, "__meta_kubernetes_ingress_label_", "__meta_kubernetes_ingress_labelpresent_")
+		if b.err != nil {
+			return fmt.Errorf("targets.ingress.selector: %w", b.err)
 		}
 		job.ServiceDiscoveryConfigs = promdiscovery.Configs{
 			g.kubernetesSD(kubernetes.RoleIngress, g.targetNamespaces(ing.NamespaceSelector, p.Namespace), false),
 		}
-		if rcs, err = appendProbeIngressRelabelings(rcs, p.Spec.ProberSpec.URL); err != nil {
-			return err
-		}
+		addProbeIngressRelabelings(b, p.Spec.ProberSpec.URL)
 	}
+	if b.err != nil {
+		return b.err
+	}
+	rcs := b.out
 	if cls != nil {
 		classRCs, err := relabelConfigs(cls.Relabelings)
 		if err != nil {
@@ -229,6 +225,18 @@ func (g *generator) probeTargets(job *promconfig.ScrapeConfig, p *monitoringv1.P
 	}
 	job.RelabelConfigs = g.enforceNamespaceLabel(append(rcs, user...), resourceProbes, p.Namespace, p.Name)
 	return nil
+}
+
+// addProbeIngressRelabelings builds the probed URL from the ingress scheme,
+// host and path, adds namespace and ingress labels, then scrapes the prober.
+func addProbeIngressRelabelings(b *relabelBuilder, proberURL string) {
+	b.add(relabel.Replace, []string{"__meta_kubernetes_ingress_scheme", model.AddressLabel, "__meta_kubernetes_ingress_path"},
+		"(.+);(.+);(.+)", "__param_target", "${1}://${2}${3}")
+	b.add("", []string{"__meta_kubernetes_namespace"}, "", "namespace", "")
+	b.add("", []string{"__meta_kubernetes_ingress_name"}, "", "ingress", "")
+	b.add(relabel.Replace, []string{model.AddressLabel}, "(.*)", "__tmp_ingress_address", "$1")
+	b.add("", []string{"__param_target"}, "", "instance", "")
+	b.add("", nil, "", model.AddressLabel, proberURL)
 }
 
 // probeStaticGroup builds the static target group; the namespace label
@@ -248,91 +256,4 @@ func probeStaticGroup(ns string, sc *monitoringv1.ProbeTargetStaticConfig) (*tar
 		tg.Targets = append(tg.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(t)})
 	}
 	return tg, nil
-}
-
-// relabelSpec is a generated relabel rule before validation.
-type relabelSpec struct {
-	action      relabel.Action
-	source      []string
-	regex       string
-	target      string
-	replacement string
-}
-
-func appendRelabelSpecs(rcs []*relabel.Config, specs []relabelSpec) ([]*relabel.Config, error) {
-	for _, s := range specs {
-		rc, err := generatedRelabel(s.action, s.source, s.regex, s.target, s.replacement)
-		if err != nil {
-			return nil, err
-		}
-		rcs = append(rcs, rc)
-	}
-	return rcs, nil
-}
-
-// appendProbeStaticRelabelings moves the address into the target parameter
-// and the instance label, then scrapes the prober.
-func appendProbeStaticRelabelings(rcs []*relabel.Config, proberURL string) ([]*relabel.Config, error) {
-	return appendRelabelSpecs(rcs, []relabelSpec{
-		{source: []string{model.AddressLabel}, target: "__param_target"},
-		{source: []string{"__param_target"}, target: "instance"},
-		{target: model.AddressLabel, replacement: proberURL},
-	})
-}
-
-// appendProbeIngressRelabelings builds the probed URL from the ingress
-// scheme, host and path, adds namespace and ingress labels, then scrapes the
-// prober.
-func appendProbeIngressRelabelings(rcs []*relabel.Config, proberURL string) ([]*relabel.Config, error) {
-	return appendRelabelSpecs(rcs, []relabelSpec{
-		{
-			action: relabel.Replace, regex: "(.+);(.+);(.+)", target: "__param_target", replacement: "${1}://${2}${3}",
-			source: []string{"__meta_kubernetes_ingress_scheme", model.AddressLabel, "__meta_kubernetes_ingress_path"},
-		},
-		{source: []string{"__meta_kubernetes_namespace"}, target: "namespace"},
-		{source: []string{"__meta_kubernetes_ingress_name"}, target: "ingress"},
-		{action: relabel.Replace, source: []string{model.AddressLabel}, regex: "(.*)", target: "__tmp_ingress_address", replacement: "$1"},
-		{source: []string{"__param_target"}, target: "instance"},
-		{target: model.AddressLabel, replacement: proberURL},
-	})
-}
-
-// invalidLabelCharRE matches characters that Kubernetes SD replaces with "_"
-// in meta label names.
-var invalidLabelCharRE = regexp.MustCompile(`[^a-zA-Z0-9_]`)
-
-// appendIngressSelectorRelabelings turns the ingress label selector into
-// keep/drop rules on the ingress meta labels, as prometheus-operator does.
-func appendIngressSelectorRelabelings(rcs []*relabel.Config, sel metav1.LabelSelector) ([]*relabel.Config, error) {
-	label := func(k string) string {
-		return "__meta_kubernetes_ingress_label_" + invalidLabelCharRE.ReplaceAllString(k, "_")
-	}
-	present := func(k string) string {
-		return "__meta_kubernetes_ingress_labelpresent_" + invalidLabelCharRE.ReplaceAllString(k, "_")
-	}
-	var specs []relabelSpec
-	keys := make([]string, 0, len(sel.MatchLabels))
-	for k := range sel.MatchLabels {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		specs = append(specs, relabelSpec{action: relabel.Keep, source: []string{label(k), present(k)}, regex: fmt.Sprintf("(%s);true", sel.MatchLabels[k])})
-	}
-	for _, exp := range sel.MatchExpressions {
-		values := fmt.Sprintf("(%s);true", strings.Join(exp.Values, "|"))
-		switch exp.Operator {
-		case metav1.LabelSelectorOpIn:
-			specs = append(specs, relabelSpec{action: relabel.Keep, source: []string{label(exp.Key), present(exp.Key)}, regex: values})
-		case metav1.LabelSelectorOpNotIn:
-			specs = append(specs, relabelSpec{action: relabel.Drop, source: []string{label(exp.Key), present(exp.Key)}, regex: values})
-		case metav1.LabelSelectorOpExists:
-			specs = append(specs, relabelSpec{action: relabel.Keep, source: []string{present(exp.Key)}, regex: "true"})
-		case metav1.LabelSelectorOpDoesNotExist:
-			specs = append(specs, relabelSpec{action: relabel.Drop, source: []string{present(exp.Key)}, regex: "true"})
-		default:
-			return nil, fmt.Errorf("unknown operator %q in matchExpressions", exp.Operator)
-		}
-	}
-	return appendRelabelSpecs(rcs, specs)
 }

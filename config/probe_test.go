@@ -224,7 +224,7 @@ func TestProbeRejections(t *testing.T) {
 			p.Spec.Targets = monitoringv1.ProbeTargets{Ingress: &monitoringv1.ProbeTargetIngress{
 				Selector: metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Like"}}},
 			}}
-		}, "unknown operator"},
+		}, "invalid selector operator"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newProbeTestGenerator(t, snap, Options{})
