@@ -151,3 +151,19 @@ func StringKey(s string) uint64 {
 func combine(a, b uint64) uint64 {
 	return score(a*0x9e3779b97f4a7c15, b)
 }
+
+// OwnerOf returns the alive member among members that owns key, e.g. the
+// one member that writes a custom resource's status (key: StringKey of its
+// namespace/name). It returns "" when no member is alive.
+func OwnerOf(key uint64, members []Member) string {
+	var alive []string
+	for _, m := range members {
+		if m.State == StateAlive {
+			alive = append(alive, m.Name)
+		}
+	}
+	if len(alive) == 0 {
+		return ""
+	}
+	return NewRendezvous(alive...).Owners(key, 1, nil)[0]
+}

@@ -203,3 +203,13 @@ func BenchmarkRecompute100kTargets20Members(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/recompute")
 }
+
+func TestOwnerOf(t *testing.T) {
+	key := StringKey("default/my-monitor")
+	alive := []Member{{Name: "a", State: StateAlive}, {Name: "b", State: StateAlive}}
+	owner := OwnerOf(key, alive)
+	require.Equal(t, Owners(key, []string{"a", "b"}, 1)[0], owner)
+	require.Equal(t, owner, OwnerOf(key, append(slices.Clone(alive), Member{Name: "zz", State: StateDead})), "dead members own nothing")
+	require.Empty(t, OwnerOf(key, []Member{{Name: "a", State: StateLeft}}))
+	require.Empty(t, OwnerOf(key, nil))
+}
