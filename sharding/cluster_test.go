@@ -299,3 +299,28 @@ func TestClusterKilledMemberRestartsUnderSameName(t *testing.T) {
 		}
 	}
 }
+
+func TestClusterResolveJoin(t *testing.T) {
+	c, _ := startCluster(t, ClusterConfig{NodeName: "a", Join: []string{
+		"dns+nonexistent.invalid:7946", // resolves to nothing: not an error
+		"dns+localhost:1234",
+		"127.0.0.9:1",
+	}})
+	got := c.resolveJoin(context.Background())
+	require.Contains(t, got, "127.0.0.1:1234")
+	require.Contains(t, got, "127.0.0.9:1")
+	for _, a := range got {
+		require.NotContains(t, a, "7946")
+	}
+	require.Equal(t, []string{"a"}, aliveNames(c))
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	self := l.Addr().String()
+	require.NoError(t, l.Close())
+	_, port, _ := net.SplitHostPort(self)
+	b, _ := startCluster(t, ClusterConfig{NodeName: "b", ListenAddress: self, Join: []string{self, "dns+localhost:" + port}})
+	for _, a := range b.resolveJoin(context.Background()) {
+		require.NotEqual(t, self, a, "never joins itself")
+	}
+}
