@@ -10,6 +10,14 @@
 //     scrape.Manager that keeps only the final targets this member owns and
 //     hands moved targets off without false staleness markers.
 //
+// Wiring (cmd/ and agent/): NewCluster, then NewFilter with the cluster as
+// Members and the scrape.Manager as Staleness; run Cluster.Run and
+// Filter.Run(ctx, discoveryManager.SyncCh(), ch) as oklog/run actors, with
+// scrapeManager.Run(ch) reading ch; call Filter.SetScrapeConfigs after every
+// scrape.Manager.ApplyConfig; serve NewStatusHandler at /api/v1/cluster.
+// Lower scrape.Options.DiscoveryReloadInterval (default 5 s): a membership
+// change reaches scraping only at the scrape manager's next reload.
+//
 // The package knows nothing of Kubernetes custom resources and must not import
 // promshard's config, discovery or agent packages. It talks to Prometheus only
 // through plain target groups, *config.ScrapeConfig values and the small
