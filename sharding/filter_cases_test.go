@@ -287,3 +287,21 @@ func TestFilterReusesUnchangedGroups(t *testing.T) {
 		require.NotEmpty(t, e.lset.Get("pod_name"))
 	}
 }
+
+func TestFilterRelabelFailureHasOneOwner(t *testing.T) {
+	tsets := podGroups(3, noNode)
+	bad := pod(99, 80, "")
+	bad["__scrape_interval__"] = "not-a-duration"
+	tsets[podJob][0].Targets = append(tsets[podJob][0].Targets, bad)
+	holders := 0
+	for _, self := range three {
+		f := newTestFilter(t, FilterOptions{Self: self, Members: newTestMembers(three...)})
+		for _, tl := range filterOnce(f, tsets)[podJob][0].Targets {
+			if tl["__scrape_interval__"] == "not-a-duration" {
+				holders++ // its scrape pool logs why the target is invalid
+			}
+		}
+		require.Equal(t, 5, f.Stats().TotalTargets)
+	}
+	require.Equal(t, 1, holders)
+}
