@@ -48,23 +48,23 @@ type rbacRule struct {
 }
 
 var (
-	monitoringKinds = []string{"servicemonitors", "podmonitors", "probes", "scrapeconfigs", "prometheusagents"}
-	readVerbs       = []string{"get", "list", "watch"}
-	// wantRules is everything promshard may do beyond what any
+	deployMonitoringKinds = []string{"servicemonitors", "podmonitors", "probes", "scrapeconfigs", "prometheusagents"}
+	deployReadVerbs       = []string{"get", "list", "watch"}
+	// deployWantRules is everything promshard may do beyond what any
 	// authenticated user may.
-	wantRules = []rbacRule{
-		{"monitoring.coreos.com", monitoringKinds, readVerbs},
+	deployWantRules = []rbacRule{
+		{"monitoring.coreos.com", deployMonitoringKinds, deployReadVerbs},
 		{"monitoring.coreos.com", []string{"servicemonitors/status", "podmonitors/status", "probes/status", "scrapeconfigs/status", "prometheusagents/status"}, []string{"get", "update", "patch"}},
-		{"", []string{"namespaces", "services", "endpoints", "pods", "secrets", "configmaps"}, readVerbs},
-		{"discovery.k8s.io", []string{"endpointslices"}, readVerbs},
-		{"networking.k8s.io", []string{"ingresses"}, readVerbs},
+		{"", []string{"namespaces", "services", "endpoints", "pods", "secrets", "configmaps"}, deployReadVerbs},
+		{"discovery.k8s.io", []string{"endpointslices"}, deployReadVerbs},
+		{"networking.k8s.io", []string{"ingresses"}, deployReadVerbs},
 		{"", []string{"events"}, []string{"create", "patch"}},
 		{"events.k8s.io", []string{"events"}, []string{"create", "patch"}},
 	}
 )
 
 // triples expands rules into sorted "group resource verb" strings.
-func triples(rules []rbacRule) []string {
+func rbacTriples(rules []rbacRule) []string {
 	set := map[string]bool{}
 	for _, r := range rules {
 		for _, res := range r.resources {
@@ -146,7 +146,7 @@ func (a *saAccess) rules(t *testing.T, ns string) (resource, nonResource []strin
 		}
 	}
 	sort.Strings(nonResource)
-	return triples(rs), nonResource
+	return rbacTriples(rs), nonResource
 }
 
 // can asks the API server whether the ServiceAccount may do verb on
@@ -167,9 +167,9 @@ func (a *saAccess) can(t *testing.T, ns, verb, group, resource string) bool {
 // that depend on the cluster (paths, addresses, peers), which the test
 // bed's replica runner sets for loopback.
 func deployArgs(t *testing.T, base []*unstructured.Unstructured) []string {
-	c, _ := podContainer(t, find(t, base, "StatefulSet", "promshard"))
+	c, _ := deployContainer(t, deployObject(t, base, "StatefulSet", "promshard"))
 	var out []string
-	for _, a := range stringsOf(c["args"])[1:] { // [0] is the command, run
+	for _, a := range deployStrings(c["args"])[1:] { // [0] is the command, run
 		name, _, _ := strings.Cut(a, "=")
 		switch name {
 		case "--storage.agent.path", "--web.listen-address", "--cluster.listen-address", "--cluster.node-name",
@@ -184,7 +184,7 @@ func deployArgs(t *testing.T, base []*unstructured.Unstructured) []string {
 func testDeployRBAC(t *testing.T, bed *testbed.Bed, c *deployClient, base []*unstructured.Unstructured) {
 	ctx := context.Background()
 	for _, kind := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} {
-		_, err := c.create(ctx, find(t, base, kind, "promshard"), false)
+		_, err := c.create(ctx, deployObject(t, base, kind, "promshard"), false)
 		require.NoError(t, err)
 	}
 	sa := serviceAccountAccess(t, bed, "promshard", "promshard")
@@ -193,7 +193,7 @@ func testDeployRBAC(t *testing.T, bed *testbed.Bed, c *deployClient, base []*uns
 	rcv, err := bed.StartReceiver(ctx, testbed.ReceiverOptions{})
 	require.NoError(t, err)
 	// The deploy's PrometheusAgent, pointed at the receiver.
-	pa := find(t, base, "PrometheusAgent", "promshard").DeepCopy()
+	pa := deployObject(t, base, "PrometheusAgent", "promshard").DeepCopy()
 	require.NoError(t, unstructured.SetNestedSlice(pa.Object, []any{map[string]any{"url": rcv.WriteURL()}}, "spec", "remoteWrite"))
 	require.NoError(t, unstructured.SetNestedField(pa.Object, "1s", "spec", "scrapeInterval"))
 	_, err = c.create(ctx, pa, false)
@@ -259,7 +259,7 @@ func testDeployRBAC(t *testing.T, bed *testbed.Bed, c *deployClient, base []*uns
 				extra = append(extra, r)
 			}
 		}
-		require.Equal(t, triples(wantRules), extra)
+		require.Equal(t, rbacTriples(deployWantRules), extra)
 		require.Equal(t, floorNR, gotNR, "non-resource URLs")
 	})
 
