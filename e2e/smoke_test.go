@@ -119,14 +119,14 @@ func testNetnsTargets(ctx context.Context, t *testing.T, bed *testbed.Bed) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body := get(ctx, t, client, tc.target.URL(), tc.auth)
+			code, body := fetch(ctx, t, client, tc.target.URL(), tc.auth)
 			require.Equal(t, tc.wantCode, code, body)
 			if code == http.StatusOK {
 				require.Contains(t, body, `testbed_target_info{target="`+tc.target.Name+`"} 1`)
 			}
 		})
 	}
-	_, body := get(ctx, t, client, plain.URL(), nil)
+	_, body := fetch(ctx, t, client, plain.URL(), nil)
 	require.Equal(t, 3, strings.Count(body, "testbed_series{"), body)
 
 	// The Service, EndpointSlice and Endpoints carry the namespace addresses.
@@ -171,7 +171,7 @@ func testPodTarget(ctx context.Context, t *testing.T, bed *testbed.Bed) {
 	require.Equal(t, corev1.PodRunning, pod.Status.Phase)
 	require.Equal(t, tg.IP.String(), pod.Status.PodIP)
 	require.Equal(t, "node-b", pod.Spec.NodeName)
-	code, body := get(ctx, t, http.DefaultClient, tg.URL(), nil)
+	code, body := fetch(ctx, t, http.DefaultClient, tg.URL(), nil)
 	require.Equal(t, http.StatusOK, code, body)
 	require.NoError(t, bed.DeletePod(ctx, "smoke", "pod-0"))
 }
@@ -199,7 +199,7 @@ func testReceiver(ctx context.Context, t *testing.T, bed *testbed.Bed) {
 	require.Len(t, vec, 1)
 }
 
-func get(ctx context.Context, t *testing.T, c *http.Client, url string, auth func(*http.Request)) (int, string) {
+func fetch(ctx context.Context, t *testing.T, c *http.Client, url string, auth func(*http.Request)) (int, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	require.NoError(t, err)

@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -187,4 +188,15 @@ func TestStripDescriptions(t *testing.T) {
 			"items":       []any{map[string]any{"type": "integer"}},
 		},
 	}, schema)
+}
+
+// Without network namespaces (here: no ip command) the bed fails with one
+// clear sentence, never a skip.
+func TestCheckNetnsExplains(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	err := checkNetns(context.Background())
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "the test bed needs network namespaces")
+	require.Contains(t, err.Error(), "run the e2e tests as root on Linux with iproute2 installed")
+	require.NotContains(t, err.Error(), "\n")
 }
