@@ -163,11 +163,11 @@ func (a *saAccess) can(t *testing.T, ns, verb, group, resource string) bool {
 	return rev.Status.Allowed
 }
 
-// deployArgs returns the StatefulSet container's arguments minus the ones
-// that depend on the cluster (paths, addresses, peers), which the test
-// bed's replica runner sets for loopback.
-func deployArgs(t *testing.T, base []*unstructured.Unstructured) []string {
-	c, _ := deployContainer(t, deployObject(t, base, "StatefulSet", "promshard"))
+// deployArgs returns the container arguments of the workload kind minus
+// the ones that depend on the cluster (paths, addresses, peers), which the
+// test bed's replica runner sets for loopback.
+func deployArgs(t *testing.T, objs []*unstructured.Unstructured, kind string) []string {
+	c, _ := deployContainer(t, deployObject(t, objs, kind, "promshard"))
 	var out []string
 	for _, a := range deployStrings(c["args"])[1:] { // [0] is the command, run
 		name, _, _ := strings.Cut(a, "=")
@@ -179,6 +179,17 @@ func deployArgs(t *testing.T, base []*unstructured.Unstructured) []string {
 		out = append(out, a)
 	}
 	return out
+}
+
+// gossipKeyFile writes a gossip key made as deploy/README.md says (32
+// random bytes, base64) and returns the --cluster.secret-key-file flag.
+func gossipKeyFile(t *testing.T) string {
+	key := make([]byte, 32)
+	_, err := rand.Read(key)
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "key")
+	require.NoError(t, os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600))
+	return "--cluster.secret-key-file=" + path
 }
 
 func testDeployRBAC(t *testing.T, bed *testbed.Bed, c *deployClient, base []*unstructured.Unstructured) {
@@ -223,31 +234,60 @@ func testDeployRBAC(t *testing.T, bed *testbed.Bed, c *deployClient, base []*uns
 	})
 	require.NoError(t, err)
 
-	t.Run("sufficient: promshard runs with the ServiceAccount's token", func(t *testing.T) {
-		// Gossip on, encrypted with a key made as deploy/README.md says.
-		key := make([]byte, 32)
-		_, err := rand.Read(key)
+	onNode := map[string]*testbed.Target{}
+	for _, node := range []string{"node-a", "node-b"} {
+		onNode[node], err = lo.AddTarget(ctx, "deploy-"+node, testbed.TargetOptions{NodeName: node})
 		require.NoError(t, err)
-		keyFile := filepath.Join(t.TempDir(), "key")
-		require.NoError(t, os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600))
-		args := append(deployArgs(t, base), "--cluster.secret-key-file="+keyFile)
+		_, err = bed.CreatePod(ctx, testbed.PodSpec{Namespace: ns, Name: "daemon-" + node, Labels: map[string]string{"app": "daemon"}, Target: onNode[node]})
+		require.NoError(t, err)
+	}
+	_, err = bed.ApplyMonitoring(ctx, &monitoringv1.PodMonitor{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "daemon"},
+		Spec: monitoringv1.PodMonitorSpec{
+			Selector:            metav1.LabelSelector{MatchLabels: map[string]string{"app": "daemon"}},
+			PodMetricsEndpoints: []monitoringv1.PodMetricsEndpoint{{Port: ptr.To("metrics"), Interval: "1s"}},
+		},
+	})
+	require.NoError(t, err)
+
+	t.Run("sufficient: promshard runs with the ServiceAccount's token", func(t *testing.T) {
+		// Gossip on, encrypted.
+		args := append(deployArgs(t, base, "StatefulSet"), gossipKeyFile(t))
 		t.Logf("promshard run %s", strings.Join(args, " "))
 		p := startPromshard(t, bed, testbed.PromshardOptions{Name: "deploy-sa", Kubeconfig: sa.kubeconfig, Gossip: true, Args: args})
 		eventually(t, 60*time.Second, "ServiceMonitor targets scraped", healthyPool(p, "serviceMonitor/"+ns+"/web/0", 3))
-		eventually(t, 30*time.Second, "PodMonitor target scraped", healthyPool(p, "podMonitor/"+ns+"/worker/0", 1))
-		eventually(t, 30*time.Second, "samples at the receiver", queryCount(rcv, `up{namespace="`+ns+`"} == 1`, 4))
+		eventually(t, 30*time.Second, "PodMonitor targets scraped", healthyPool(p, "podMonitor/"+ns+"/worker/0", 1))
+		eventually(t, 30*time.Second, "pods on nodes scraped", healthyPool(p, "podMonitor/"+ns+"/daemon/0", 2))
+		eventually(t, 30*time.Second, "samples at the receiver", queryCount(rcv, `up{namespace="`+ns+`"} == 1`, 6))
+		require.NotRegexp(t, `(?i)forbidden`, p.Log(), "promshard's log")
+	})
+
+	t.Run("sufficient: the DaemonSet's arguments on node-a", func(t *testing.T) {
+		args := append(deployArgs(t, renderDeploy(t, "daemonset"), "DaemonSet"), gossipKeyFile(t))
+		t.Logf("NODE_NAME=node-a promshard run %s", strings.Join(args, " "))
+		p := startPromshard(t, bed, testbed.PromshardOptions{Name: "deploy-ds", Kubeconfig: sa.kubeconfig, Gossip: true,
+			Env: []string{"NODE_NAME=node-a"}, Args: args})
+		// Its node's pod only; node-b's belongs to node-b's member.
+		eventually(t, 60*time.Second, "node-a's pod scraped", healthyPool(p, "podMonitor/"+ns+"/daemon/0", 1))
+		ts, err := poolTargets(ctx, p, "podMonitor/"+ns+"/daemon/0")
+		require.NoError(t, err)
+		require.Equal(t, onNode["node-a"].URL(), ts[0].ScrapeURL)
+		// Node-less targets are hashed; alone, it owns them all.
+		eventually(t, 30*time.Second, "node-less targets scraped", healthyPool(p, "serviceMonitor/"+ns+"/web/0", 3))
 		require.NotRegexp(t, `(?i)forbidden`, p.Log(), "promshard's log")
 	})
 
 	t.Run("control: without the binding the log says forbidden", func(t *testing.T) {
-		p := startPromshard(t, bed, testbed.PromshardOptions{Name: "deploy-unbound", Kubeconfig: unbound.kubeconfig, NoWaitReady: true, Args: deployArgs(t, base)})
+		p := startPromshard(t, bed, testbed.PromshardOptions{Name: "deploy-unbound", Kubeconfig: unbound.kubeconfig, NoWaitReady: true, Args: deployArgs(t, base, "StatefulSet")})
 		defer p.Kill()
+		forbidden := regexp.MustCompile(`(?i).*forbidden.*`)
 		eventually(t, 30*time.Second, "forbidden in the log", func(context.Context) error {
-			if regexp.MustCompile(`(?i)forbidden`).MatchString(p.Log()) {
+			if forbidden.MatchString(p.Log()) {
 				return nil
 			}
 			return errors.New("no forbidden line yet")
 		})
+		t.Logf("first such line: %s", forbidden.FindString(p.Log()))
 	})
 
 	t.Run("no broader: rules beyond an authenticated user's", func(t *testing.T) {
@@ -311,7 +351,13 @@ func testDeployRBAC(t *testing.T, bed *testbed.Bed, c *deployClient, base []*uns
 		sm.SetName("copy")
 		_, err = sa.dyn.Resource(smGVR).Namespace(ns).Create(ctx, sm, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		require.True(t, apierrors.IsForbidden(err), "create ServiceMonitor: %v", err)
-		// Its status, though, may be written.
+		// Events may be created, and its status written.
+		_, err = sa.kube.CoreV1().Events(ns).Create(ctx, &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Namespace: ns, GenerateName: "web."},
+			InvolvedObject: corev1.ObjectReference{APIVersion: "monitoring.coreos.com/v1", Kind: "ServiceMonitor", Namespace: ns, Name: "web"},
+			Reason:         "Rejected", Message: "dry-run", Type: corev1.EventTypeWarning, Source: corev1.EventSource{Component: "promshard"},
+		}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		require.NoError(t, err, "create Event")
 		sm, err = sa.dyn.Resource(smGVR).Namespace(ns).Get(ctx, "web", metav1.GetOptions{})
 		require.NoError(t, err)
 		_, err = sa.dyn.Resource(smGVR).Namespace(ns).UpdateStatus(ctx, sm, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})

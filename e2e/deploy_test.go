@@ -291,6 +291,22 @@ func deployEnv(c map[string]any) map[string]string {
 	return out
 }
 
+// placeholderKubeconfig points at an address nothing listens on: enough
+// for promshard to get past its flags.
+const placeholderKubeconfig = `apiVersion: v1
+kind: Config
+clusters:
+- name: none
+  cluster: {server: "https://127.0.0.1:1"}
+users:
+- name: none
+  user: {token: none}
+contexts:
+- name: none
+  context: {cluster: none, user: none}
+current-context: none
+`
+
 // TestDeployRender checks what the API server cannot: the manifests agree
 // with each other (Service, Secret and ServiceAccount names, the join
 // address) and with promshard's flags.
@@ -356,6 +372,22 @@ func TestDeployRender(t *testing.T) {
 	for _, v := range pod["volumes"].([]any) {
 		require.NotContains(t, v.(map[string]any), "persistentVolumeClaim")
 	}
+
+	t.Run("the gossip key placeholder is refused", func(t *testing.T) {
+		key, _, _ := unstructured.NestedString(deployObject(t, base, "Secret", "promshard-gossip-key").Object, "stringData", "key")
+		dir := t.TempDir()
+		keyFile, kubeconfig := filepath.Join(dir, "key"), filepath.Join(dir, "kubeconfig")
+		require.NoError(t, os.WriteFile(keyFile, []byte(key+"\n"), 0o600))
+		require.NoError(t, os.WriteFile(kubeconfig, []byte(placeholderKubeconfig), 0o600))
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, promshardBinary(t), "run", "--kubeconfig="+kubeconfig,
+			"--storage.agent.path="+filepath.Join(dir, "data"), "--web.listen-address=127.0.0.1:0",
+			"--cluster.listen-address=127.0.0.1:0", "--cluster.secret-key-file="+keyFile).CombinedOutput()
+		require.Error(t, err, "promshard started with the placeholder key: %s", out)
+		require.NoError(t, ctx.Err(), "promshard did not exit")
+		require.Contains(t, string(out), "secret key")
+	})
 
 	t.Run("every flag exists", func(t *testing.T) {
 		help, err := exec.Command(promshardBinary(t), "run", "--help").CombinedOutput()
