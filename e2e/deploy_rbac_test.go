@@ -255,7 +255,7 @@ func testDeployRBAC(t *testing.T, bed *testbed.Bed, c *deployClient, base []*uns
 		args := append(deployArgs(t, base, "StatefulSet"), gossipKeyFile(t))
 		t.Logf("promshard run %s", strings.Join(args, " "))
 		p := startPromshard(t, bed, testbed.PromshardOptions{Name: "deploy-sa", Kubeconfig: sa.kubeconfig, Gossip: true, Args: args})
-		eventually(t, 60*time.Second, "ServiceMonitor targets scraped", healthyPool(p, "serviceMonitor/"+ns+"/web/0", 3))
+		eventually(t, 90*time.Second, "ServiceMonitor targets scraped", healthyPool(p, "serviceMonitor/"+ns+"/web/0", 3))
 		eventually(t, 30*time.Second, "PodMonitor targets scraped", healthyPool(p, "podMonitor/"+ns+"/worker/0", 1))
 		eventually(t, 30*time.Second, "pods on nodes scraped", healthyPool(p, "podMonitor/"+ns+"/daemon/0", 2))
 		eventually(t, 30*time.Second, "samples at the receiver", queryCount(rcv, `up{namespace="`+ns+`"} == 1`, 6))
