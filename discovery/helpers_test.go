@@ -227,6 +227,12 @@ func secret(ns, name, value string) *corev1.Secret {
 	}
 }
 
+func helmRelease(ns, name string) *corev1.Secret {
+	s := secret(ns, name, "chart")
+	s.Type = helmReleaseSecretType
+	return s
+}
+
 func configMap(ns, name string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},

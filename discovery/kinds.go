@@ -37,6 +37,13 @@ const (
 // it even holds the data in clear. Nothing downstream reads it.
 const lastAppliedAnnotation = corev1.LastAppliedConfigAnnotation
 
+// secretFieldSelector leaves Helm's release Secrets out of the cache: they
+// are often the largest Secrets of a cluster (a compressed chart and its
+// values, per revision) and no monitor can use them as a credential.
+const secretFieldSelector = "type!=" + helmReleaseSecretType
+
+const helmReleaseSecretType = "helm.sh/release.v1"
+
 // syncPollPeriod is how often a starting resource's informers are checked
 // for having synced.
 const syncPollPeriod = 20 * time.Millisecond
@@ -116,7 +123,8 @@ func (w *Watcher) buildKinds() []*kind {
 		{resource: resNamespaces, newInformers: w.namespaceInformers},
 		{resource: resSecrets, newInformers: func() []cache.SharedIndexInformer {
 			return perNamespace(w.resourceNS, func(ns string) cache.SharedIndexInformer {
-				return coreinformers.NewFilteredSecretInformer(w.clients.kube, ns, w.opts.ResyncPeriod, cache.Indexers{}, nil)
+				return coreinformers.NewFilteredSecretInformer(w.clients.kube, ns, w.opts.ResyncPeriod, cache.Indexers{},
+					func(o *metav1.ListOptions) { o.FieldSelector = secretFieldSelector })
 			})
 		}},
 		{resource: resConfigMaps, newInformers: func() []cache.SharedIndexInformer {

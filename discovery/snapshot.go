@@ -86,7 +86,7 @@ func (w *Watcher) fill(snap *config.Snapshot, resource string, r *runningKind) (
 		snap.Namespaces, invalid = collect(items, keep)
 		n = len(snap.Namespaces)
 	case resSecrets:
-		snap.Secrets, invalid = collect[corev1.Secret](items, nil)
+		snap.Secrets, invalid = collect(items, func(s *corev1.Secret) bool { return s.Type != helmReleaseSecretType })
 		n = len(snap.Secrets)
 	case resConfigMaps:
 		snap.ConfigMaps, invalid = collect[corev1.ConfigMap](items, nil)

@@ -60,7 +60,9 @@ type Options struct {
 	// and ConfigMaps are also watched in the Agent's namespace, since the
 	// PrometheusAgent references credentials there. Empty means all
 	// namespaces, with one cluster-wide informer per resource (needs
-	// cluster-wide list/watch permissions).
+	// cluster-wide list/watch permissions). Every Secret and ConfigMap of
+	// the watched namespaces is cached, since any may be referenced, except
+	// Helm release Secrets (field selector type!=helm.sh/release.v1).
 	Namespaces []string
 
 	// Debounce is how long the worker waits after the first change before
@@ -82,7 +84,9 @@ type Options struct {
 	// means DefaultCRDCheckInterval (5s). Negative is invalid.
 	CRDCheckInterval time.Duration
 
-	// Logger receives the Watcher's logs. Nil means no logging.
+	// Logger receives the Watcher's logs as is (the caller adds its
+	// "component" key). Nil means no logging. client-go's own messages
+	// (e.g. a failing list/watch) go to klog, which cmd/ may route to slog.
 	Logger *slog.Logger
 
 	// Registerer registers the promshard_discovery_* metrics. Nil means
@@ -179,7 +183,7 @@ func newWatcher(opts Options, c clients) (*Watcher, error) {
 	}
 	w := &Watcher{
 		opts:     opts,
-		logger:   logger.With("component", "discovery"),
+		logger:   logger,
 		metrics:  m,
 		clients:  c,
 		trigger:  make(chan struct{}, 1),

@@ -114,6 +114,7 @@ func TestSnapshotFollowsChanges(t *testing.T) {
 	h := startWatcher(t, Options{}, installed(),
 		namespace("default", map[string]string{"team": "a"}),
 		secret("default", "auth", "v1"),
+		helmRelease("default", "sh.helm.release.v1.app.v1"),
 		configMap("default", "ca"),
 		serviceMonitor("default", "web"),
 		serviceMonitor("apps", "api"),
