@@ -106,6 +106,14 @@ type Agent struct {
 	mtx     sync.Mutex
 	filter  TargetFilter
 	applied *promconfig.Config
+
+	// applyMtx serialises applies (the reconciler's and the drain timer's).
+	applyMtx  sync.Mutex
+	desired   *promconfig.Config // last configuration asked for
+	effective *promconfig.Config // last applied, draining jobs included
+	drain     drainState
+	drainer   *drainer
+	stopped   bool
 }
 
 // New opens the WAL and builds the managers. Nothing runs until Run.
@@ -114,7 +122,7 @@ func New(opts Options) (*Agent, error) {
 		return nil, err
 	}
 	logger := opts.Logger
-	a := &Agent{opts: opts, logger: logger}
+	a := &Agent{opts: opts, logger: logger, drainer: newDrainer()}
 	ready := &readyScrapeManager{}
 	a.remote = remote.NewStorage(logger.With("component", "remote"), opts.Registerer,
 		func() (int64, error) { return 0, nil }, opts.StoragePath, opts.RemoteFlushDeadline, ready, false)
@@ -179,24 +187,39 @@ func (a *Agent) Applied() *promconfig.Config {
 }
 
 // ApplyConfig applies cfg in Prometheus' reload order: remote storage,
-// scrape manager, discovery manager, then the filter. Scrape pools whose
-// configuration did not change keep running untouched. cfg must not be
-// modified afterwards.
+// scrape manager, filter, discovery manager. Scrape pools whose
+// configuration did not change keep running untouched; jobs that disappear
+// are drained first so their series get staleness markers (see drain.go).
+// cfg must not be modified afterwards.
 func (a *Agent) ApplyConfig(cfg *promconfig.Config) error {
+	a.applyMtx.Lock()
+	defer a.applyMtx.Unlock()
+	a.desired = cfg
+	return a.apply(cfg)
+}
+
+// apply must be called with applyMtx held.
+func (a *Agent) apply(cfg *promconfig.Config) error {
 	start := time.Now()
 	loaded, err := prepare(cfg, a.logger)
 	if err != nil {
 		a.metrics.applyFailures.Inc()
 		return err
 	}
-	if err := a.remote.ApplyConfig(loaded); err != nil {
+	keep, nextDrain := a.drain.update(a.effective, loaded, start)
+	eff := *loaded
+	eff.ScrapeConfigs = append(append([]*promconfig.ScrapeConfig(nil), loaded.ScrapeConfigs...), keep...)
+
+	if err := a.remote.ApplyConfig(&eff); err != nil {
 		a.metrics.applyFailures.Inc()
 		return fmt.Errorf("applying remote write configuration: %w", err)
 	}
-	if err := a.scrape.ApplyConfig(loaded); err != nil {
+	if err := a.scrape.ApplyConfig(&eff); err != nil {
 		a.metrics.applyFailures.Inc()
 		return fmt.Errorf("applying scrape configuration: %w", err)
 	}
+	a.effective = &eff
+	a.drainer.set(a.drain.names())
 	a.mtx.Lock()
 	filter := a.filter
 	a.mtx.Unlock()
@@ -213,6 +236,7 @@ func (a *Agent) ApplyConfig(cfg *promconfig.Config) error {
 		a.metrics.applyFailures.Inc()
 		return fmt.Errorf("applying discovery configuration: %w", err)
 	}
+	a.scheduleDrainEnd(nextDrain)
 	a.mtx.Lock()
 	a.applied = loaded
 	a.mtx.Unlock()
@@ -220,6 +244,28 @@ func (a *Agent) ApplyConfig(cfg *promconfig.Config) error {
 	a.metrics.lastApply.SetToCurrentTime()
 	a.metrics.scrapePools.Set(float64(len(loaded.ScrapeConfigs)))
 	return nil
+}
+
+// scheduleDrainEnd re-applies the desired configuration when the earliest
+// drain period ends, dropping the drained jobs. Called with applyMtx held.
+func (a *Agent) scheduleDrainEnd(at time.Time) {
+	if a.drain.timer != nil {
+		a.drain.timer.Stop()
+		a.drain.timer = nil
+	}
+	if at.IsZero() || a.stopped {
+		return
+	}
+	a.drain.timer = time.AfterFunc(time.Until(at), func() {
+		a.applyMtx.Lock()
+		defer a.applyMtx.Unlock()
+		if a.stopped || a.desired == nil {
+			return
+		}
+		if err := a.apply(a.desired); err != nil {
+			a.logger.Error("dropping drained jobs", "err", err)
+		}
+	})
 }
 
 // Run runs discovery, the filter and scraping until ctx is done, then stops
@@ -251,10 +297,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 		tsets = out
 	}
+	drained := make(chan map[string][]*targetgroup.Group)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.drainer.run(filterCtx, tsets, drained)
+	}()
 	scrapeDone := make(chan struct{})
 	go func() {
 		defer close(scrapeDone)
-		if err := a.scrape.Run(tsets); err != nil {
+		if err := a.scrape.Run(drained); err != nil {
 			errc <- fmt.Errorf("scrape manager: %w", err)
 		}
 	}()
@@ -266,6 +318,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	// Stop in Prometheus' order: scraping first, then discovery, then storage
 	// so that the last scrapes reach the WAL and remote write.
+	a.applyMtx.Lock()
+	a.stopped = true
+	if a.drain.timer != nil {
+		a.drain.timer.Stop()
+	}
+	a.applyMtx.Unlock()
 	a.scrape.Stop()
 	<-scrapeDone
 	stopFilter()

@@ -17,6 +17,7 @@ import (
 	promdiscovery "github.com/prometheus/prometheus/discovery"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -34,7 +35,8 @@ func TestMain(m *testing.M) {
 // receiver is a remote-write endpoint that records the series it got.
 type receiver struct {
 	mtx    sync.Mutex
-	series map[string]int // rendered label set -> samples
+	series map[string]int  // rendered label set -> samples
+	stale  map[string]bool // rendered label set -> got a staleness marker
 }
 
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -51,8 +53,22 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			m[model.LabelName(l.Name)] = model.LabelValue(l.Value)
 		}
 		r.series[m.String()] += len(ts.Samples)
+		for _, smp := range ts.Samples {
+			if value.IsStaleNaN(smp.Value) {
+				if r.stale == nil {
+					r.stale = map[string]bool{}
+				}
+				r.stale[m.String()] = true
+			}
+		}
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (r *receiver) isStale(metric string) bool {
+	r.mtx.Lock()
+	defer r.mtx.Unlock()
+	return r.stale[metric]
 }
 
 func (r *receiver) has(metric string) bool {
@@ -211,3 +227,46 @@ func TestPrepareDefaultsAndRejects(t *testing.T) {
 }
 
 func labelsFromStrings(ss ...string) labels.Labels { return labels.FromStrings(ss...) }
+
+// TestRemovedJobGetsStalenessMarkers: Prometheus' scrape manager drops a
+// removed job without staleness markers; the agent drains it first so the
+// receiver learns at once that its series ended.
+func TestRemovedJobGetsStalenessMarkers(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "demo_value 1")
+	}))
+	defer target.Close()
+	rcv := &receiver{series: map[string]int{}}
+	rw := httptest.NewServer(rcv)
+	defer rw.Close()
+	u, err := url.Parse(rw.URL)
+	require.NoError(t, err)
+	rwc := promconfig.DefaultRemoteWriteConfig
+	rwc.URL = &commoncfg.URL{URL: u}
+	rwc.QueueConfig.BatchSendDeadline = model.Duration(50 * time.Millisecond)
+	host := target.Listener.Addr().String()
+
+	a := newTestAgent(t)
+	both := &promconfig.Config{ScrapeConfigs: []*promconfig.ScrapeConfig{scrapeJob("gone", host), scrapeJob("kept", host)}, RemoteWriteConfigs: []*promconfig.RemoteWriteConfig{&rwc}}
+	require.NoError(t, a.ApplyConfig(both))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+
+	gone := fmt.Sprintf(`demo_value{instance=%q, job="gone"}`, host)
+	kept := fmt.Sprintf(`demo_value{instance=%q, job="kept"}`, host)
+	require.Eventually(t, func() bool { return rcv.has(gone) && rcv.has(kept) }, 20*time.Second, 50*time.Millisecond)
+
+	rwc2 := rwc
+	require.NoError(t, a.ApplyConfig(&promconfig.Config{ScrapeConfigs: []*promconfig.ScrapeConfig{scrapeJob("kept", host)}, RemoteWriteConfigs: []*promconfig.RemoteWriteConfig{&rwc2}}))
+	require.Eventually(t, func() bool { return rcv.isStale(gone) }, 20*time.Second, 50*time.Millisecond, "no staleness marker for the removed job")
+	require.False(t, rcv.isStale(kept))
+	// After the drain period the job is gone from the scrape manager.
+	require.Eventually(t, func() bool {
+		_, ok := a.ScrapeManager().TargetsAll()["gone"]
+		return !ok
+	}, 20*time.Second, 50*time.Millisecond)
+
+	cancel()
+	require.NoError(t, <-done)
+}

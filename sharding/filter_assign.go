@@ -197,6 +197,12 @@ func (f *Filter) assign(v memberView) (map[string][]*targetgroup.Group, Stats) {
 	owners := make([]string, 0, f.opts.ReplicationFactor)
 	res := make(map[string][]*targetgroup.Group, len(f.prepared))
 	for job, pj := range f.prepared {
+		if pj.cfg == nil {
+			// No scrape pool exists for a job without configuration (it
+			// was just removed, or discovery runs ahead of the apply):
+			// sending it would only make the scrape manager log an error.
+			continue
+		}
 		sent := map[uint64]sentTarget{}
 		groups := make([]*targetgroup.Group, len(pj.groups))
 		for gi := range pj.groups {

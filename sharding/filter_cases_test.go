@@ -26,7 +26,7 @@ func ownersByTarget(t *testing.T, opts FilterOptions, members *testMembers, name
 		o := opts
 		o.Self, o.Members = self, members
 		out := filterOnce(newTestFilter(t, o), tsets)
-		require.ElementsMatch(t, slices.Collect(maps.Keys(tsets)), slices.Collect(maps.Keys(out)), "every job is always sent")
+		require.Subset(t, slices.Collect(maps.Keys(tsets)), slices.Collect(maps.Keys(out)), "only discovered jobs are sent")
 		for job, groups := range out {
 			require.Len(t, groups, len(tsets[job]))
 			for i, g := range groups {
