@@ -255,7 +255,7 @@ func (g *generator) tlsConfig(ns string, t *monitoringv1.TLSConfig, cls *monitor
 		if out.ServerName == "" && c.ServerName != nil {
 			out.ServerName = *c.ServerName
 		}
-		if !out.InsecureSkipVerify && c.InsecureSkipVerify != nil {
+		if (t == nil || t.InsecureSkipVerify == nil) && c.InsecureSkipVerify != nil {
 			out.InsecureSkipVerify = *c.InsecureSkipVerify
 		}
 	}

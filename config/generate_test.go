@@ -350,3 +350,38 @@ func ExampleGenerate() {
 	// rejected ServiceMonitor shop/broken: endpoint 0: neither port nor targetPort is set
 	// accepted ServiceMonitor shop/web
 }
+
+func TestFileAccess(t *testing.T) {
+	mon := newTestSM("mon", "files", nil, monitoringv1.Endpoint{Port: "web", BearerTokenFile: "/var/token"})
+	all := func(deny bool) *monitoringv1alpha1.PrometheusAgent {
+		return newTestAgent(func(s *monitoringv1.CommonPrometheusFields) {
+			s.ServiceMonitorSelector = &metav1.LabelSelector{}
+			s.ArbitraryFSAccessThroughSMs.Deny = deny
+		})
+	}
+	for _, tc := range []struct {
+		name  string
+		agent *monitoringv1alpha1.PrometheusAgent
+		allow bool
+		want  bool
+	}{
+		{"flags default rejects", nil, false, false},
+		{"flags allow", nil, true, true},
+		{"agent deny=false allows, like prometheus-operator", all(false), false, true},
+		{"agent deny=true rejects", all(true), false, false},
+		{"agent deny=true but flag allows", all(true), true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, results, err := Generate(&Snapshot{Agent: tc.agent, ServiceMonitors: []*monitoringv1.ServiceMonitor{mon}}, Options{AllowFileAccess: tc.allow})
+			require.NoError(t, err)
+			require.Len(t, results, 1)
+			require.Equal(t, tc.want, results[0].Accepted, results[0].Reason)
+			if tc.want {
+				// Validate moves bearer_token_file into authorization, as config.Load does.
+				require.Equal(t, "/var/token", cfg.ScrapeConfigs[0].HTTPClientConfig.Authorization.CredentialsFile)
+			} else {
+				require.Contains(t, results[0].Reason, "file access is not allowed")
+			}
+		})
+	}
+}
