@@ -25,7 +25,8 @@ unit:
 	$(GO) test -race -count=1 ./...
 
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzGenerate -fuzztime=$(FUZZTIME) ./config
+	$(GO) test -run='^$$' -fuzz='^FuzzGenerate$$' -fuzztime=$(FUZZTIME) ./config
+	$(GO) test -run='^$$' -fuzz='^FuzzProbeAndScrapeConfig$$' -fuzztime=$(FUZZTIME) ./config
 
 ## e2e: real etcd + kube-apiserver + Prometheus receiver + promshard processes (needs root for ip netns)
 e2e:
