@@ -192,175 +192,207 @@ func gossipKeyFile(t *testing.T) string {
 	return "--cluster.secret-key-file=" + path
 }
 
+// rbacNS is the namespace of the RBAC test's targets and monitors.
+const rbacNS = "deploy-app"
+
+// rbacEnv is what the RBAC subtests share: the deploy's ServiceAccount and
+// an unbound one, a receiver, and targets with their monitors in rbacNS.
+type rbacEnv struct {
+	bed         *testbed.Bed
+	base        []*unstructured.Unstructured
+	sa, unbound *saAccess
+	rcv         *testbed.Receiver
+	// onNode are PodMonitor targets on node-a and node-b.
+	onNode map[string]*testbed.Target
+}
+
 func testDeployRBAC(t *testing.T, bed *testbed.Bed, c *deployClient, base []*unstructured.Unstructured) {
 	ctx := context.Background()
 	for _, kind := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} {
 		_, err := c.create(ctx, deployObject(t, base, kind, "promshard"), false)
 		require.NoError(t, err)
 	}
-	sa := serviceAccountAccess(t, bed, "promshard", "promshard")
-	unbound := serviceAccountAccess(t, bed, "promshard", "promshard-unbound")
-
-	rcv, err := bed.StartReceiver(ctx, testbed.ReceiverOptions{})
+	e := &rbacEnv{bed: bed, base: base,
+		sa:      serviceAccountAccess(t, bed, "promshard", "promshard"),
+		unbound: serviceAccountAccess(t, bed, "promshard", "promshard-unbound"),
+	}
+	var err error
+	e.rcv, err = bed.StartReceiver(ctx, testbed.ReceiverOptions{})
 	require.NoError(t, err)
 	// The deploy's PrometheusAgent, pointed at the receiver.
 	pa := deployObject(t, base, "PrometheusAgent", "promshard").DeepCopy()
-	require.NoError(t, unstructured.SetNestedSlice(pa.Object, []any{map[string]any{"url": rcv.WriteURL()}}, "spec", "remoteWrite"))
+	require.NoError(t, unstructured.SetNestedSlice(pa.Object, []any{map[string]any{"url": e.rcv.WriteURL()}}, "spec", "remoteWrite"))
 	require.NoError(t, unstructured.SetNestedField(pa.Object, "1s", "spec", "scrapeInterval"))
 	_, err = c.create(ctx, pa, false)
 	require.NoError(t, err)
+	e.workload(t)
 
-	const ns = "deploy-app"
-	require.NoError(t, bed.CreateNamespace(ctx, ns, nil))
-	netns, err := bed.Netns(ctx)
+	t.Run("sufficient: promshard runs with the ServiceAccount's token", e.testSufficient)
+	t.Run("sufficient: the DaemonSet's arguments on node-a", e.testDaemonSet)
+	t.Run("control: without the binding the log says forbidden", e.testControl)
+	t.Run("no broader: rules beyond an authenticated user's", e.testRules)
+	t.Run("no broader: access reviews", e.testAccessReviews)
+	t.Run("no broader: direct calls", e.testDirectCalls)
+}
+
+// workload creates in rbacNS: Service web with 3 targets and its
+// ServiceMonitor; pod worker (no node) and pods daemon-node-a/-node-b, each
+// under a PodMonitor.
+func (e *rbacEnv) workload(t *testing.T) {
+	ctx := context.Background()
+	require.NoError(t, e.bed.CreateNamespace(ctx, rbacNS, nil))
+	netns, err := e.bed.Netns(ctx)
 	require.NoError(t, err)
 	ts, err := netns.AddTargets(ctx, "deploy-web", 3, testbed.TargetOptions{})
 	require.NoError(t, err)
-	require.NoError(t, bed.ApplyService(ctx, testbed.ServiceSpec{Namespace: ns, Name: "web", Labels: map[string]string{"app": "web"}, Targets: ts}))
-	_, err = bed.ApplyMonitoring(ctx, serviceMonitor(ns, "web"))
+	require.NoError(t, e.bed.ApplyService(ctx, testbed.ServiceSpec{Namespace: rbacNS, Name: "web", Labels: map[string]string{"app": "web"}, Targets: ts}))
+	_, err = e.bed.ApplyMonitoring(ctx, serviceMonitor(rbacNS, "web"))
 	require.NoError(t, err)
-	lo, err := bed.Loopback(ctx)
+	lo, err := e.bed.Loopback(ctx)
 	require.NoError(t, err)
 	pt, err := lo.AddTarget(ctx, "deploy-pod", testbed.TargetOptions{})
 	require.NoError(t, err)
-	_, err = bed.CreatePod(ctx, testbed.PodSpec{Namespace: ns, Name: "worker", Labels: map[string]string{"app": "worker"}, Target: pt})
+	_, err = e.bed.CreatePod(ctx, testbed.PodSpec{Namespace: rbacNS, Name: "worker", Labels: map[string]string{"app": "worker"}, Target: pt})
 	require.NoError(t, err)
-	_, err = bed.ApplyMonitoring(ctx, &monitoringv1.PodMonitor{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "worker"},
-		Spec: monitoringv1.PodMonitorSpec{
-			Selector:            metav1.LabelSelector{MatchLabels: map[string]string{"app": "worker"}},
-			PodMetricsEndpoints: []monitoringv1.PodMetricsEndpoint{{Port: ptr.To("metrics"), Interval: "1s"}},
-		},
-	})
-	require.NoError(t, err)
-
-	onNode := map[string]*testbed.Target{}
+	e.onNode = map[string]*testbed.Target{}
 	for _, node := range []string{"node-a", "node-b"} {
-		onNode[node], err = lo.AddTarget(ctx, "deploy-"+node, testbed.TargetOptions{NodeName: node})
+		e.onNode[node], err = lo.AddTarget(ctx, "deploy-"+node, testbed.TargetOptions{NodeName: node})
 		require.NoError(t, err)
-		_, err = bed.CreatePod(ctx, testbed.PodSpec{Namespace: ns, Name: "daemon-" + node, Labels: map[string]string{"app": "daemon"}, Target: onNode[node]})
+		_, err = e.bed.CreatePod(ctx, testbed.PodSpec{Namespace: rbacNS, Name: "daemon-" + node, Labels: map[string]string{"app": "daemon"}, Target: e.onNode[node]})
 		require.NoError(t, err)
 	}
-	_, err = bed.ApplyMonitoring(ctx, &monitoringv1.PodMonitor{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "daemon"},
-		Spec: monitoringv1.PodMonitorSpec{
-			Selector:            metav1.LabelSelector{MatchLabels: map[string]string{"app": "daemon"}},
-			PodMetricsEndpoints: []monitoringv1.PodMetricsEndpoint{{Port: ptr.To("metrics"), Interval: "1s"}},
-		},
-	})
-	require.NoError(t, err)
-
-	t.Run("sufficient: promshard runs with the ServiceAccount's token", func(t *testing.T) {
-		// Gossip on, encrypted.
-		args := append(deployArgs(t, base, "StatefulSet"), gossipKeyFile(t))
-		t.Logf("promshard run %s", strings.Join(args, " "))
-		p := startPromshard(t, bed, testbed.PromshardOptions{Name: "deploy-sa", Kubeconfig: sa.kubeconfig, Gossip: true, Args: args})
-		eventually(t, 90*time.Second, "ServiceMonitor targets scraped", healthyPool(p, "serviceMonitor/"+ns+"/web/0", 3))
-		eventually(t, 30*time.Second, "PodMonitor targets scraped", healthyPool(p, "podMonitor/"+ns+"/worker/0", 1))
-		eventually(t, 30*time.Second, "pods on nodes scraped", healthyPool(p, "podMonitor/"+ns+"/daemon/0", 2))
-		eventually(t, 30*time.Second, "samples at the receiver", queryCount(rcv, `up{namespace="`+ns+`"} == 1`, 6))
-		require.NotRegexp(t, `(?i)forbidden`, p.Log(), "promshard's log")
-	})
-
-	t.Run("sufficient: the DaemonSet's arguments on node-a", func(t *testing.T) {
-		args := append(deployArgs(t, renderDeploy(t, "daemonset"), "DaemonSet"), gossipKeyFile(t))
-		t.Logf("NODE_NAME=node-a promshard run %s", strings.Join(args, " "))
-		p := startPromshard(t, bed, testbed.PromshardOptions{Name: "deploy-ds", Kubeconfig: sa.kubeconfig, Gossip: true,
-			Env: []string{"NODE_NAME=node-a"}, Args: args})
-		// Its node's pod only; node-b's belongs to node-b's member.
-		eventually(t, 60*time.Second, "node-a's pod scraped", healthyPool(p, "podMonitor/"+ns+"/daemon/0", 1))
-		ts, err := poolTargets(ctx, p, "podMonitor/"+ns+"/daemon/0")
-		require.NoError(t, err)
-		require.Equal(t, onNode["node-a"].URL(), ts[0].ScrapeURL)
-		// Node-less targets are hashed; alone, it owns them all.
-		eventually(t, 30*time.Second, "node-less targets scraped", healthyPool(p, "serviceMonitor/"+ns+"/web/0", 3))
-		require.NotRegexp(t, `(?i)forbidden`, p.Log(), "promshard's log")
-	})
-
-	t.Run("control: without the binding the log says forbidden", func(t *testing.T) {
-		p := startPromshard(t, bed, testbed.PromshardOptions{Name: "deploy-unbound", Kubeconfig: unbound.kubeconfig, NoWaitReady: true, Args: deployArgs(t, base, "StatefulSet")})
-		defer p.Kill()
-		forbidden := regexp.MustCompile(`(?i).*forbidden.*`)
-		eventually(t, 30*time.Second, "forbidden in the log", func(context.Context) error {
-			if forbidden.MatchString(p.Log()) {
-				return nil
-			}
-			return errors.New("no forbidden line yet")
+	for _, app := range []string{"worker", "daemon"} {
+		_, err = e.bed.ApplyMonitoring(ctx, &monitoringv1.PodMonitor{
+			ObjectMeta: metav1.ObjectMeta{Namespace: rbacNS, Name: app},
+			Spec: monitoringv1.PodMonitorSpec{
+				Selector:            metav1.LabelSelector{MatchLabels: map[string]string{"app": app}},
+				PodMetricsEndpoints: []monitoringv1.PodMetricsEndpoint{{Port: ptr.To("metrics"), Interval: "1s"}},
+			},
 		})
-		t.Logf("first such line: %s", forbidden.FindString(p.Log()))
-	})
-
-	t.Run("no broader: rules beyond an authenticated user's", func(t *testing.T) {
-		got, gotNR := sa.rules(t, ns)
-		floor, floorNR := unbound.rules(t, ns)
-		var extra []string
-		for _, r := range got {
-			if !slices.Contains(floor, r) {
-				extra = append(extra, r)
-			}
-		}
-		require.Equal(t, rbacTriples(deployWantRules), extra)
-		require.Equal(t, floorNR, gotNR, "non-resource URLs")
-	})
-
-	t.Run("no broader: access reviews", func(t *testing.T) {
-		for _, tc := range []struct {
-			verb, group, resource string
-			allowed               bool
-		}{
-			{"list", "monitoring.coreos.com", "servicemonitors", true},
-			{"watch", "", "secrets", true},
-			{"update", "monitoring.coreos.com", "servicemonitors/status", true},
-			{"create", "events.k8s.io", "events", true},
-			{"list", "networking.k8s.io", "ingresses", true},
-			{"create", "monitoring.coreos.com", "servicemonitors", false},
-			{"update", "monitoring.coreos.com", "servicemonitors", false},
-			{"delete", "monitoring.coreos.com", "podmonitors", false},
-			{"patch", "monitoring.coreos.com", "prometheusagents", false},
-			{"create", "", "secrets", false},
-			{"update", "", "configmaps", false},
-			{"delete", "", "pods", false},
-			{"create", "", "pods/exec", false},
-			{"get", "", "pods/log", false},
-			{"list", "", "nodes", false},
-			{"get", "", "nodes/proxy", false},
-			{"create", "", "serviceaccounts/token", false},
-			{"delete", "", "events", false},
-			{"bind", "rbac.authorization.k8s.io", "clusterroles", false},
-			{"escalate", "rbac.authorization.k8s.io", "clusterroles", false},
-			{"impersonate", "", "users", false},
-			{"create", "apps", "statefulsets", false},
-		} {
-			require.Equal(t, tc.allowed, sa.can(t, ns, tc.verb, tc.group, tc.resource), "%s %s %s", tc.verb, tc.group, tc.resource)
-		}
-	})
-
-	t.Run("no broader: direct calls", func(t *testing.T) {
-		_, err := sa.kube.CoreV1().Secrets(ns).Create(ctx, secret(ns, "stolen", map[string]string{"k": "v"}), metav1.CreateOptions{})
-		require.True(t, apierrors.IsForbidden(err), "create Secret: %v", err)
-		err = sa.kube.CoreV1().Pods(ns).Delete(ctx, "worker", metav1.DeleteOptions{})
-		require.True(t, apierrors.IsForbidden(err), "delete Pod: %v", err)
-		smGVR, err := testbed.MonitoringGVR(&monitoringv1.ServiceMonitor{})
 		require.NoError(t, err)
-		sm, err := sa.dyn.Resource(smGVR).Namespace(ns).Get(ctx, "web", metav1.GetOptions{})
-		require.NoError(t, err, "get ServiceMonitor")
-		sm.SetLabels(map[string]string{"changed": "yes"})
-		_, err = sa.dyn.Resource(smGVR).Namespace(ns).Update(ctx, sm, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
-		require.True(t, apierrors.IsForbidden(err), "update ServiceMonitor: %v", err)
-		sm.SetResourceVersion("")
-		sm.SetName("copy")
-		_, err = sa.dyn.Resource(smGVR).Namespace(ns).Create(ctx, sm, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		require.True(t, apierrors.IsForbidden(err), "create ServiceMonitor: %v", err)
-		// Events may be created, and its status written.
-		_, err = sa.kube.CoreV1().Events(ns).Create(ctx, &corev1.Event{
-			ObjectMeta:     metav1.ObjectMeta{Namespace: ns, GenerateName: "web."},
-			InvolvedObject: corev1.ObjectReference{APIVersion: "monitoring.coreos.com/v1", Kind: "ServiceMonitor", Namespace: ns, Name: "web"},
-			Reason:         "Rejected", Message: "dry-run", Type: corev1.EventTypeWarning, Source: corev1.EventSource{Component: "promshard"},
-		}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		require.NoError(t, err, "create Event")
-		sm, err = sa.dyn.Resource(smGVR).Namespace(ns).Get(ctx, "web", metav1.GetOptions{})
-		require.NoError(t, err)
-		_, err = sa.dyn.Resource(smGVR).Namespace(ns).UpdateStatus(ctx, sm, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
-		require.NoError(t, err, "update ServiceMonitor status")
+	}
+}
+
+// testSufficient runs promshard with the token and the StatefulSet's
+// arguments: every target is scraped and remote-written, nothing forbidden.
+func (e *rbacEnv) testSufficient(t *testing.T) {
+	// Gossip on, encrypted.
+	args := append(deployArgs(t, e.base, "StatefulSet"), gossipKeyFile(t))
+	t.Logf("promshard run %s", strings.Join(args, " "))
+	p := startPromshard(t, e.bed, testbed.PromshardOptions{Name: "deploy-sa", Kubeconfig: e.sa.kubeconfig, Gossip: true, Args: args})
+	eventually(t, 90*time.Second, "ServiceMonitor targets scraped", healthyPool(p, "serviceMonitor/"+rbacNS+"/web/0", 3))
+	eventually(t, 30*time.Second, "PodMonitor targets scraped", healthyPool(p, "podMonitor/"+rbacNS+"/worker/0", 1))
+	eventually(t, 30*time.Second, "pods on nodes scraped", healthyPool(p, "podMonitor/"+rbacNS+"/daemon/0", 2))
+	eventually(t, 30*time.Second, "samples at the receiver", queryCount(e.rcv, `up{namespace="`+rbacNS+`"} == 1`, 6))
+	require.NotRegexp(t, `(?i)forbidden`, p.Log(), "promshard's log")
+}
+
+// testDaemonSet runs the DaemonSet's arguments as the member on node-a.
+func (e *rbacEnv) testDaemonSet(t *testing.T) {
+	ctx := context.Background()
+	args := append(deployArgs(t, renderDeploy(t, "daemonset"), "DaemonSet"), gossipKeyFile(t))
+	t.Logf("NODE_NAME=node-a promshard run %s", strings.Join(args, " "))
+	p := startPromshard(t, e.bed, testbed.PromshardOptions{Name: "deploy-ds", Kubeconfig: e.sa.kubeconfig, Gossip: true,
+		Env: []string{"NODE_NAME=node-a"}, Args: args})
+	// Its node's pod only; node-b's belongs to node-b's member.
+	eventually(t, 60*time.Second, "node-a's pod scraped", healthyPool(p, "podMonitor/"+rbacNS+"/daemon/0", 1))
+	ts, err := poolTargets(ctx, p, "podMonitor/"+rbacNS+"/daemon/0")
+	require.NoError(t, err)
+	require.Equal(t, e.onNode["node-a"].URL(), ts[0].ScrapeURL)
+	// Node-less targets are hashed; alone, it owns them all.
+	eventually(t, 30*time.Second, "node-less targets scraped", healthyPool(p, "serviceMonitor/"+rbacNS+"/web/0", 3))
+	require.NotRegexp(t, `(?i)forbidden`, p.Log(), "promshard's log")
+}
+
+// testControl shows the log check can fail: an unbound token is refused.
+func (e *rbacEnv) testControl(t *testing.T) {
+	p := startPromshard(t, e.bed, testbed.PromshardOptions{Name: "deploy-unbound", Kubeconfig: e.unbound.kubeconfig, NoWaitReady: true, Args: deployArgs(t, e.base, "StatefulSet")})
+	defer p.Kill()
+	forbidden := regexp.MustCompile(`(?i).*forbidden.*`)
+	eventually(t, 30*time.Second, "forbidden in the log", func(context.Context) error {
+		if forbidden.MatchString(p.Log()) {
+			return nil
+		}
+		return errors.New("no forbidden line yet")
 	})
+	t.Logf("first such line: %s", forbidden.FindString(p.Log()))
+}
+
+// testRules compares everything the token may do with an unbound token's
+// rights: the difference must be exactly deployWantRules.
+func (e *rbacEnv) testRules(t *testing.T) {
+	got, gotNR := e.sa.rules(t, rbacNS)
+	floor, floorNR := e.unbound.rules(t, rbacNS)
+	var extra []string
+	for _, r := range got {
+		if !slices.Contains(floor, r) {
+			extra = append(extra, r)
+		}
+	}
+	require.Equal(t, rbacTriples(deployWantRules), extra)
+	require.Equal(t, floorNR, gotNR, "non-resource URLs")
+}
+
+// testAccessReviews asks the API server about chosen rights, granted and not.
+func (e *rbacEnv) testAccessReviews(t *testing.T) {
+	for _, tc := range []struct {
+		verb, group, resource string
+		allowed               bool
+	}{
+		{"list", "monitoring.coreos.com", "servicemonitors", true},
+		{"watch", "", "secrets", true},
+		{"update", "monitoring.coreos.com", "servicemonitors/status", true},
+		{"create", "events.k8s.io", "events", true},
+		{"list", "networking.k8s.io", "ingresses", true},
+		{"create", "monitoring.coreos.com", "servicemonitors", false},
+		{"update", "monitoring.coreos.com", "servicemonitors", false},
+		{"delete", "monitoring.coreos.com", "podmonitors", false},
+		{"patch", "monitoring.coreos.com", "prometheusagents", false},
+		{"create", "", "secrets", false},
+		{"update", "", "configmaps", false},
+		{"delete", "", "pods", false},
+		{"create", "", "pods/exec", false},
+		{"get", "", "pods/log", false},
+		{"list", "", "nodes", false},
+		{"get", "", "nodes/proxy", false},
+		{"create", "", "serviceaccounts/token", false},
+		{"delete", "", "events", false},
+		{"bind", "rbac.authorization.k8s.io", "clusterroles", false},
+		{"escalate", "rbac.authorization.k8s.io", "clusterroles", false},
+		{"impersonate", "", "users", false},
+		{"create", "apps", "statefulsets", false},
+	} {
+		require.Equal(t, tc.allowed, e.sa.can(t, rbacNS, tc.verb, tc.group, tc.resource), "%s %s %s", tc.verb, tc.group, tc.resource)
+	}
+}
+
+// testDirectCalls tries writes with the token.
+func (e *rbacEnv) testDirectCalls(t *testing.T) {
+	ctx := context.Background()
+	_, err := e.sa.kube.CoreV1().Secrets(rbacNS).Create(ctx, secret(rbacNS, "stolen", map[string]string{"k": "v"}), metav1.CreateOptions{})
+	require.True(t, apierrors.IsForbidden(err), "create Secret: %v", err)
+	err = e.sa.kube.CoreV1().Pods(rbacNS).Delete(ctx, "worker", metav1.DeleteOptions{})
+	require.True(t, apierrors.IsForbidden(err), "delete Pod: %v", err)
+	smGVR, err := testbed.MonitoringGVR(&monitoringv1.ServiceMonitor{})
+	require.NoError(t, err)
+	sm, err := e.sa.dyn.Resource(smGVR).Namespace(rbacNS).Get(ctx, "web", metav1.GetOptions{})
+	require.NoError(t, err, "get ServiceMonitor")
+	sm.SetLabels(map[string]string{"changed": "yes"})
+	_, err = e.sa.dyn.Resource(smGVR).Namespace(rbacNS).Update(ctx, sm, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+	require.True(t, apierrors.IsForbidden(err), "update ServiceMonitor: %v", err)
+	sm.SetResourceVersion("")
+	sm.SetName("copy")
+	_, err = e.sa.dyn.Resource(smGVR).Namespace(rbacNS).Create(ctx, sm, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	require.True(t, apierrors.IsForbidden(err), "create ServiceMonitor: %v", err)
+	// Events may be created, and its status written.
+	_, err = e.sa.kube.CoreV1().Events(rbacNS).Create(ctx, &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Namespace: rbacNS, GenerateName: "web."},
+		InvolvedObject: corev1.ObjectReference{APIVersion: "monitoring.coreos.com/v1", Kind: "ServiceMonitor", Namespace: rbacNS, Name: "web"},
+		Reason:         "Rejected", Message: "dry-run", Type: corev1.EventTypeWarning, Source: corev1.EventSource{Component: "promshard"},
+	}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	require.NoError(t, err, "create Event")
+	sm, err = e.sa.dyn.Resource(smGVR).Namespace(rbacNS).Get(ctx, "web", metav1.GetOptions{})
+	require.NoError(t, err)
+	_, err = e.sa.dyn.Resource(smGVR).Namespace(rbacNS).UpdateStatus(ctx, sm, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+	require.NoError(t, err, "update ServiceMonitor status")
 }
