@@ -325,6 +325,9 @@ func checkDeployWorkload(t *testing.T, base []*unstructured.Unstructured, w *uns
 		vm := v.(map[string]any)
 		if s, ok := vm["secret"].(map[string]any); ok {
 			vols = append(vols, s["secretName"].(string))
+			// YAML 1.1 reads 0440 as octal, as kubectl does: owner and
+			// fsGroup may read the key.
+			require.Equal(t, int64(0o440), s["defaultMode"], w.GetKind())
 		}
 	}
 	require.Equal(t, []string{deployObject(t, base, "Secret", "promshard-gossip-key").GetName()}, vols, w.GetKind())
