@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"sync"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/prometheus/common/model"
@@ -51,7 +52,7 @@ func relabelConfig(rc monitoringv1.RelabelConfig) (*relabel.Config, error) {
 		c.Separator = *rc.Separator
 	}
 	if rc.Regex != "" {
-		re, err := relabel.NewRegexp(rc.Regex)
+		re, err := compileRegexp(rc.Regex)
 		if err != nil {
 			return nil, fmt.Errorf("invalid regex %q: %w", rc.Regex, err)
 		}
@@ -89,7 +90,7 @@ func generatedRelabel(action relabel.Action, source []string, regex, target, rep
 		}
 	}
 	if regex != "" {
-		re, err := relabel.NewRegexp(regex)
+		re, err := compileRegexp(regex)
 		if err != nil {
 			return nil, fmt.Errorf("invalid regex %q: %w", regex, err)
 		}
@@ -119,4 +120,38 @@ func parseDuration(d monitoringv1.Duration) (model.Duration, error) {
 		return 0, fmt.Errorf("invalid duration %q: %w", d, err)
 	}
 	return v, nil
+}
+
+// regexpCacheSize bounds the compiled-regex cache; when full it is emptied,
+// so a long-running agent with changing selectors cannot grow it forever.
+const regexpCacheSize = 4096
+
+// regexpCache holds compiled relabel regexes. Generated rules repeat the
+// same few expressions (port names, selector values) across thousands of
+// jobs; compiling each once makes Generate several times faster. Compiled
+// regexes are immutable and safe to share between configurations.
+var regexpCache = struct {
+	sync.Mutex
+	m map[string]relabel.Regexp
+}{m: map[string]relabel.Regexp{}}
+
+// compileRegexp is relabel.NewRegexp with a cache.
+func compileRegexp(s string) (relabel.Regexp, error) {
+	regexpCache.Lock()
+	re, ok := regexpCache.m[s]
+	regexpCache.Unlock()
+	if ok {
+		return re, nil
+	}
+	re, err := relabel.NewRegexp(s)
+	if err != nil {
+		return re, err
+	}
+	regexpCache.Lock()
+	if len(regexpCache.m) >= regexpCacheSize {
+		regexpCache.m = make(map[string]relabel.Regexp, regexpCacheSize)
+	}
+	regexpCache.m[s] = re
+	regexpCache.Unlock()
+	return re, nil
 }
