@@ -338,8 +338,10 @@ func (w *Watcher) worker(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		w.publish(snap)
+		// Synced before the snapshot is visible: a consumer that got it
+		// must see Synced() true.
 		w.synced.Store(true)
+		w.publish(snap)
 	}
 }
 
