@@ -8,6 +8,8 @@
 // informers). Informer handlers only signal; one worker debounces the signals
 // and rebuilds the snapshot from the informer caches. Monitoring CRDs that are
 // not installed yet are polled for and watched as soon as they appear.
+// LoadManifests builds the same Snapshot from YAML files instead, for
+// `promshard render`.
 //
 // It may import promshard's config package (for config.Snapshot) and nothing
 // else of promshard: no translation, scraping or sharding happens here.

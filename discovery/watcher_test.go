@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -61,6 +62,17 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, DefaultCRDCheckInterval, w.opts.CRDCheckInterval)
 	require.Equal(t, []string{""}, w.monitorNS)
 	require.False(t, w.Synced())
+}
+
+func TestMetricsRegisteredOnce(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	_, err := newWatcher(Options{Registerer: reg}, clients{})
+	require.NoError(t, err)
+	_, err = newWatcher(Options{Registerer: reg}, clients{})
+	require.ErrorContains(t, err, "discovery: metrics: register")
+	count, err := testutil.GatherAndCount(reg, "promshard_discovery_crd_installed")
+	require.NoError(t, err)
+	require.Equal(t, 4, count, "one series per CRD resource of flags-only mode")
 }
 
 func TestWatchedNamespaces(t *testing.T) {
