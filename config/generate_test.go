@@ -132,6 +132,10 @@ func TestGlobalSettings(t *testing.T) {
 		{"agent bad selector", newTestAgent(func(s *monitoringv1.CommonPrometheusFields) {
 			s.ServiceMonitorSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Bogus"}}}
 		}), FlagSettings{}, 0, 0, nil, "invalid serviceMonitorSelector"},
+		{"agent duplicate remote write name", newTestAgent(func(s *monitoringv1.CommonPrometheusFields) {
+			n := "x"
+			s.RemoteWrite = []monitoringv1.RemoteWriteSpec{{URL: "http://a", Name: &n}, {URL: "http://b", Name: &n}}
+		}), FlagSettings{}, 0, 0, nil, `duplicate name "x"`},
 		{"flags bad remote write", nil, FlagSettings{RemoteWriteURLs: []string{"no-scheme"}}, 0, 0, nil, "remote write 0"},
 		{"flags bad role", nil, FlagSettings{ServiceDiscoveryRole: "Pods"}, 0, 0, nil, "unknown serviceDiscoveryRole"},
 	} {

@@ -32,6 +32,7 @@ func (g *generator) remoteWrite() ([]*promconfig.RemoteWriteConfig, error) {
 		return out, nil
 	}
 	a := g.snap.Agent
+	names := map[string]bool{}
 	for i := range a.Spec.RemoteWrite {
 		rw, err := g.remoteWriteEntry(a.Namespace, &a.Spec.RemoteWrite[i])
 		if err != nil {
@@ -40,6 +41,10 @@ func (g *generator) remoteWrite() ([]*promconfig.RemoteWriteConfig, error) {
 		if err := checkRemoteWrite(rw, g.settings.global); err != nil {
 			return nil, fmt.Errorf("remoteWrite[%d]: %w", i, err)
 		}
+		if rw.Name != "" && names[rw.Name] {
+			return nil, fmt.Errorf("remoteWrite[%d]: duplicate name %q", i, rw.Name)
+		}
+		names[rw.Name] = true
 		out = append(out, rw)
 	}
 	return out, nil
