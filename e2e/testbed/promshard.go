@@ -111,7 +111,9 @@ func (b *Bed) StartPromshard(ctx context.Context, opts PromshardOptions) (*Proms
 		"--web.listen-address=" + net.JoinHostPort(opts.IP, strconv.Itoa(webPort)),
 		"--storage.agent.path=" + opts.DataDir,
 		"--cluster.node-name=" + opts.Name,
-		"--log.level=debug",
+	}
+	if !hasFlag(opts.Args, "--log.level") {
+		args = append(args, "--log.level=debug")
 	}
 	if opts.Gossip {
 		gp, err := freePort(opts.IP)
@@ -145,18 +147,30 @@ func (p *Promshard) start(ctx context.Context, args []string) error {
 		path = "/-/healthy"
 	}
 	client := &http.Client{Timeout: 2 * time.Second}
-	err = poll(ctx, 50*time.Millisecond, "promshard "+p.opts.Name+" "+path, func(ctx context.Context) (bool, error) {
+	for {
 		if pr.exited() {
-			return false, fmt.Errorf("promshard %s exited: %v; log:\n%s", p.opts.Name, pr.waitErr, p.LogTail(30))
+			return fmt.Errorf("promshard %s exited: %v; log:\n%s", p.opts.Name, pr.waitErr, p.LogTail(30))
 		}
-		_, code, err := httpGet(ctx, client, p.WebURL+path, "")
-		return err == nil && code == http.StatusOK, nil
-	})
-	if err != nil {
-		pr.stop()
-		return err
+		if _, code, err := httpGet(ctx, client, p.WebURL+path, ""); err == nil && code == http.StatusOK {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			pr.stop()
+			return fmt.Errorf("waiting for promshard %s %s: %w; log:\n%s", p.opts.Name, path, ctx.Err(), p.LogTail(30))
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return nil
+}
+
+// hasFlag reports whether args set flag (as --flag or --flag=value).
+func hasFlag(args []string, flag string) bool {
+	for _, a := range args {
+		if a == flag || strings.HasPrefix(a, flag+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // Args returns the command line the replica was started with.

@@ -57,8 +57,9 @@ type Bed struct {
 
 	mu        sync.Mutex
 	closed    bool
-	closers   []func() // added resources, closed in reverse order
-	loopbacks int      // last loopback host number handed out
+	closeDone chan struct{} // closed when the first Close finishes
+	closers   []func()      // added resources, closed in reverse order
+	loopbacks int           // last loopback host number handed out
 }
 
 // New builds or reuses the binaries and starts a bed. On error everything
@@ -172,10 +173,17 @@ func (b *Bed) addCloser(f func()) bool {
 func (b *Bed) Close() error {
 	b.mu.Lock()
 	if b.closed {
+		// Another goroutine (e.g. the signal handler and a deferred Close)
+		// is tearing down: wait for it so the process does not exit with
+		// the bed half removed.
+		done := b.closeDone
 		b.mu.Unlock()
+		<-done
 		return nil
 	}
 	b.closed = true
+	b.closeDone = make(chan struct{})
+	defer close(b.closeDone)
 	closers := b.closers
 	b.closers = nil
 	keep := b.opts.KeepDir
