@@ -57,6 +57,9 @@ type pageData struct {
 
 func (w *Web) statusPage(rw http.ResponseWriter, _ *http.Request) {
 	d := pageData{Version: version.Version, Now: time.Now()}
+	if d.Version == "" {
+		d.Version = "dev (unstamped build)"
+	}
 	if w.opts.Cluster != nil {
 		d.Cluster = w.opts.Cluster()
 	}
