@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"strconv"
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
@@ -90,5 +91,34 @@ func TestProbeAndScrapeConfigDeterminism(t *testing.T) {
 				require.True(t, bytes.Equal(first, renderGolden(t, &s, opts)), "render %d differs", i)
 			}
 		})
+	}
+}
+
+// BenchmarkGenerateProbesAndScrapeConfigs translates 1,000 Probes and 1,000
+// ScrapeConfigs (static, HTTP, Kubernetes and DNS discovery each).
+func BenchmarkGenerateProbesAndScrapeConfigs(b *testing.B) {
+	snap := &Snapshot{}
+	for i := 0; i < 1000; i++ {
+		p := staticProbe(nil)
+		p.Name = "p" + strconv.Itoa(i)
+		p.Spec.Module = "http_2xx"
+		snap.Probes = append(snap.Probes, p)
+		snap.ScrapeConfigs = append(snap.ScrapeConfigs, &monitoringv1alpha1.ScrapeConfig{
+			ObjectMeta: metav1.ObjectMeta{Name: "sc" + strconv.Itoa(i), Namespace: "ns"},
+			Spec: monitoringv1alpha1.ScrapeConfigSpec{
+				StaticConfigs:       []monitoringv1alpha1.StaticConfig{{Targets: []monitoringv1alpha1.Target{"a:80", "b:80"}}},
+				HTTPSDConfigs:       []monitoringv1alpha1.HTTPSDConfig{{URL: "https://sd.example.com/targets"}},
+				KubernetesSDConfigs: []monitoringv1alpha1.KubernetesSDConfig{{Role: monitoringv1alpha1.KubernetesRolePod}},
+				DNSSDConfigs:        []monitoringv1alpha1.DNSSDConfig{{Names: []string{"_m._tcp.example.com"}}},
+				RelabelConfigs:      []monitoringv1.RelabelConfig{{SourceLabels: []monitoringv1.LabelName{"__meta_kubernetes_pod_name"}, TargetLabel: "pod"}},
+			},
+		})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		cfg, _, err := Generate(snap, Options{})
+		if err != nil || len(cfg.ScrapeConfigs) != 2000 {
+			b.Fatalf("err=%v jobs=%d", err, len(cfg.ScrapeConfigs))
+		}
 	}
 }
