@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/prometheus/scrape"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/promshard/promshard/agent"
 	"github.com/promshard/promshard/config"
@@ -33,6 +34,9 @@ func runAgent(f *runFlags, stderr io.Writer) int {
 		return 2
 	}
 	logger := promslog.New(&promslog.Config{Level: f.logLevel, Format: f.logFormat, Writer: stderr})
+	// client-go logs through klog (e.g. failing list/watch calls): route it
+	// into the same structured logger.
+	klog.SetSlogLogger(logger.With("component", "client-go"))
 	if err := serve(f, logger); err != nil {
 		logger.Error("promshard stopped with an error", "err", err)
 		return 1
