@@ -187,6 +187,34 @@ func indexErr(i int, err error) error {
 	return &sdIndexError{i: i, err: err}
 }
 
+// each builds one SD config per item of a CRD list, in order. A failure is
+// reported with the item's index (indexErr); the CRD field name is added by
+// serviceDiscoveryConfigs. A config that build returns along with an error
+// is dropped, so build may return its half-built config with the error.
+func each[T any](ns string, items []T, build func(ns string, item T) (promdiscovery.Config, error)) ([]promdiscovery.Config, error) {
+	out := make([]promdiscovery.Config, 0, len(items))
+	for i, item := range items {
+		c, err := build(ns, item)
+		if err != nil {
+			return nil, indexErr(i, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// sdRefreshAndClient sets the refresh interval and the HTTP client that most
+// SD sections share. The refresh interval is checked first, so its error
+// wins when both are wrong.
+func (g *generator) sdRefreshAndClient(ns string, refresh *monitoringv1.Duration, interval *model.Duration, f sdHTTPFields, client *commoncfg.HTTPClientConfig) error {
+	var err error
+	if *interval, err = optDuration(refresh, *interval); err != nil {
+		return err
+	}
+	*client, err = g.res.sdHTTPClientConfig(ns, f)
+	return err
+}
+
 func (g *generator) staticSDConfigs(_ string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
 	if len(spec.StaticConfigs) == 0 {
 		return nil, nil
@@ -225,15 +253,14 @@ func validateStaticTarget(t string) error {
 	return nil
 }
 
-func (g *generator) fileSDConfigs(_ string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
+func (g *generator) fileSDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
 	if len(spec.FileSDConfigs) == 0 {
 		return nil, nil
 	}
 	if !g.settings.fileAccess {
 		return nil, errors.New("file references are not allowed (enable file access to use fileSDConfigs)")
 	}
-	out := make([]promdiscovery.Config, 0, len(spec.FileSDConfigs))
-	for i, f := range spec.FileSDConfigs {
+	return each(ns, spec.FileSDConfigs, func(_ string, f monitoringv1alpha1.FileSDConfig) (promdiscovery.Config, error) {
 		c := file.DefaultSDConfig
 		c.Files = nil
 		for _, name := range f.Files {
@@ -241,51 +268,32 @@ func (g *generator) fileSDConfigs(_ string, spec *monitoringv1alpha1.ScrapeConfi
 		}
 		var err error
 		if c.RefreshInterval, err = optDuration(f.RefreshInterval, c.RefreshInterval); err != nil {
-			return nil, indexErr(i, err)
+			return nil, err
 		}
-		out = append(out, &c)
-	}
-	return out, nil
+		return &c, nil
+	})
 }
 
 func (g *generator) httpSDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
-	out := make([]promdiscovery.Config, 0, len(spec.HTTPSDConfigs))
-	for i, h := range spec.HTTPSDConfigs {
+	return each(ns, spec.HTTPSDConfigs, func(ns string, h monitoringv1alpha1.HTTPSDConfig) (promdiscovery.Config, error) {
 		c := httpsd.DefaultSDConfig
 		if err := validateURL(string(h.URL)); err != nil {
-			return nil, indexErr(i, fmt.Errorf("url: %w", err))
+			return nil, fmt.Errorf("url: %w", err)
 		}
 		c.URL = string(h.URL)
-		var err error
-		if c.RefreshInterval, err = optDuration(h.RefreshInterval, c.RefreshInterval); err != nil {
-			return nil, indexErr(i, err)
-		}
-		c.HTTPClientConfig, err = g.res.sdHTTPClientConfig(ns, sdHTTPFields{
+		return &c, g.sdRefreshAndClient(ns, h.RefreshInterval, &c.RefreshInterval, sdHTTPFields{
 			basicAuth: h.BasicAuth, authorization: h.Authorization, oauth2: h.OAuth2,
 			tlsConfig: h.TLSConfig, proxy: h.ProxyConfig,
 			followRedirects: h.FollowRedirects, enableHTTP2: h.EnableHTTP2,
-		})
-		if err != nil {
-			return nil, indexErr(i, err)
-		}
-		out = append(out, &c)
-	}
-	return out, nil
+		}, &c.HTTPClientConfig)
+	})
 }
 
 func (g *generator) kubernetesSDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
-	out := make([]promdiscovery.Config, 0, len(spec.KubernetesSDConfigs))
-	for i, k := range spec.KubernetesSDConfigs {
-		c, err := g.kubernetesSDConfig(ns, k)
-		if err != nil {
-			return nil, indexErr(i, err)
-		}
-		out = append(out, c)
-	}
-	return out, nil
+	return each(ns, spec.KubernetesSDConfigs, g.kubernetesSDConfig)
 }
 
-func (g *generator) kubernetesSDConfig(ns string, k monitoringv1alpha1.KubernetesSDConfig) (*kubernetes.SDConfig, error) {
+func (g *generator) kubernetesSDConfig(ns string, k monitoringv1alpha1.KubernetesSDConfig) (promdiscovery.Config, error) {
 	c := kubernetes.DefaultSDConfig
 	c.Role = kubernetes.Role(strings.ToLower(string(k.Role)))
 	if k.APIServer != nil && *k.APIServer != "" {
@@ -329,18 +337,10 @@ func (g *generator) kubernetesSDConfig(ns string, k monitoringv1alpha1.Kubernete
 }
 
 func (g *generator) consulSDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
-	out := make([]promdiscovery.Config, 0, len(spec.ConsulSDConfigs))
-	for i, k := range spec.ConsulSDConfigs {
-		c, err := g.consulSDConfig(ns, k)
-		if err != nil {
-			return nil, indexErr(i, err)
-		}
-		out = append(out, c)
-	}
-	return out, nil
+	return each(ns, spec.ConsulSDConfigs, g.consulSDConfig)
 }
 
-func (g *generator) consulSDConfig(ns string, k monitoringv1alpha1.ConsulSDConfig) (*consul.SDConfig, error) {
+func (g *generator) consulSDConfig(ns string, k monitoringv1alpha1.ConsulSDConfig) (promdiscovery.Config, error) {
 	c := consul.DefaultSDConfig
 	c.Server = k.Server
 	c.PathPrefix = optString(k.PathPrefix, c.PathPrefix)
@@ -369,37 +369,27 @@ func (g *generator) consulSDConfig(ns string, k monitoringv1alpha1.ConsulSDConfi
 	c.Filter = optString(k.Filter, c.Filter)
 	c.HealthFilter = optString(k.HealthFilter, c.HealthFilter)
 	c.AllowStale = optBool(k.AllowStale, c.AllowStale)
-	var err error
-	if c.RefreshInterval, err = optDuration(k.RefreshInterval, c.RefreshInterval); err != nil {
-		return nil, err
-	}
-	c.HTTPClientConfig, err = g.res.sdHTTPClientConfig(ns, sdHTTPFields{
+	return &c, g.sdRefreshAndClient(ns, k.RefreshInterval, &c.RefreshInterval, sdHTTPFields{
 		basicAuth: k.BasicAuth, authorization: k.Authorization, oauth2: k.OAuth2,
 		tlsConfig: k.TLSConfig, proxy: k.ProxyConfig,
 		followRedirects: k.FollowRedirects, enableHTTP2: k.EnableHttp2,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &c, nil
+	}, &c.HTTPClientConfig)
 }
 
-func (g *generator) dnsSDConfigs(_ string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
-	out := make([]promdiscovery.Config, 0, len(spec.DNSSDConfigs))
-	for i, d := range spec.DNSSDConfigs {
+func (g *generator) dnsSDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
+	return each(ns, spec.DNSSDConfigs, func(_ string, d monitoringv1alpha1.DNSSDConfig) (promdiscovery.Config, error) {
 		c := dns.DefaultSDConfig
 		c.Names = slices.Clone(d.Names)
 		var err error
 		if c.RefreshInterval, err = optDuration(d.RefreshInterval, c.RefreshInterval); err != nil {
-			return nil, indexErr(i, err)
+			return nil, err
 		}
 		if d.Type != nil {
 			c.Type = string(*d.Type)
 		}
 		c.Port = optPort(d.Port, c.Port)
-		out = append(out, &c)
-	}
-	return out, nil
+		return &c, nil
+	})
 }
 
 // nomadSDConfigs rejects Nomad SD: promshard's build replaces

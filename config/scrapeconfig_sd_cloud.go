@@ -53,75 +53,49 @@ func sortedFilters(in monitoringv1alpha1.Filters) monitoringv1alpha1.Filters {
 }
 
 func (g *generator) ec2SDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
-	out := make([]promdiscovery.Config, 0, len(spec.EC2SDConfigs))
-	for i, e := range spec.EC2SDConfigs {
+	return each(ns, spec.EC2SDConfigs, func(ns string, e monitoringv1alpha1.EC2SDConfig) (promdiscovery.Config, error) {
 		c := aws.DefaultEC2SDConfig
 		c.Region = optString(e.Region, c.Region)
 		var err error
 		if c.AccessKey, c.SecretKey, err = g.res.awsKeys(ns, e.AccessKey, e.SecretKey); err != nil {
-			return nil, indexErr(i, err)
+			return nil, err
 		}
 		c.RoleARN = optString(e.RoleARN, c.RoleARN)
 		c.Port = optPort(e.Port, c.Port)
-		if c.RefreshInterval, err = optDuration(e.RefreshInterval, c.RefreshInterval); err != nil {
-			return nil, indexErr(i, err)
-		}
 		for _, f := range sortedFilters(e.Filters) {
 			c.Filters = append(c.Filters, &aws.Filter{Name: f.Name, Values: slices.Clone(f.Values)})
 		}
-		c.HTTPClientConfig, err = g.res.sdHTTPClientConfig(ns, sdHTTPFields{
+		return &c, g.sdRefreshAndClient(ns, e.RefreshInterval, &c.RefreshInterval, sdHTTPFields{
 			tlsConfig: e.TLSConfig, proxy: e.ProxyConfig,
 			followRedirects: e.FollowRedirects, enableHTTP2: e.EnableHTTP2,
-		})
-		if err != nil {
-			return nil, indexErr(i, err)
-		}
-		out = append(out, &c)
-	}
-	return out, nil
+		}, &c.HTTPClientConfig)
+	})
 }
 
 func (g *generator) lightSailSDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
-	out := make([]promdiscovery.Config, 0, len(spec.LightSailSDConfigs))
-	for i, l := range spec.LightSailSDConfigs {
+	return each(ns, spec.LightSailSDConfigs, func(ns string, l monitoringv1alpha1.LightSailSDConfig) (promdiscovery.Config, error) {
 		c := aws.DefaultLightsailSDConfig
 		c.Region = optString(l.Region, c.Region)
 		var err error
 		if c.AccessKey, c.SecretKey, err = g.res.awsKeys(ns, l.AccessKey, l.SecretKey); err != nil {
-			return nil, indexErr(i, err)
+			return nil, err
 		}
 		c.RoleARN = optString(l.RoleARN, c.RoleARN)
 		c.Endpoint = optString(l.Endpoint, c.Endpoint)
 		c.Port = optPort(l.Port, c.Port)
-		if c.RefreshInterval, err = optDuration(l.RefreshInterval, c.RefreshInterval); err != nil {
-			return nil, indexErr(i, err)
-		}
-		c.HTTPClientConfig, err = g.res.sdHTTPClientConfig(ns, sdHTTPFields{
+		return &c, g.sdRefreshAndClient(ns, l.RefreshInterval, &c.RefreshInterval, sdHTTPFields{
 			basicAuth: l.BasicAuth, authorization: l.Authorization, oauth2: l.OAuth2,
 			tlsConfig: l.TLSConfig, proxy: l.ProxyConfig,
 			followRedirects: l.FollowRedirects, enableHTTP2: l.EnableHTTP2,
-		})
-		if err != nil {
-			return nil, indexErr(i, err)
-		}
-		out = append(out, &c)
-	}
-	return out, nil
+		}, &c.HTTPClientConfig)
+	})
 }
 
 func (g *generator) azureSDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
-	out := make([]promdiscovery.Config, 0, len(spec.AzureSDConfigs))
-	for i, a := range spec.AzureSDConfigs {
-		c, err := g.azureSDConfig(ns, a)
-		if err != nil {
-			return nil, indexErr(i, err)
-		}
-		out = append(out, c)
-	}
-	return out, nil
+	return each(ns, spec.AzureSDConfigs, g.azureSDConfig)
 }
 
-func (g *generator) azureSDConfig(ns string, a monitoringv1alpha1.AzureSDConfig) (*azure.SDConfig, error) {
+func (g *generator) azureSDConfig(ns string, a monitoringv1alpha1.AzureSDConfig) (promdiscovery.Config, error) {
 	c := azure.DefaultSDConfig
 	c.Environment = optString(a.Environment, c.Environment)
 	if a.AuthenticationMethod != nil {
@@ -139,24 +113,15 @@ func (g *generator) azureSDConfig(ns string, a monitoringv1alpha1.AzureSDConfig)
 	}
 	c.ResourceGroup = optString(a.ResourceGroup, c.ResourceGroup)
 	c.Port = optPort(a.Port, c.Port)
-	var err error
-	if c.RefreshInterval, err = optDuration(a.RefreshInterval, c.RefreshInterval); err != nil {
-		return nil, err
-	}
-	c.HTTPClientConfig, err = g.res.sdHTTPClientConfig(ns, sdHTTPFields{
+	return &c, g.sdRefreshAndClient(ns, a.RefreshInterval, &c.RefreshInterval, sdHTTPFields{
 		basicAuth: a.BasicAuth, authorization: a.Authorization, oauth2: a.OAuth2,
 		tlsConfig: a.TLSConfig, proxy: a.ProxyConfig,
 		followRedirects: a.FollowRedirects, enableHTTP2: a.EnableHTTP2,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &c, nil
+	}, &c.HTTPClientConfig)
 }
 
-func (g *generator) gceSDConfigs(_ string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
-	out := make([]promdiscovery.Config, 0, len(spec.GCESDConfigs))
-	for i, s := range spec.GCESDConfigs {
+func (g *generator) gceSDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
+	return each(ns, spec.GCESDConfigs, func(_ string, s monitoringv1alpha1.GCESDConfig) (promdiscovery.Config, error) {
 		c := gce.DefaultSDConfig
 		c.Project = s.Project
 		c.Zone = s.Zone
@@ -165,26 +130,17 @@ func (g *generator) gceSDConfigs(_ string, spec *monitoringv1alpha1.ScrapeConfig
 		c.TagSeparator = optString(s.TagSeparator, c.TagSeparator)
 		var err error
 		if c.RefreshInterval, err = optDuration(s.RefreshInterval, c.RefreshInterval); err != nil {
-			return nil, indexErr(i, err)
+			return nil, err
 		}
-		out = append(out, &c)
-	}
-	return out, nil
+		return &c, nil
+	})
 }
 
 func (g *generator) openstackSDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
-	out := make([]promdiscovery.Config, 0, len(spec.OpenStackSDConfigs))
-	for i, o := range spec.OpenStackSDConfigs {
-		c, err := g.openstackSDConfig(ns, o)
-		if err != nil {
-			return nil, indexErr(i, err)
-		}
-		out = append(out, c)
-	}
-	return out, nil
+	return each(ns, spec.OpenStackSDConfigs, g.openstackSDConfig)
 }
 
-func (g *generator) openstackSDConfig(ns string, o monitoringv1alpha1.OpenStackSDConfig) (*openstack.SDConfig, error) {
+func (g *generator) openstackSDConfig(ns string, o monitoringv1alpha1.OpenStackSDConfig) (promdiscovery.Config, error) {
 	c := openstack.DefaultSDConfig
 	c.Role = openstack.Role(strings.ToLower(string(o.Role)))
 	c.Region = o.Region
@@ -232,73 +188,43 @@ func (g *generator) openstackSDConfig(ns string, o monitoringv1alpha1.OpenStackS
 }
 
 func (g *generator) digitalOceanSDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
-	out := make([]promdiscovery.Config, 0, len(spec.DigitalOceanSDConfigs))
-	for i, d := range spec.DigitalOceanSDConfigs {
+	return each(ns, spec.DigitalOceanSDConfigs, func(ns string, d monitoringv1alpha1.DigitalOceanSDConfig) (promdiscovery.Config, error) {
 		c := digitalocean.DefaultSDConfig
 		c.Port = optPort(d.Port, c.Port)
-		var err error
-		if c.RefreshInterval, err = optDuration(d.RefreshInterval, c.RefreshInterval); err != nil {
-			return nil, indexErr(i, err)
-		}
-		c.HTTPClientConfig, err = g.res.sdHTTPClientConfig(ns, sdHTTPFields{
+		return &c, g.sdRefreshAndClient(ns, d.RefreshInterval, &c.RefreshInterval, sdHTTPFields{
 			authorization: d.Authorization, oauth2: d.OAuth2,
 			tlsConfig: d.TLSConfig, proxy: d.ProxyConfig,
 			followRedirects: d.FollowRedirects, enableHTTP2: d.EnableHTTP2,
-		})
-		if err != nil {
-			return nil, indexErr(i, err)
-		}
-		out = append(out, &c)
-	}
-	return out, nil
+		}, &c.HTTPClientConfig)
+	})
 }
 
 func (g *generator) linodeSDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
-	out := make([]promdiscovery.Config, 0, len(spec.LinodeSDConfigs))
-	for i, l := range spec.LinodeSDConfigs {
+	return each(ns, spec.LinodeSDConfigs, func(ns string, l monitoringv1alpha1.LinodeSDConfig) (promdiscovery.Config, error) {
 		c := linode.DefaultSDConfig
 		c.Region = optString(l.Region, c.Region)
 		c.Port = optPort(l.Port, c.Port)
 		c.TagSeparator = optString(l.TagSeparator, c.TagSeparator)
-		var err error
-		if c.RefreshInterval, err = optDuration(l.RefreshInterval, c.RefreshInterval); err != nil {
-			return nil, indexErr(i, err)
-		}
-		c.HTTPClientConfig, err = g.res.sdHTTPClientConfig(ns, sdHTTPFields{
+		return &c, g.sdRefreshAndClient(ns, l.RefreshInterval, &c.RefreshInterval, sdHTTPFields{
 			authorization: l.Authorization, oauth2: l.OAuth2,
 			tlsConfig: l.TLSConfig, proxy: l.ProxyConfig,
 			followRedirects: l.FollowRedirects, enableHTTP2: l.EnableHTTP2,
-		})
-		if err != nil {
-			return nil, indexErr(i, err)
-		}
-		out = append(out, &c)
-	}
-	return out, nil
+		}, &c.HTTPClientConfig)
+	})
 }
 
 func (g *generator) hetznerSDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
-	out := make([]promdiscovery.Config, 0, len(spec.HetznerSDConfigs))
-	for i, h := range spec.HetznerSDConfigs {
+	return each(ns, spec.HetznerSDConfigs, func(ns string, h monitoringv1alpha1.HetznerSDConfig) (promdiscovery.Config, error) {
 		c := hetzner.DefaultSDConfig
 		c.Role = hetzner.Role(strings.ToLower(string(h.Role)))
 		c.Port = optPort(h.Port, c.Port)
 		c.LabelSelector = optString(h.LabelSelector, c.LabelSelector)
-		var err error
-		if c.RefreshInterval, err = optDuration(h.RefreshInterval, c.RefreshInterval); err != nil {
-			return nil, indexErr(i, err)
-		}
-		c.HTTPClientConfig, err = g.res.sdHTTPClientConfig(ns, sdHTTPFields{
+		return &c, g.sdRefreshAndClient(ns, h.RefreshInterval, &c.RefreshInterval, sdHTTPFields{
 			basicAuth: h.BasicAuth, authorization: h.Authorization, oauth2: h.OAuth2,
 			tlsConfig: h.TLSConfig, proxy: h.ProxyConfig,
 			followRedirects: h.FollowRedirects, enableHTTP2: h.EnableHTTP2,
-		})
-		if err != nil {
-			return nil, indexErr(i, err)
-		}
-		out = append(out, &c)
-	}
-	return out, nil
+		}, &c.HTTPClientConfig)
+	})
 }
 
 // ovhServices maps the CRD's service names to Prometheus' values.
@@ -308,46 +234,36 @@ var ovhServices = map[monitoringv1alpha1.OVHService]string{
 }
 
 func (g *generator) ovhcloudSDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
-	out := make([]promdiscovery.Config, 0, len(spec.OVHCloudSDConfigs))
-	for i, o := range spec.OVHCloudSDConfigs {
+	return each(ns, spec.OVHCloudSDConfigs, func(ns string, o monitoringv1alpha1.OVHCloudSDConfig) (promdiscovery.Config, error) {
 		c := ovhcloud.DefaultSDConfig
 		c.ApplicationKey = o.ApplicationKey
 		s, err := g.res.secretKey(ns, o.ApplicationSecret)
 		if err != nil {
-			return nil, indexErr(i, fmt.Errorf("applicationSecret: %w", err))
+			return nil, fmt.Errorf("applicationSecret: %w", err)
 		}
 		c.ApplicationSecret = commoncfg.Secret(s)
 		if s, err = g.res.secretKey(ns, o.ConsumerKey); err != nil {
-			return nil, indexErr(i, fmt.Errorf("consumerKey: %w", err))
+			return nil, fmt.Errorf("consumerKey: %w", err)
 		}
 		c.ConsumerKey = commoncfg.Secret(s)
 		svc, ok := ovhServices[o.Service]
 		if !ok {
-			return nil, indexErr(i, fmt.Errorf("unknown service %q (want VPS or DedicatedServer)", o.Service))
+			return nil, fmt.Errorf("unknown service %q (want VPS or DedicatedServer)", o.Service)
 		}
 		c.Service = svc
 		c.Endpoint = optString(o.Endpoint, c.Endpoint)
 		if c.RefreshInterval, err = optDuration(o.RefreshInterval, c.RefreshInterval); err != nil {
-			return nil, indexErr(i, err)
+			return nil, err
 		}
-		out = append(out, &c)
-	}
-	return out, nil
+		return &c, nil
+	})
 }
 
 func (g *generator) scalewaySDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
-	out := make([]promdiscovery.Config, 0, len(spec.ScalewaySDConfigs))
-	for i, s := range spec.ScalewaySDConfigs {
-		c, err := g.scalewaySDConfig(ns, s)
-		if err != nil {
-			return nil, indexErr(i, err)
-		}
-		out = append(out, c)
-	}
-	return out, nil
+	return each(ns, spec.ScalewaySDConfigs, g.scalewaySDConfig)
 }
 
-func (g *generator) scalewaySDConfig(ns string, s monitoringv1alpha1.ScalewaySDConfig) (*scaleway.SDConfig, error) {
+func (g *generator) scalewaySDConfig(ns string, s monitoringv1alpha1.ScalewaySDConfig) (promdiscovery.Config, error) {
 	c := scaleway.DefaultSDConfig
 	c.AccessKey = s.AccessKey
 	secret, err := g.res.secretKey(ns, s.SecretKey)
@@ -372,39 +288,22 @@ func (g *generator) scalewaySDConfig(ns string, s monitoringv1alpha1.ScalewaySDC
 	c.Zone = optString(s.Zone, c.Zone)
 	c.NameFilter = optString(s.NameFilter, c.NameFilter)
 	c.TagsFilter = slices.Clone(s.TagsFilter)
-	if c.RefreshInterval, err = optDuration(s.RefreshInterval, c.RefreshInterval); err != nil {
-		return nil, err
-	}
-	c.HTTPClientConfig, err = g.res.sdHTTPClientConfig(ns, sdHTTPFields{
+	return &c, g.sdRefreshAndClient(ns, s.RefreshInterval, &c.RefreshInterval, sdHTTPFields{
 		tlsConfig: s.TLSConfig, proxy: s.ProxyConfig,
 		followRedirects: s.FollowRedirects, enableHTTP2: s.EnableHTTP2,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &c, nil
+	}, &c.HTTPClientConfig)
 }
 
 func (g *generator) ionosSDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
-	out := make([]promdiscovery.Config, 0, len(spec.IonosSDConfigs))
-	for i, s := range spec.IonosSDConfigs {
+	return each(ns, spec.IonosSDConfigs, func(ns string, s monitoringv1alpha1.IonosSDConfig) (promdiscovery.Config, error) {
 		c := ionos.DefaultSDConfig
 		c.DatacenterID = s.DataCenterID
 		c.Port = optPort(s.Port, c.Port)
-		var err error
-		if c.RefreshInterval, err = optDuration(s.RefreshInterval, c.RefreshInterval); err != nil {
-			return nil, indexErr(i, err)
-		}
 		authz := s.Authorization
-		c.HTTPClientConfig, err = g.res.sdHTTPClientConfig(ns, sdHTTPFields{
+		return &c, g.sdRefreshAndClient(ns, s.RefreshInterval, &c.RefreshInterval, sdHTTPFields{
 			authorization: &authz, oauth2: s.OAuth2,
 			tlsConfig: s.TLSConfig, proxy: s.ProxyConfig,
 			followRedirects: s.FollowRedirects, enableHTTP2: s.EnableHTTP2,
-		})
-		if err != nil {
-			return nil, indexErr(i, err)
-		}
-		out = append(out, &c)
-	}
-	return out, nil
+		}, &c.HTTPClientConfig)
+	})
 }
