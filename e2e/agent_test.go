@@ -64,7 +64,7 @@ func (e *agentEnv) service(t *testing.T, ns, name string, n int, opts testbed.Ta
 	ctx := context.Background()
 	ts, err := e.netns.AddTargets(ctx, ns+"-"+name, n, opts)
 	require.NoError(t, err)
-	require.NoError(t, e.bed.ApplyService(ctx, testbed.ServiceSpec{Namespace: ns, Name: name, Labels: map[string]string{"app": name}, Targets: ts}))
+	require.NoError(t, e.bed.ApplyService(ctx, testbed.ServiceSpec{Namespace: ns, Name: name, Labels: map[string]string{"app": name}, Targets: ts, Pods: true}))
 	return ts
 }
 
@@ -100,9 +100,9 @@ func (e *agentEnv) testServiceMonitorLifecycle(t *testing.T) {
 	require.NoError(t, err)
 
 	// prometheus-operator's labels: job from the Service name, namespace,
-	// service, endpoint (port name), plus the monitor's own relabeling and
-	// the external label.
-	sel := fmt.Sprintf(`{job="web",namespace="sm",service="web",endpoint="metrics",instance=%q,team="a",e2e="agent"}`, ts[0].Addr())
+	// service, pod and container (from the endpoint's targetRef), endpoint
+	// (port name), plus the monitor's own relabeling and the external label.
+	sel := fmt.Sprintf(`{job="web",namespace="sm",service="web",pod="web-0",container="target",endpoint="metrics",instance=%q,team="a",e2e="agent"}`, ts[0].Addr())
 	eventually(t, 30*time.Second, "up == 1 at the receiver", queryCount(e.rcv, "up"+sel+" == 1", 1))
 	eventually(t, 10*time.Second, "the target's own series", queryCount(e.rcv, "testbed_series"+sel, 3))
 	eventually(t, 5*time.Second, "scrape pool in /api/v1/targets", healthyPool(e.ps, "serviceMonitor/sm/web/0", 1))

@@ -27,6 +27,21 @@ type ServiceSpec struct {
 	PortName string
 	// Targets back the Service; they must share one port. Empty is allowed.
 	Targets []*Target
+	// Pods, when set, creates a Running pod <name>-<i> (labels app=<name>,
+	// pod IP = target i's IP) for each target and points the endpoints at
+	// it with a targetRef, as a Deployment behind the Service would, so that
+	// discovery yields the pod and container meta labels.
+	Pods bool
+}
+
+// podName is the pod standing for target i of a Service with Pods set.
+func (s ServiceSpec) podName(i int) string { return fmt.Sprintf("%s-%d", s.Name, i) }
+
+func (s ServiceSpec) targetRef(i int) *corev1.ObjectReference {
+	if !s.Pods {
+		return nil
+	}
+	return &corev1.ObjectReference{Kind: "Pod", Namespace: s.Namespace, Name: s.podName(i)}
 }
 
 // ApplyService creates or updates a Service, its EndpointSlice (labelled
@@ -58,6 +73,14 @@ func (b *Bed) ApplyService(ctx context.Context, s ServiceSpec) error {
 	}
 	if err := b.applyService(ctx, svc); err != nil {
 		return err
+	}
+	if s.Pods {
+		for i, t := range s.Targets {
+			_, err := b.CreatePod(ctx, PodSpec{Namespace: s.Namespace, Name: s.podName(i), Labels: map[string]string{"app": s.Name}, PortName: s.PortName, Target: t})
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				return err
+			}
+		}
 	}
 	if err := b.applyEndpointSlice(ctx, s, port); err != nil {
 		return err
@@ -92,8 +115,8 @@ func (b *Bed) applyEndpointSlice(ctx context.Context, s ServiceSpec, port int32)
 		Ports: []discoveryv1.EndpointPort{{Name: ptr.To(s.PortName), Port: ptr.To(port),
 			Protocol: ptr.To(corev1.ProtocolTCP)}},
 	}
-	for _, t := range s.Targets {
-		ep := discoveryv1.Endpoint{Addresses: []string{t.IP.String()},
+	for i, t := range s.Targets {
+		ep := discoveryv1.Endpoint{Addresses: []string{t.IP.String()}, TargetRef: s.targetRef(i),
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)}}
 		if t.NodeName != "" {
 			ep.NodeName = ptr.To(t.NodeName)
@@ -119,8 +142,8 @@ func (b *Bed) applyEndpoints(ctx context.Context, s ServiceSpec, port int32) err
 	ep := &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: s.Name, Labels: s.Labels}} //nolint:staticcheck // Endpoints is what the Endpoints SD role watches.
 	if len(s.Targets) > 0 {
 		sub := corev1.EndpointSubset{Ports: []corev1.EndpointPort{{Name: s.PortName, Port: port, Protocol: corev1.ProtocolTCP}}} //nolint:staticcheck
-		for _, t := range s.Targets {
-			a := corev1.EndpointAddress{IP: t.IP.String()}
+		for i, t := range s.Targets {
+			a := corev1.EndpointAddress{IP: t.IP.String(), TargetRef: s.targetRef(i)}
 			if t.NodeName != "" {
 				a.NodeName = ptr.To(t.NodeName)
 			}
