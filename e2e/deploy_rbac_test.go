@@ -240,14 +240,7 @@ func testDeployRBAC(t *testing.T, bed *testbed.Bed, c *deployClient, base []*uns
 // under a PodMonitor.
 func (e *rbacEnv) workload(t *testing.T) {
 	ctx := context.Background()
-	require.NoError(t, e.bed.CreateNamespace(ctx, rbacNS, nil))
-	netns, err := e.bed.Netns(ctx)
-	require.NoError(t, err)
-	ts, err := netns.AddTargets(ctx, "deploy-web", 3, testbed.TargetOptions{})
-	require.NoError(t, err)
-	require.NoError(t, e.bed.ApplyService(ctx, testbed.ServiceSpec{Namespace: rbacNS, Name: "web", Labels: map[string]string{"app": "web"}, Targets: ts}))
-	_, err = e.bed.ApplyMonitoring(ctx, serviceMonitor(rbacNS, "web"))
-	require.NoError(t, err)
+	monitoredService(t, e.bed, rbacNS, "web", 3)
 	lo, err := e.bed.Loopback(ctx)
 	require.NoError(t, err)
 	pt, err := lo.AddTarget(ctx, "deploy-pod", testbed.TargetOptions{})

@@ -137,6 +137,23 @@ func healthyPool(p *testbed.Promshard, pool string, n int) func(context.Context)
 	}
 }
 
+// monitoredService creates namespace ns, n targets on a new network-namespace
+// host behind Service ns/name (labelled app=name) and a ServiceMonitor
+// ns/name selecting it, and returns the targets.
+func monitoredService(t testing.TB, bed *testbed.Bed, ns, name string, n int) []*testbed.Target {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, bed.CreateNamespace(ctx, ns, nil))
+	host, err := bed.Netns(ctx)
+	require.NoError(t, err)
+	ts, err := host.AddTargets(ctx, ns+"-"+name, n, testbed.TargetOptions{})
+	require.NoError(t, err)
+	require.NoError(t, bed.ApplyService(ctx, testbed.ServiceSpec{Namespace: ns, Name: name, Labels: map[string]string{"app": name}, Targets: ts}))
+	_, err = bed.ApplyMonitoring(ctx, serviceMonitor(ns, name))
+	require.NoError(t, err)
+	return ts
+}
+
 func secret(ns, name string, data map[string]string) *corev1.Secret {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data}
 	return s

@@ -28,14 +28,7 @@ func TestStatusPageScreenshot(t *testing.T) {
 
 	ctx := context.Background()
 	bed := startBed(t)
-	host, err := bed.Netns(ctx)
-	require.NoError(t, err)
-	require.NoError(t, bed.CreateNamespace(ctx, "page", nil))
-	ts, err := host.AddTargets(ctx, "page", 4, testbed.TargetOptions{})
-	require.NoError(t, err)
-	require.NoError(t, bed.ApplyService(ctx, testbed.ServiceSpec{Namespace: "page", Name: "web", Labels: map[string]string{"app": "web"}, Targets: ts}))
-	_, err = bed.ApplyMonitoring(ctx, serviceMonitor("page", "web"))
-	require.NoError(t, err)
+	monitoredService(t, bed, "page", "web", 4)
 	bad := serviceMonitor("page", "broken", setLabel("x", "y"))
 	bad.Spec.Endpoints[0].RelabelConfigs[0].Regex = "(["
 	_, err = bed.ApplyMonitoring(ctx, bad)

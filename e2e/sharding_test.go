@@ -42,14 +42,7 @@ func newShardEnv(t *testing.T, ns string) *shardEnv {
 	var err error
 	e.rcv, err = e.bed.StartReceiver(ctx, testbed.ReceiverOptions{})
 	require.NoError(t, err)
-	host, err := e.bed.Netns(ctx)
-	require.NoError(t, err)
-	require.NoError(t, e.bed.CreateNamespace(ctx, ns, nil))
-	e.targets, err = host.AddTargets(ctx, "t", shardTargets, testbed.TargetOptions{})
-	require.NoError(t, err)
-	require.NoError(t, e.bed.ApplyService(ctx, testbed.ServiceSpec{Namespace: ns, Name: "fleet", Labels: map[string]string{"app": "fleet"}, Targets: e.targets}))
-	_, err = e.bed.ApplyMonitoring(ctx, serviceMonitor(ns, "fleet"))
-	require.NoError(t, err)
+	e.targets = monitoredService(t, e.bed, ns, "fleet", shardTargets)
 	return e
 }
 
