@@ -103,9 +103,8 @@ type Agent struct {
 	discStop  context.CancelFunc
 	metrics   *metrics
 
-	mtx     sync.Mutex
-	filter  TargetFilter
-	applied *promconfig.Config
+	mtx    sync.Mutex
+	filter TargetFilter
 
 	// applyMtx serialises applies (the reconciler's and the drain timer's).
 	applyMtx  sync.Mutex
@@ -179,13 +178,6 @@ func (a *Agent) SetFilter(f TargetFilter) {
 // (DisableEndOfRunStalenessMarkers) and for the targets API.
 func (a *Agent) ScrapeManager() *scrape.Manager { return a.scrape }
 
-// Applied returns the last successfully applied configuration, or nil.
-func (a *Agent) Applied() *promconfig.Config {
-	a.mtx.Lock()
-	defer a.mtx.Unlock()
-	return a.applied
-}
-
 // ApplyConfig applies cfg in Prometheus' reload order: remote storage,
 // scrape manager, filter, discovery manager. Scrape pools whose
 // configuration did not change keep running untouched; jobs that disappear
@@ -237,9 +229,6 @@ func (a *Agent) apply(cfg *promconfig.Config) error {
 		return fmt.Errorf("applying discovery configuration: %w", err)
 	}
 	a.scheduleDrainEnd(nextDrain)
-	a.mtx.Lock()
-	a.applied = loaded
-	a.mtx.Unlock()
 	a.metrics.applyDuration.Observe(time.Since(start).Seconds())
 	a.metrics.lastApply.SetToCurrentTime()
 	a.metrics.scrapePools.Set(float64(len(loaded.ScrapeConfigs)))
@@ -289,20 +278,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	if filter != nil {
 		out := make(chan map[string][]*targetgroup.Group)
 		wg.Add(1)
-		go func() {
+		go func(in <-chan map[string][]*targetgroup.Group) {
 			defer wg.Done()
-			if err := filter.Run(filterCtx, a.discovery.SyncCh(), out); err != nil && !errors.Is(err, context.Canceled) {
+			if err := filter.Run(filterCtx, in, out); err != nil && !errors.Is(err, context.Canceled) {
 				errc <- fmt.Errorf("target filter: %w", err)
 			}
-		}()
+		}(tsets)
 		tsets = out
 	}
 	drained := make(chan map[string][]*targetgroup.Group)
 	wg.Add(1)
-	go func() {
+	go func(in <-chan map[string][]*targetgroup.Group) {
 		defer wg.Done()
-		a.drainer.run(filterCtx, tsets, drained)
-	}()
+		a.drainer.run(filterCtx, in, drained)
+	}(tsets)
 	scrapeDone := make(chan struct{})
 	go func() {
 		defer close(scrapeDone)

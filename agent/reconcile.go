@@ -26,6 +26,9 @@ type Applier interface {
 
 var _ Applier = (*Agent)(nil)
 
+// kinds are the object kinds whose rejections are counted.
+var kinds = []string{config.KindServiceMonitor, config.KindPodMonitor, config.KindProbe, config.KindScrapeConfig, config.KindPrometheusAgent}
+
 // Reconciler turns every new snapshot into a configuration and applies it.
 // It is one oklog/run actor.
 type Reconciler struct {
@@ -65,7 +68,7 @@ func NewReconciler(snapshots <-chan *config.Snapshot, generate GenerateFunc, app
 		}),
 		reasons: map[string]string{},
 	}
-	for _, kind := range []string{config.KindServiceMonitor, config.KindPodMonitor, config.KindProbe, config.KindScrapeConfig, config.KindPrometheusAgent} {
+	for _, kind := range kinds {
 		r.rejected.WithLabelValues(kind).Set(0)
 	}
 	if reg != nil {
@@ -142,7 +145,7 @@ func (r *Reconciler) record(results []config.Result) {
 			delete(r.reasons, key)
 		}
 	}
-	for _, kind := range []string{config.KindServiceMonitor, config.KindPodMonitor, config.KindProbe, config.KindScrapeConfig, config.KindPrometheusAgent} {
+	for _, kind := range kinds {
 		r.rejected.WithLabelValues(kind).Set(float64(counts[kind]))
 	}
 	r.results = results

@@ -36,7 +36,7 @@ type targetDiscovery struct {
 	DroppedTargetCounts map[string]int     `json:"droppedTargetCounts"`
 }
 
-// Targets returns this member's active and dropped targets, sorted by scrape
+// targetsOf returns this member's active and dropped targets, sorted by scrape
 // pool and scrape URL, in the shape of Prometheus' /api/v1/targets.
 func targetsOf(sm *scrape.Manager) targetDiscovery {
 	lb := labels.NewBuilder(labels.EmptyLabels())
