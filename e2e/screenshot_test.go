@@ -7,8 +7,6 @@ import (
 	"context"
 	"fmt"
 	"image/png"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,7 +35,7 @@ func TestStatusPageScreenshot(t *testing.T) {
 	r1 := startPromshard(t, bed, testbed.PromshardOptions{Name: "page-0", IP: "127.0.0.21", Gossip: true, Args: []string{"--scrape.interval=1s"}})
 	startPromshard(t, bed, testbed.PromshardOptions{Name: "page-1", IP: "127.0.0.22", Gossip: true, Args: []string{"--scrape.interval=1s", "--cluster.join=" + r1.GossipAddr}})
 	eventually(t, 30*time.Second, "status page lists both members and the rejection", func(ctx context.Context) error {
-		body, err := get(ctx, r1.WebURL+"/")
+		body, err := r1.Get(ctx, "/")
 		if err != nil {
 			return err
 		}
@@ -78,20 +76,4 @@ func TestStatusPageScreenshot(t *testing.T) {
 		_ = os.WriteFile(dst, data, 0o644)
 	}
 	t.Logf("status page screenshot: %s (%d colours sampled)", out, len(colours))
-}
-
-func get(ctx context.Context, url string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return io.ReadAll(resp.Body)
 }

@@ -77,12 +77,18 @@ func (p *proc) stop() {
 	}
 	if !p.exited() {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(stopGrace):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
+	}
+	p.waitOrKill(stopGrace)
+}
+
+// waitOrKill waits up to d for the process to exit, kills it after that,
+// and removes its pid file.
+func (p *proc) waitOrKill(d time.Duration) {
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		_ = p.cmd.Process.Kill()
+		<-p.done
 	}
 	_ = os.Remove(p.pidFile)
 }

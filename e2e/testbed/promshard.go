@@ -211,13 +211,7 @@ func (p *Promshard) Wait(d time.Duration) int {
 	if pr == nil {
 		return -1
 	}
-	select {
-	case <-pr.done:
-	case <-time.After(d):
-		_ = pr.cmd.Process.Kill()
-		<-pr.done
-	}
-	_ = os.Remove(pr.pidFile)
+	pr.waitOrKill(d)
 	if pr.cmd.ProcessState == nil {
 		return -1
 	}
@@ -270,36 +264,40 @@ func (p *Promshard) Targets(ctx context.Context) ([]ActiveTarget, error) {
 
 // GetJSON decodes the JSON answer of GET path.
 func (p *Promshard) GetJSON(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.WebURL+path, nil)
+	body, err := p.Get(ctx, path)
 	if err != nil {
 		return err
+	}
+	return json.Unmarshal(body, v)
+}
+
+// Get returns the body of GET path on the replica's web server; an answer
+// other than 200 OK is an error.
+func (p *Promshard) Get(ctx context.Context, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.WebURL+path, nil)
+	if err != nil {
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(b)))
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
 	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
 }
 
 // Metric returns the value of the first sample of /metrics whose line
 // starts with series (name plus, optionally, a label set written exactly as
 // the exposition format prints it), and whether one was found.
 func (p *Promshard) Metric(ctx context.Context, series string) (float64, bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.WebURL+"/metrics", nil)
-	if err != nil {
-		return 0, false, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, false, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err := p.Get(ctx, "/metrics")
 	if err != nil {
 		return 0, false, err
 	}
