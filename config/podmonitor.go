@@ -97,39 +97,39 @@ func (g *generator) podMonitorEndpoint(pm *monitoringv1.PodMonitor, i int, cls *
 func (g *generator) podMonitorRelabelings(pm *monitoringv1.PodMonitor, ep *monitoringv1.PodMetricsEndpoint, roleSelector bool, cls *monitoringv1.ScrapeClass) ([]*relabel.Config, error) {
 	b := &relabelBuilder{}
 	b.add("", []string{"job"}, "", "__tmp_prometheus_job_name", "")
+	// Unlike ServiceMonitors, the running-pods filter comes right after the
+	// job-name rule, before the selector rules.
+	if ep.FilterRunning == nil || *ep.FilterRunning {
+		b.add(relabel.Drop, []string{"__meta_kubernetes_pod_phase"}, "(Failed|Succeeded)", "", "")
+	}
 	if !roleSelector {
 		b.selector(&pm.Spec.Selector, "__meta_kubernetes_pod_label_", "__meta_kubernetes_pod_labelpresent_")
 	}
-	endpoint := ""
 	switch {
 	case ep.Port != nil && *ep.Port != "":
 		b.add(relabel.Keep, []string{"__meta_kubernetes_pod_container_port_name"}, *ep.Port, "", "")
-		endpoint = *ep.Port
-	case ep.PortNumber != nil:
-		n := strconv.Itoa(int(*ep.PortNumber))
-		b.add(relabel.Keep, []string{"__meta_kubernetes_pod_container_port_number"}, n, "", "")
-		endpoint = n
+	case ep.PortNumber != nil && *ep.PortNumber != 0:
+		b.add(relabel.Keep, []string{"__meta_kubernetes_pod_container_port_number"}, strconv.Itoa(int(*ep.PortNumber)), "", "")
 	case ep.TargetPort != nil && ep.TargetPort.StrVal != "":
 		b.add(relabel.Keep, []string{"__meta_kubernetes_pod_container_port_name"}, ep.TargetPort.StrVal, "", "")
-		endpoint = ep.TargetPort.StrVal
 	case ep.TargetPort != nil && ep.TargetPort.IntVal != 0:
-		n := strconv.Itoa(int(ep.TargetPort.IntVal))
-		b.add(relabel.Keep, []string{"__meta_kubernetes_pod_container_port_number"}, n, "", "")
-		endpoint = n
+		b.add(relabel.Keep, []string{"__meta_kubernetes_pod_container_port_number"}, strconv.Itoa(int(ep.TargetPort.IntVal)), "", "")
 	}
 	b.add("", []string{"__meta_kubernetes_namespace"}, "", "namespace", "")
 	b.add("", []string{"__meta_kubernetes_pod_container_name"}, "", "container", "")
 	b.add("", []string{"__meta_kubernetes_pod_name"}, "", "pod", "")
-	if ep.FilterRunning == nil || *ep.FilterRunning {
-		b.add(relabel.Drop, []string{"__meta_kubernetes_pod_phase"}, "(Failed|Succeeded)", "", "")
-	}
 	b.podTargetLabels(pm.Spec.PodTargetLabels, g.settings.podTargetLabels)
 	b.add("", nil, "", "job", escapeReplacement(pm.Namespace+"/"+pm.Name))
 	if pm.Spec.JobLabel != "" {
 		b.add("", []string{"__meta_kubernetes_pod_label_" + sanitizeLabelName(pm.Spec.JobLabel)}, "(.+)", "job", "${1}")
 	}
-	if endpoint != "" {
-		b.add("", nil, "", "endpoint", escapeReplacement(endpoint))
+	// The endpoint label names the port (or the deprecated targetPort), never
+	// portNumber: a portNumber-only endpoint has no endpoint label.
+	switch {
+	case ep.Port != nil && *ep.Port != "":
+		b.add("", nil, "", "endpoint", escapeReplacement(*ep.Port))
+	case ep.TargetPort != nil && ep.TargetPort.String() != "":
+		b.add("", nil, "", "endpoint", escapeReplacement(ep.TargetPort.String()))
 	}
 	if b.err != nil {
 		return nil, b.err
