@@ -63,6 +63,9 @@ func (g *generator) podMonitorEndpoint(pm *monitoringv1.PodMonitor, i int, cls *
 		}
 		podSel.Label = sel.String()
 	}
+	// prometheus-operator's DaemonSet mode appends the node field selector
+	// and the role selector as two role-pod entries, which Prometheus
+	// rejects ("duplicated selector role"); one entry holds both here.
 	if g.opts.NodeName != "" {
 		podSel.Field = "spec.nodeName=" + g.opts.NodeName
 	}

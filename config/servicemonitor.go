@@ -73,7 +73,13 @@ func (g *generator) serviceMonitorEndpoint(sm *monitoringv1.ServiceMonitor, i in
 		if err != nil {
 			return nil, fmt.Errorf("invalid selector: %w", err)
 		}
-		sd.Selectors = []promk8s.SelectorConfig{{Role: sdRole, Label: sel.String()}}
+		// Like prometheus-operator: the same label selector for the endpoint
+		// role and for role service, so only endpoints of selected Services
+		// are watched.
+		sd.Selectors = []promk8s.SelectorConfig{
+			{Role: sdRole, Label: sel.String()},
+			{Role: promk8s.RoleService, Label: sel.String()},
+		}
 	}
 	sc.ServiceDiscoveryConfigs = sdConfigs(sd)
 	if sc.RelabelConfigs, err = g.serviceMonitorRelabelings(sm, ep, prefix, roleSelector, cls); err != nil {
