@@ -229,34 +229,59 @@ func (g *generator) checkFileAccess(e endpointHTTP) error {
 	return nil
 }
 
-// tlsConfig resolves an endpoint's TLS settings; CA, certificate and key
-// not set by the endpoint come from the scrape class (files only, like
-// prometheus-operator).
+// tlsConfig resolves an endpoint's TLS settings with the scrape class' as
+// defaults, like prometheus-operator's mergeTLSConfigWithScrapeClass:
+//   - an endpoint without tlsConfig gets the class' TLS settings as they are
+//     (files, serverName, insecureSkipVerify, TLS versions; Secret and
+//     ConfigMap references are not supported in a class, as its CRD
+//     documentation says, and are ignored);
+//   - an endpoint with its own tlsConfig keeps it and only takes the class'
+//     caFile, certFile and keyFile, each when the endpoint sets neither the
+//     file nor the matching Secret/ConfigMap reference; serverName and
+//     insecureSkipVerify never come from the class then.
+//
+// Callers with a SafeTLSConfig (PodMonitor, Probe, ScrapeConfig) pass nil
+// for an empty one (see safeTLSAsTLS), as prometheus-operator treats an
+// empty SafeTLSConfig as unset; a ServiceMonitor's empty `tlsConfig: {}`
+// counts as its own.
 func (g *generator) tlsConfig(ns string, t *monitoringv1.TLSConfig, cls *monitoringv1.ScrapeClass) (commoncfg.TLSConfig, error) {
-	var out commoncfg.TLSConfig
-	if t != nil {
-		if err := t.Validate(); err != nil {
-			return out, fmt.Errorf("tlsConfig: %w", err)
-		}
-		var err error
-		if out, err = g.res.safeTLSConfig(ns, &t.SafeTLSConfig); err != nil {
-			return out, err
-		}
-		out.CAFile, out.CertFile, out.KeyFile = t.CAFile, t.CertFile, t.KeyFile
+	var class *monitoringv1.TLSConfig
+	if cls != nil {
+		class = cls.TLSConfig
 	}
-	if cls != nil && cls.TLSConfig != nil {
-		c := cls.TLSConfig
-		if out.CA == "" && out.CAFile == "" {
-			out.CAFile = c.CAFile
+	if t == nil {
+		if class == nil {
+			return commoncfg.TLSConfig{}, nil
 		}
-		if out.Cert == "" && out.CertFile == "" && out.Key == "" && out.KeyFile == "" {
-			out.CertFile, out.KeyFile = c.CertFile, c.KeyFile
+		own := *class
+		own.CA, own.Cert, own.KeySecret = monitoringv1.SecretOrConfigMap{}, monitoringv1.SecretOrConfigMap{}, nil
+		out, err := g.res.safeTLSConfig(ns, &own.SafeTLSConfig)
+		if err != nil {
+			return out, fmt.Errorf("scrapeClass %s: %w", cls.Name, err)
 		}
-		if out.ServerName == "" && c.ServerName != nil {
-			out.ServerName = *c.ServerName
+		out.CAFile, out.CertFile, out.KeyFile = own.CAFile, own.CertFile, own.KeyFile
+		if err := out.Validate(); err != nil {
+			return out, fmt.Errorf("scrapeClass %s tlsConfig: %w", cls.Name, err)
 		}
-		if (t == nil || t.InsecureSkipVerify == nil) && c.InsecureSkipVerify != nil {
-			out.InsecureSkipVerify = *c.InsecureSkipVerify
+		return out, nil
+	}
+	if err := t.Validate(); err != nil {
+		return commoncfg.TLSConfig{}, fmt.Errorf("tlsConfig: %w", err)
+	}
+	out, err := g.res.safeTLSConfig(ns, &t.SafeTLSConfig)
+	if err != nil {
+		return out, err
+	}
+	out.CAFile, out.CertFile, out.KeyFile = t.CAFile, t.CertFile, t.KeyFile
+	if class != nil {
+		if t.CAFile == "" && t.CA == (monitoringv1.SecretOrConfigMap{}) {
+			out.CAFile = class.CAFile
+		}
+		if t.CertFile == "" && t.Cert == (monitoringv1.SecretOrConfigMap{}) {
+			out.CertFile = class.CertFile
+		}
+		if t.KeyFile == "" && t.KeySecret == nil {
+			out.KeyFile = class.KeyFile
 		}
 	}
 	if err := out.Validate(); err != nil {

@@ -42,13 +42,9 @@ func (g *generator) podMonitorEndpoint(pm *monitoringv1.PodMonitor, i int, cls *
 	}); err != nil {
 		return nil, err
 	}
-	var tls *monitoringv1.TLSConfig
-	if ep.TLSConfig != nil {
-		tls = &monitoringv1.TLSConfig{SafeTLSConfig: *ep.TLSConfig}
-	}
 	var err error
 	sc.HTTPClientConfig, err = g.httpClientConfig(pm.Namespace, endpointHTTP{
-		auth: ep.HTTPConfigWithoutTLS, tls: tls, proxy: ep.ProxyConfig,
+		auth: ep.HTTPConfigWithoutTLS, tls: safeTLSAsTLS(ep.TLSConfig), proxy: ep.ProxyConfig,
 	}, cls)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"reflect"
 	"slices"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
@@ -158,9 +159,11 @@ func (g *generator) scrapeConfigHTTP(job *promconfig.ScrapeConfig, ns string, sp
 }
 
 // safeTLSAsTLS wraps a SafeTLSConfig (no file references) for
-// httpClientConfig; nil stays nil.
+// httpClientConfig. nil and an empty config give nil, so that the scrape
+// class' TLS settings apply in full, like prometheus-operator's
+// mergeSafeTLSConfigWithScrapeClass.
 func safeTLSAsTLS(t *monitoringv1.SafeTLSConfig) *monitoringv1.TLSConfig {
-	if t == nil {
+	if t == nil || reflect.ValueOf(*t).IsZero() {
 		return nil
 	}
 	return &monitoringv1.TLSConfig{SafeTLSConfig: *t}
