@@ -11,28 +11,42 @@ import (
 	promk8s "github.com/prometheus/prometheus/discovery/kubernetes"
 )
 
-// applyLimits sets the scrape limits of sc from the object's limits, capped
-// by the PrometheusAgent's enforced limits like prometheus-operator: an
-// unset or zero (unlimited) object limit takes the enforced one, otherwise
-// the smaller of both applies. Unset limits stay zero and inherit the global
-// ones when the job is finalized.
+// limitFields pairs each limit of an object with the enforced one and the
+// field it sets.
+func limitFields(l, e limits, sampleLimit, targetLimit, labelLimit, nameLen, valueLen, keepDropped *uint) []limitField {
+	return []limitField{
+		{"sampleLimit", l.sampleLimit, e.sampleLimit, sampleLimit},
+		{"targetLimit", l.targetLimit, e.targetLimit, targetLimit},
+		{"labelLimit", l.labelLimit, e.labelLimit, labelLimit},
+		{"labelNameLengthLimit", l.labelNameLengthLimit, e.labelNameLengthLimit, nameLen},
+		{"labelValueLengthLimit", l.labelValueLengthLimit, e.labelValueLengthLimit, valueLen},
+		{"keepDroppedTargets", l.keepDroppedTargets, e.keepDroppedTargets, keepDropped},
+	}
+}
+
+type limitField struct {
+	name          string
+	user, enforce *int64
+	out           *uint
+}
+
+// applyLimits sets the scrape limits of a job from the object's limits,
+// capped by the PrometheusAgent's enforced limits like prometheus-operator
+// (getLimit, for Prometheus >= 2.45): a set limit becomes the smaller of it
+// and the enforced one; an unset or zero (unlimited) limit stays zero, so the
+// job inherits the global limit, which agentGlobal already capped by the
+// enforced one. The body size limit is the exception, as in
+// prometheus-operator (getLowerByteSize): unset takes the enforced value.
 func (g *generator) applyLimits(sc *promconfig.ScrapeConfig, l limits) error {
 	e := g.settings.enforced
-	for _, f := range []struct {
-		name          string
-		user, enforce *int64
-		out           *uint
-	}{
-		{"sampleLimit", l.sampleLimit, e.sampleLimit, &sc.SampleLimit},
-		{"targetLimit", l.targetLimit, e.targetLimit, &sc.TargetLimit},
-		{"labelLimit", l.labelLimit, e.labelLimit, &sc.LabelLimit},
-		{"labelNameLengthLimit", l.labelNameLengthLimit, e.labelNameLengthLimit, &sc.LabelNameLengthLimit},
-		{"labelValueLengthLimit", l.labelValueLengthLimit, e.labelValueLengthLimit, &sc.LabelValueLengthLimit},
-		{"keepDroppedTargets", l.keepDroppedTargets, e.keepDroppedTargets, &sc.KeepDroppedTargets},
-	} {
+	for _, f := range limitFields(l, e, &sc.SampleLimit, &sc.TargetLimit, &sc.LabelLimit,
+		&sc.LabelNameLengthLimit, &sc.LabelValueLengthLimit, &sc.KeepDroppedTargets) {
 		v, err := effectiveLimit(f.user, f.enforce)
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.name, err)
+		}
+		if f.user == nil || *f.user == 0 {
+			v = 0
 		}
 		*f.out = uint(v)
 	}
@@ -51,6 +65,8 @@ func (g *generator) applyLimits(sc *promconfig.ScrapeConfig, l limits) error {
 	return nil
 }
 
+// effectiveLimit is the smaller of a limit and the enforced one, where zero
+// or unset means unlimited (prometheus-operator's appendGlobalLimits).
 func effectiveLimit(user, enforced *int64) (int64, error) {
 	var u, e int64
 	if user != nil {

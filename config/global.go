@@ -133,21 +133,37 @@ func (g *generator) agentGlobal(a *monitoringv1alpha1.PrometheusAgent) error {
 		return err
 	}
 	g.settings.global = gl
-	// Global limits, capped by the enforced ones like the operator does.
-	tmp := newScrapeConfig("global")
-	if err := g.applyLimits(tmp, limits{
+	return g.globalLimits(spec)
+}
+
+// globalLimits sets the global limits like prometheus-operator's
+// appendScrapeLimits: each limit capped by the enforced one, the enforced one
+// when unset; the body size limit is the agent's own when set (not capped),
+// else the enforced one.
+func (g *generator) globalLimits(spec *monitoringv1.CommonPrometheusFields) error {
+	gl := &g.settings.global
+	own := limits{
 		sampleLimit: spec.SampleLimit, targetLimit: spec.TargetLimit, labelLimit: spec.LabelLimit,
 		labelNameLengthLimit: spec.LabelNameLengthLimit, labelValueLengthLimit: spec.LabelValueLengthLimit,
-		keepDroppedTargets: spec.KeepDroppedTargets, bodySizeLimit: spec.BodySizeLimit,
-	}); err != nil {
-		return err
+		keepDroppedTargets: spec.KeepDroppedTargets,
 	}
-	g.settings.global.SampleLimit, g.settings.global.TargetLimit = tmp.SampleLimit, tmp.TargetLimit
-	g.settings.global.LabelLimit = tmp.LabelLimit
-	g.settings.global.LabelNameLengthLimit = tmp.LabelNameLengthLimit
-	g.settings.global.LabelValueLengthLimit = tmp.LabelValueLengthLimit
-	g.settings.global.KeepDroppedTargets = tmp.KeepDroppedTargets
-	g.settings.global.BodySizeLimit = tmp.BodySizeLimit
+	for _, f := range limitFields(own, g.settings.enforced, &gl.SampleLimit, &gl.TargetLimit, &gl.LabelLimit,
+		&gl.LabelNameLengthLimit, &gl.LabelValueLengthLimit, &gl.KeepDroppedTargets) {
+		v, err := effectiveLimit(f.user, f.enforce)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+		*f.out = uint(v)
+	}
+	body := spec.BodySizeLimit
+	if body.IsEmpty() {
+		body = g.settings.enforced.bodySizeLimit
+	}
+	v, err := parseByteSize(body)
+	if err != nil {
+		return fmt.Errorf("bodySizeLimit: %w", err)
+	}
+	gl.BodySizeLimit = v
 	return nil
 }
 
