@@ -117,6 +117,13 @@ func TestGlobalSettings(t *testing.T) {
 		{"agent empty label name disables it", newTestAgent(func(s *monitoringv1.CommonPrometheusFields) {
 			s.PrometheusExternalLabelName = &empty
 		}), FlagSettings{}, model.Duration(30 * time.Second), model.Duration(10 * time.Second), map[string]string{}, ""},
+		{"agent external label cannot replace the reserved one", newTestAgent(func(s *monitoringv1.CommonPrometheusFields) {
+			s.ExternalLabels = map[string]string{"prometheus": "spoofed", "cluster": "c1"}
+		}), FlagSettings{}, model.Duration(30 * time.Second), model.Duration(10 * time.Second), map[string]string{"prometheus": "mon/a", "cluster": "c1"}, ""},
+		{"agent utf-8 escaping with legacy validation", newTestAgent(func(s *monitoringv1.CommonPrometheusFields) {
+			legacy, utf8 := monitoringv1.LegacyNameValidationScheme, monitoringv1.AllowUTF8NameEscapingScheme
+			s.NameValidationScheme, s.NameEscapingScheme = &legacy, &utf8
+		}), FlagSettings{}, 0, 0, nil, "needs nameValidationScheme"},
 		{"agent bad interval", newTestAgent(func(s *monitoringv1.CommonPrometheusFields) { s.ScrapeInterval = "often" }), FlagSettings{}, 0, 0, nil, "scrapeInterval"},
 		{"agent timeout > interval", newTestAgent(func(s *monitoringv1.CommonPrometheusFields) {
 			s.ScrapeInterval = "10s"

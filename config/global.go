@@ -124,8 +124,16 @@ func (g *generator) agentGlobal(a *monitoringv1alpha1.PrometheusAgent) error {
 	if name != "" {
 		ext[name] = a.Namespace + "/" + a.Name
 	}
-	// Never the replica label: see DESIGN §2.
-	maps.Copy(ext, spec.ExternalLabels)
+	// Never prometheus-operator's replica label ($(POD_NAME)): each target
+	// is scraped by one replica only, and a per-replica label would split
+	// its series whenever ownership moves to another replica.
+	// Like prometheus-operator (buildExternalLabels), an external label
+	// named like the reserved one set above is ignored.
+	for k, v := range spec.ExternalLabels {
+		if _, reserved := ext[k]; !reserved {
+			ext[k] = v
+		}
+	}
 	if gl.ExternalLabels, err = externalLabels(ext); err != nil {
 		return err
 	}
@@ -199,6 +207,18 @@ func applyGlobalOptions(gl *promconfig.GlobalConfig, spec *monitoringv1.CommonPr
 		default:
 			return fmt.Errorf("unknown nameValidationScheme %q", *spec.NameValidationScheme)
 		}
+	}
+	// prometheus-operator renders the agent's nameEscapingScheme into the
+	// global section (appendNameEscapingScheme).
+	if spec.NameEscapingScheme != nil {
+		e, ok := nameEscapingSchemes[*spec.NameEscapingScheme]
+		if !ok {
+			return fmt.Errorf("unknown nameEscapingScheme %q", *spec.NameEscapingScheme)
+		}
+		if e == model.AllowUTF8 && gl.MetricNameValidationScheme == model.LegacyValidation {
+			return fmt.Errorf("nameEscapingScheme %s needs nameValidationScheme %s", *spec.NameEscapingScheme, monitoringv1.UTF8NameValidationScheme)
+		}
+		gl.MetricNameEscapingScheme = e
 	}
 	return nil
 }
