@@ -205,7 +205,10 @@ func applyQueueConfig(rw *promconfig.RemoteWriteConfig, spec *monitoringv1.Remot
 		}
 	}
 	if m := spec.MetadataConfig; m != nil {
-		rw.MetadataConfig.Send = m.Send
+		// Like prometheus-operator (since its July 2026 fix, before
+		// v0.95.1): with remote write 2.0 metadata travels with the samples,
+		// so the separate metadata sending is rendered off.
+		rw.MetadataConfig.Send = m.Send && rw.ProtobufMessage != remoteapi.WriteV2MessageType
 		if m.SendInterval != "" {
 			v, err := parseDuration(m.SendInterval)
 			if err != nil {

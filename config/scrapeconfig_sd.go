@@ -394,7 +394,7 @@ func (g *generator) dnsSDConfigs(ns string, spec *monitoringv1alpha1.ScrapeConfi
 
 // nomadSDConfigs rejects Nomad SD: promshard's build replaces
 // github.com/hashicorp/nomad/api with a version Prometheus' Nomad SD was not
-// built against (DESIGN §7), so it is not compiled in.
+// built against (see go.mod's replace directive), so it is not compiled in.
 func (g *generator) nomadSDConfigs(_ string, spec *monitoringv1alpha1.ScrapeConfigSpec) ([]promdiscovery.Config, error) {
 	if len(spec.NomadSDConfigs) == 0 {
 		return nil, nil
