@@ -104,9 +104,10 @@ type generator struct {
 // make the whole configuration impossible (for example an invalid
 // scrapeInterval or remote-write URL).
 //
-// The output is deterministic: jobs follow prometheus-operator's order
-// (ServiceMonitors, PodMonitors, Probes, ScrapeConfigs, each sorted by
-// namespace/name) and Results are sorted by kind, namespace and name.
+// The output is deterministic: jobs follow the order prometheus-operator
+// gives a PrometheusAgent (GenerateAgentConfiguration: PodMonitors,
+// ServiceMonitors, Probes, ScrapeConfigs, each sorted by their
+// "namespace/name" key) and Results are sorted by kind, namespace and name.
 func Generate(snap *Snapshot, opts Options) (*promconfig.Config, []Result, error) {
 	if snap == nil {
 		snap = &Snapshot{}
@@ -133,13 +134,13 @@ func Generate(snap *Snapshot, opts Options) (*promconfig.Config, []Result, error
 		}
 		results = append(results, r)
 	}
-	for _, sm := range sorted(g.selectServiceMonitors()) {
-		jobs, err := g.serviceMonitorJobs(sm)
-		add(KindServiceMonitor, sm.ObjectMeta, jobs, err)
-	}
 	for _, pm := range sorted(g.selectPodMonitors()) {
 		jobs, err := g.podMonitorJobs(pm)
 		add(KindPodMonitor, pm.ObjectMeta, jobs, err)
+	}
+	for _, sm := range sorted(g.selectServiceMonitors()) {
+		jobs, err := g.serviceMonitorJobs(sm)
+		add(KindServiceMonitor, sm.ObjectMeta, jobs, err)
 	}
 	for _, p := range sorted(g.selectProbes()) {
 		jobs, err := g.probeJobs(p)
@@ -161,12 +162,23 @@ type objectMeta interface {
 	GetName() string
 }
 
-// sorted returns objs sorted by namespace/name (a new slice).
+// sorted returns objs sorted by their "namespace/name" key, as
+// prometheus-operator sorts the keys of its object maps (so "a-b/x" comes
+// before "a/x"); a new slice.
 func sorted[T objectMeta](objs []T) []T {
-	out := slices.Clone(objs)
-	slices.SortStableFunc(out, func(a, b T) int {
-		return cmp.Or(cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
-	})
+	type keyed struct {
+		key string
+		obj T
+	}
+	ks := make([]keyed, len(objs))
+	for i, o := range objs {
+		ks[i] = keyed{o.GetNamespace() + "/" + o.GetName(), o}
+	}
+	slices.SortStableFunc(ks, func(a, b keyed) int { return cmp.Compare(a.key, b.key) })
+	out := make([]T, len(ks))
+	for i, k := range ks {
+		out[i] = k.obj
+	}
 	return out
 }
 
