@@ -112,8 +112,7 @@ func (r *resolver) basicAuth(ns string, ba *monitoringv1.BasicAuth) (*commoncfg.
 	return &commoncfg.BasicAuth{Username: user, Password: commoncfg.Secret(pass)}, nil
 }
 
-// authorization resolves a SafeAuthorization; nil in gives nil out. The
-// type defaults to Bearer, as in Prometheus.
+// authorization resolves a SafeAuthorization; nil in gives nil out.
 func (r *resolver) authorization(ns string, a *monitoringv1.SafeAuthorization) (*commoncfg.Authorization, error) {
 	if a == nil {
 		return nil, nil
@@ -125,11 +124,7 @@ func (r *resolver) authorization(ns string, a *monitoringv1.SafeAuthorization) (
 	if err != nil {
 		return nil, fmt.Errorf("authorization credentials: %w", err)
 	}
-	typ := a.Type
-	if typ == "" {
-		typ = "Bearer"
-	}
-	return &commoncfg.Authorization{Type: typ, Credentials: commoncfg.Secret(cred)}, nil
+	return &commoncfg.Authorization{Type: authorizationType(a.Type), Credentials: commoncfg.Secret(cred)}, nil
 }
 
 // oauth2 resolves an OAuth2 client configuration; nil in gives nil out.

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	commoncfg "github.com/prometheus/common/config"
@@ -192,6 +193,11 @@ func (g *generator) httpClientConfig(ns string, e endpointHTTP, cls *monitoringv
 		hc.BearerToken = commoncfg.Secret(tok)
 	}
 	hc.BearerTokenFile = e.bearerTokenFile
+	// The class' authorization applies when the endpoint has no credentials
+	// of any kind. prometheus-operator adds it whenever the endpoint has no
+	// authorization, even next to basicAuth, OAuth2 or a bearer token, which
+	// gives a configuration Prometheus refuses to load; promshard does not
+	// follow it there.
 	noAuth := hc.BasicAuth == nil && hc.Authorization == nil && hc.OAuth2 == nil && hc.BearerToken == "" && hc.BearerTokenFile == ""
 	if noAuth && cls != nil && cls.Authorization != nil {
 		hc.Authorization = classAuthorization(cls.Authorization)
@@ -220,11 +226,16 @@ func classAuthorization(a *monitoringv1.Authorization) *commoncfg.Authorization 
 	if a.CredentialsFile == "" {
 		return nil
 	}
-	typ := a.Type
-	if typ == "" {
-		typ = "Bearer"
+	return &commoncfg.Authorization{Type: authorizationType(a.Type), CredentialsFile: a.CredentialsFile}
+}
+
+// authorizationType is the authorization type as prometheus-operator renders
+// it: surrounding spaces trimmed, Bearer when empty.
+func authorizationType(t string) string {
+	if t = strings.TrimSpace(t); t == "" {
+		return "Bearer"
 	}
-	return &commoncfg.Authorization{Type: typ, CredentialsFile: a.CredentialsFile}
+	return t
 }
 
 // checkFileAccess rejects file references unless they are allowed.

@@ -113,11 +113,7 @@ func (g *generator) remoteWriteHTTP(ns string, spec *monitoringv1.RemoteWriteSpe
 	}
 	if spec.Authorization != nil {
 		if spec.Authorization.CredentialsFile != "" {
-			typ := spec.Authorization.Type
-			if typ == "" {
-				typ = "Bearer"
-			}
-			hc.Authorization = &commoncfg.Authorization{Type: typ, CredentialsFile: spec.Authorization.CredentialsFile}
+			hc.Authorization = &commoncfg.Authorization{Type: authorizationType(spec.Authorization.Type), CredentialsFile: spec.Authorization.CredentialsFile}
 		} else if hc.Authorization, err = g.res.authorization(ns, &spec.Authorization.SafeAuthorization); err != nil {
 			return hc, err
 		}
