@@ -133,6 +133,17 @@ func TestGlobalSettings(t *testing.T) {
 			yes := true
 			s.ScrapeClasses = []monitoringv1.ScrapeClass{{Name: "a", Default: &yes}, {Name: "b", Default: &yes}}
 		}), FlagSettings{}, 0, 0, nil, "both default"},
+		{"agent scrape class with caFile and ca", newTestAgent(func(s *monitoringv1.CommonPrometheusFields) {
+			s.ScrapeClasses = []monitoringv1.ScrapeClass{{Name: "a", TLSConfig: &monitoringv1.TLSConfig{
+				SafeTLSConfig:  monitoringv1.SafeTLSConfig{CA: monitoringv1.SecretOrConfigMap{Secret: &corev1.SecretKeySelector{Key: "ca"}}},
+				TLSFilesConfig: monitoringv1.TLSFilesConfig{CAFile: "/ca"},
+			}}}
+		}), FlagSettings{}, 0, 0, nil, `scrapeClass "a" tlsConfig: cannot specify both 'caFile' and 'ca'`},
+		{"agent scrape class basic authorization", newTestAgent(func(s *monitoringv1.CommonPrometheusFields) {
+			s.ScrapeClasses = []monitoringv1.ScrapeClass{{Name: "a", Authorization: &monitoringv1.Authorization{
+				SafeAuthorization: monitoringv1.SafeAuthorization{Type: "Basic"}, CredentialsFile: "/t",
+			}}}
+		}), FlagSettings{}, 0, 0, nil, `scrapeClass "a" authorization`},
 		{"agent bad remote write URL", newTestAgent(func(s *monitoringv1.CommonPrometheusFields) {
 			s.RemoteWrite = []monitoringv1.RemoteWriteSpec{{URL: "ftp://x"}}
 		}), FlagSettings{}, 0, 0, nil, "remoteWrite[0]"},

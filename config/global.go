@@ -258,13 +258,21 @@ func validateSDRole(r monitoringv1.ServiceDiscoveryRole) error {
 }
 
 // loadScrapeClasses indexes the agent's scrape classes; at most one may be
-// the default and names must be unique.
+// the default, names must be unique and TLS and authorization valid.
 func (g *generator) loadScrapeClasses(classes []monitoringv1.ScrapeClass) error {
 	g.settings.scrapeClasses = make(map[string]*monitoringv1.ScrapeClass, len(classes))
 	for i := range classes {
 		c := &classes[i]
 		if _, dup := g.settings.scrapeClasses[c.Name]; dup {
 			return fmt.Errorf("duplicate scrapeClass %q", c.Name)
+		}
+		// Like prometheus-operator (getScrapeClassConfig), an invalid TLS or
+		// authorization section makes every scrape class unusable.
+		if err := c.TLSConfig.Validate(); err != nil {
+			return fmt.Errorf("scrapeClass %q tlsConfig: %w", c.Name, err)
+		}
+		if err := c.Authorization.Validate(); err != nil {
+			return fmt.Errorf("scrapeClass %q authorization: %w", c.Name, err)
 		}
 		g.settings.scrapeClasses[c.Name] = c
 		if c.Default != nil && *c.Default {
