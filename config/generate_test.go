@@ -347,7 +347,7 @@ func ExampleGenerate() {
 			},
 		}, {
 			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "broken"},
-			Spec:       monitoringv1.ServiceMonitorSpec{Endpoints: []monitoringv1.Endpoint{{Path: "/metrics"}}},
+			Spec:       monitoringv1.ServiceMonitorSpec{Endpoints: []monitoringv1.Endpoint{{Port: "http", Path: "metrics"}}},
 		}},
 	}
 	opts := Options{Flags: FlagSettings{RemoteWriteURLs: []string{"http://receiver:9090/api/v1/write"}}}
@@ -369,7 +369,7 @@ func ExampleGenerate() {
 	// Output:
 	// remote writes: 1
 	// job: serviceMonitor/shop/web/0 30s
-	// rejected ServiceMonitor shop/broken: endpoint 0: neither port nor targetPort is set
+	// rejected ServiceMonitor shop/broken: endpoint 0: invalid path "metrics": must start with /
 	// accepted ServiceMonitor shop/web
 }
 

@@ -31,10 +31,9 @@ func (g *generator) podMonitorJobs(pm *monitoringv1.PodMonitor) ([]*promconfig.S
 }
 
 func (g *generator) podMonitorEndpoint(pm *monitoringv1.PodMonitor, i int, cls *monitoringv1.ScrapeClass) (*promconfig.ScrapeConfig, error) {
+	// Without port, portNumber or targetPort every container port of the
+	// selected pods is scraped, as in prometheus-operator.
 	ep := &pm.Spec.PodMetricsEndpoints[i]
-	if (ep.Port == nil || *ep.Port == "") && ep.PortNumber == nil && ep.TargetPort == nil {
-		return nil, fmt.Errorf("none of port, portNumber and targetPort is set")
-	}
 	sc := newScrapeConfig(fmt.Sprintf("podMonitor/%s/%s/%d", pm.Namespace, pm.Name, i))
 	if err := g.applyEndpointBasics(sc, endpointBasics{
 		interval: ep.Interval, timeout: ep.ScrapeTimeout, path: ep.Path, scheme: ep.Scheme, params: ep.Params,

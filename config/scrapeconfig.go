@@ -222,7 +222,7 @@ func (g *generator) scrapeConfigRelabelings(sc *monitoringv1alpha1.ScrapeConfig,
 		return nil, fmt.Errorf("relabelings: %w", err)
 	}
 	rcs = append(rcs, user...)
-	// prometheus-operator (up to v0.95.1) adds the enforced namespace label
+	// prometheus-operator adds the enforced namespace label
 	// to a ScrapeConfig's targets only when the object has relabelings of
 	// its own, so `up` and the other scrape series of a ScrapeConfig without
 	// relabelings miss the label. promshard always adds it, like for every

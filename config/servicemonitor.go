@@ -47,10 +47,10 @@ func sdPrefix(role monitoringv1.ServiceDiscoveryRole) (promk8s.Role, string) {
 }
 
 func (g *generator) serviceMonitorEndpoint(sm *monitoringv1.ServiceMonitor, i int, role monitoringv1.ServiceDiscoveryRole, cls *monitoringv1.ScrapeClass) (*promconfig.ScrapeConfig, error) {
+	// An endpoint without port or targetPort is valid, as in
+	// prometheus-operator: no port filter, every port of the selected
+	// Services is scraped, and there is no endpoint label.
 	ep := &sm.Spec.Endpoints[i]
-	if ep.Port == "" && ep.TargetPort == nil {
-		return nil, fmt.Errorf("neither port nor targetPort is set")
-	}
 	sc := newScrapeConfig(fmt.Sprintf("serviceMonitor/%s/%s/%d", sm.Namespace, sm.Name, i))
 	if err := g.applyEndpointBasics(sc, endpointBasics{
 		interval: ep.Interval, timeout: ep.ScrapeTimeout, path: ep.Path, scheme: ep.Scheme, params: ep.Params,
