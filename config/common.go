@@ -139,11 +139,12 @@ func (g *generator) kubernetesSD(role promk8s.Role, namespaces []string, attachN
 	return &sd
 }
 
-// attachNodeMetadata decides attach_metadata.node: the monitor's setting,
-// else the scrape class'.
+// attachNodeMetadata decides attach_metadata.node: the monitor's
+// attachMetadata when it has one (an empty one means false), else the scrape
+// class', like prometheus-operator's mergeAttachMetadataWithScrapeClass.
 func attachNodeMetadata(own *monitoringv1.AttachMetadata, cls *monitoringv1.ScrapeClass) bool {
-	if own != nil && own.Node != nil {
-		return *own.Node
+	if own != nil {
+		return own.Node != nil && *own.Node
 	}
 	if cls != nil && cls.AttachMetadata != nil && cls.AttachMetadata.Node != nil {
 		return *cls.AttachMetadata.Node
