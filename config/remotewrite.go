@@ -237,7 +237,7 @@ func checkRemoteWrite(rw *promconfig.RemoteWriteConfig, gl promconfig.GlobalConf
 	if err := rw.Validate(gl.MetricNameValidationScheme); err != nil {
 		return err
 	}
-	return nil
+	return checkRemoteWriteClient(rw)
 }
 
 // sortedKeys returns the keys of m in order.

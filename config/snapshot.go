@@ -99,4 +99,7 @@ type Result struct {
 	// words a person can act on.
 	Accepted bool
 	Reason   string
+	// Jobs are the names of the scrape jobs of an accepted object, so that
+	// a job the scrape manager refuses can be traced back to its object.
+	Jobs []string
 }
