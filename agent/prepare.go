@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 
+	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
 	promconfig "github.com/prometheus/prometheus/config"
+
+	"github.com/promshard/promshard/config"
 )
 
 // prepare turns a typed configuration built in memory into one the Prometheus
@@ -61,11 +64,18 @@ func prepare(cfg *promconfig.Config, logger *slog.Logger) (*promconfig.Config, e
 		}
 		names[rw.Name] = struct{}{}
 		if err := rw.Validate(base.GlobalConfig.MetricNameValidationScheme); err != nil {
-			return nil, fmt.Errorf("agent: remote write %q: %w", rw.URL, err)
+			return nil, fmt.Errorf("agent: remote write %s: %s", redactedURL(rw.URL), config.RedactURLs(err.Error()))
 		}
 	}
 	base.RemoteWriteConfigs = cfg.RemoteWriteConfigs
 	return base, nil
+}
+
+func redactedURL(u *commoncfg.URL) string {
+	if u == nil || u.URL == nil {
+		return `""`
+	}
+	return u.Redacted()
 }
 
 // normalizeGlobal fills the zero fields of a typed global section with the

@@ -1,0 +1,27 @@
+package config
+
+import (
+	"net/url"
+	"regexp"
+)
+
+// RedactURL returns s with the password of its user info replaced by
+// "xxxxx", like url.URL.Redacted. A string that does not parse as a URL is
+// redacted with RedactURLs.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return RedactURLs(s)
+	}
+	return u.Redacted()
+}
+
+// userinfoPassword matches "scheme://user:password@" anywhere in a text.
+var userinfoPassword = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://[^/?#@\s:"'<>]*):[^/?#@\s"'<>]*@`)
+
+// RedactURLs replaces the password of every "scheme://user:password@" in
+// text (an error message, a log line) with "xxxxx". Everything promshard
+// prints that may hold a URL passes through it.
+func RedactURLs(text string) string {
+	return userinfoPassword.ReplaceAllString(text, "${1}:xxxxx@")
+}
