@@ -101,6 +101,21 @@ func newTestAgent(t *testing.T) *Agent {
 	return a
 }
 
+// newBenchAgent is newTestAgent for benchmarks; it stops the agent at the end.
+func newBenchAgent(b *testing.B) *Agent {
+	b.Helper()
+	a, err := New(Options{StoragePath: b.TempDir(), Registerer: prometheus.NewRegistry(), RemoteFlushDeadline: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = a.Run(ctx)
+	})
+	return a
+}
+
 // TestAgentScrapesAndRemoteWrites drives the real managers: a static target
 // is scraped into the agent WAL and its samples reach a remote-write receiver.
 func TestAgentScrapesAndRemoteWrites(t *testing.T) {

@@ -3,7 +3,6 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -27,7 +26,7 @@ import (
 // the previous configuration back.
 //
 // A configuration equal to the applied one (same global section, remote
-// writes and jobs, compared with reflect.DeepEqual like the managers do)
+// writes and jobs, compared like reflect.DeepEqual, see equal.go)
 // touches no manager: no remote-write client is rebuilt, no discovery
 // provider restarted, no target re-synced. Jobs whose content did not change
 // keep the *ScrapeConfig pointer of the previous apply, so the scrape
@@ -102,15 +101,15 @@ func (a *Agent) reuseUnchanged(next *promconfig.Config) bool {
 	same := len(prev.ScrapeConfigs) == len(next.ScrapeConfigs)
 	for i, sc := range next.ScrapeConfigs {
 		old, ok := byName[sc.JobName]
-		if !ok || (old != sc && !reflect.DeepEqual(old, sc)) {
+		if !ok || !sameContent(old, sc) {
 			same = false
 			continue
 		}
 		next.ScrapeConfigs[i] = old
 		same = same && prev.ScrapeConfigs[i] == old
 	}
-	return same && reflect.DeepEqual(prev.GlobalConfig, next.GlobalConfig) &&
-		reflect.DeepEqual(prev.RemoteWriteConfigs, next.RemoteWriteConfigs)
+	return same && sameContent(prev.GlobalConfig, next.GlobalConfig) &&
+		sameContent(prev.RemoteWriteConfigs, next.RemoteWriteConfigs)
 }
 
 // check builds the HTTP clients of the jobs and remote writes of next that
@@ -135,7 +134,7 @@ func (a *Agent) check(next *promconfig.Config) error {
 		return jobErrs
 	}
 	for i, rw := range next.RemoteWriteConfigs {
-		if a.desired != nil && i < len(a.desired.RemoteWriteConfigs) && reflect.DeepEqual(a.desired.RemoteWriteConfigs[i], rw) {
+		if a.desired != nil && i < len(a.desired.RemoteWriteConfigs) && sameContent(a.desired.RemoteWriteConfigs[i], rw) {
 			continue
 		}
 		if err := checkClient(rw.HTTPClientConfig, "remote_write"); err != nil {
