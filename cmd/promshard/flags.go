@@ -73,7 +73,7 @@ func (f *runFlags) validate() error {
 	for _, u := range f.remoteWriteURLs {
 		p, err := url.Parse(u)
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return fmt.Errorf("--remote-write.url %q: want an http:// or https:// URL", u)
+			return fmt.Errorf("--remote-write.url %q: want an http:// or https:// URL", config.RedactURLs(u))
 		}
 	}
 	if f.scrapeInterval <= 0 {
