@@ -52,6 +52,17 @@ func (e JobErrors) Error() string {
 	return "scrape jobs refused: " + strings.Join(msgs, "; ")
 }
 
+// RemoteWriteError is returned by ApplyConfig when the HTTP client of a
+// remote write cannot be built (e.g. its CA file is not a certificate). No
+// manager was touched.
+type RemoteWriteError struct {
+	URL string // credentials redacted
+	Err error
+}
+
+func (e *RemoteWriteError) Error() string { return "remote write " + e.URL + ": " + e.Err.Error() }
+func (e *RemoteWriteError) Unwrap() error { return e.Err }
+
 // ApplyConfig applies cfg in Prometheus' reload order: remote storage,
 // scrape manager, filter, discovery manager. Scrape pools whose
 // configuration did not change keep running untouched; jobs that disappear
@@ -138,7 +149,7 @@ func (a *Agent) check(next *promconfig.Config) error {
 			continue
 		}
 		if err := checkClient(rw.HTTPClientConfig, "remote_write"); err != nil {
-			return fmt.Errorf("remote write %s: %w", redactedURL(rw.URL), err)
+			return &RemoteWriteError{URL: redactedURL(rw.URL), Err: err}
 		}
 	}
 	return nil

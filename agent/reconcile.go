@@ -41,6 +41,16 @@ var kinds = []string{config.KindServiceMonitor, config.KindPodMonitor, config.Ki
 // changed into settings that cannot be translated, its last applied
 // settings keep being used, so scraping and remote write go on and monitor
 // changes are still applied; when it is back or fixed, it is applied.
+//
+// Remote write is part of the PrometheusAgent's settings: one invalid
+// remote-write entry (bad URL, a CA that is not a certificate, a client
+// the agent cannot build) rejects the PrometheusAgent as a whole, shown as
+// a rejected object of kind PrometheusAgent, and the last applied remote
+// writes keep running. Dropping just the bad entry would silently collect
+// data that never reaches that destination.
+//
+// A monitor whose job the agent refuses (JobErrors) is rejected alone with
+// the agent's reason, all its jobs left out, and the rest is applied.
 type Reconciler struct {
 	snapshots <-chan *config.Snapshot
 	generate  GenerateFunc
@@ -152,40 +162,32 @@ func (r *Reconciler) reconcile(snap *config.Snapshot) {
 	if !ok {
 		return
 	}
-	cfg, results, err := r.generate(snap)
-	r.generations.Inc()
+	cfg, results, agentErr, err := r.generateAndApply(snap)
 	var agentRes *config.Result
 	if present && r.agentName != "" {
-		agentRes = &config.Result{Kind: config.KindPrometheusAgent, Namespace: snap.Agent.Namespace, Name: snap.Agent.Name, Generation: snap.Agent.Generation, Accepted: err == nil}
-		if err != nil {
-			agentRes.Reason = config.RedactURLs(err.Error())
-		}
+		agentRes = &config.Result{Kind: config.KindPrometheusAgent, Namespace: snap.Agent.Namespace, Name: snap.Agent.Name, Generation: snap.Agent.Generation, Accepted: !agentErr}
 		switch {
-		case err == nil:
-			if r.agentStatus() != agentPresent {
+		case !agentErr:
+			if err == nil && r.agentStatus() != agentPresent {
 				r.logger.Info("PrometheusAgent found, applying its settings", "prometheus_agent", r.agentName)
 				r.setAgent(agentPresent, "")
 			}
 		case r.lastAgent != nil && r.lastAgent != snap.Agent:
 			// Keep the last applied settings; monitor changes still apply.
+			agentRes.Reason = err.Error()
 			r.setAgent(agentInvalid, "PrometheusAgent "+r.agentName+" is rejected: its last applied settings keep running")
-			r.logger.Error("PrometheusAgent rejected; its last applied settings keep running", "prometheus_agent", r.agentName, "err", agentRes.Reason)
+			r.logger.Error("PrometheusAgent rejected; its last applied settings keep running", "prometheus_agent", r.agentName, "err", err)
 			old := *snap
 			old.Agent = r.lastAgent
 			snap = &old
-			cfg, results, err = r.generate(&old)
+			cfg, results, _, err = r.generateAndApply(&old)
 		default:
+			agentRes.Reason = err.Error()
 			r.setAgent(agentInvalid, "PrometheusAgent "+r.agentName+" is rejected: "+r.keeping())
 		}
 	}
 	if err != nil {
-		err = errors.New(config.RedactURLs(err.Error()))
-		r.logger.Error("configuration cannot be generated; "+r.keeping(), "err", err)
-		r.setErr(err, agentRes)
-		return
-	}
-	if results, err = r.applyIsolated(cfg, results); err != nil {
-		r.logger.Error("configuration cannot be applied; "+r.keeping(), "err", err)
+		r.logger.Error("configuration not applied; "+r.keeping(), "err", err)
 		r.setErr(err, agentRes)
 		return
 	}
@@ -203,6 +205,24 @@ func (r *Reconciler) reconcile(snap *config.Snapshot) {
 	v := r.version
 	r.mtx.Unlock()
 	r.logger.Debug("configuration applied", "version", v, "jobs", len(cfg.ScrapeConfigs))
+}
+
+// generateAndApply translates snap and applies the result with per-object
+// isolation. agentErr tells whether err comes from the PrometheusAgent's
+// (or the flags') own settings: the translation of the global section or a
+// remote write the agent cannot build a client for.
+func (r *Reconciler) generateAndApply(snap *config.Snapshot) (cfg *promconfig.Config, results []config.Result, agentErr bool, err error) {
+	cfg, results, err = r.generate(snap)
+	r.generations.Inc()
+	if err != nil {
+		return nil, results, true, errors.New(config.RedactURLs(err.Error()))
+	}
+	results, err = r.applyIsolated(cfg, results)
+	if err != nil {
+		var rwErr *RemoteWriteError
+		return cfg, results, errors.As(err, &rwErr), errors.New(config.RedactURLs(err.Error()))
+	}
+	return cfg, results, false, nil
 }
 
 // keeping says what runs after a failed attempt.

@@ -120,3 +120,37 @@ func TestReconcilerPrometheusAgentLifecycle(t *testing.T) {
 	require.Equal(t, 0.0, testutil.ToFloat64(r.rejected.WithLabelValues(config.KindPrometheusAgent)))
 	require.EqualValues(t, 20e9, app.cfgs[3].GlobalConfig.ScrapeInterval)
 }
+
+// A remote write whose client cannot be built rejects the PrometheusAgent;
+// its last applied settings keep running.
+func TestReconcilerRemoteWriteRefused(t *testing.T) {
+	a := stoppedAtCleanup(t, newTestAgent(t))
+	r := newTestReconciler(t, func(s *config.Snapshot) (*promconfig.Config, []config.Result, error) {
+		return config.Generate(s, config.Options{})
+	}, a)
+	r.RequireAgent("mon/agent")
+	pa := func(caFile string) *config.Snapshot {
+		agent := &monitoringv1alpha1.PrometheusAgent{ObjectMeta: metav1.ObjectMeta{Namespace: "mon", Name: "agent"}}
+		rw := monitoringv1.RemoteWriteSpec{URL: "https://user:pw@127.0.0.1:9/api/v1/write"}
+		if caFile != "" {
+			rw.TLSConfig = &monitoringv1.TLSConfig{TLSFilesConfig: monitoringv1.TLSFilesConfig{CAFile: caFile}}
+		}
+		agent.Spec.RemoteWrite = []monitoringv1.RemoteWriteSpec{rw}
+		return &config.Snapshot{Agent: agent}
+	}
+	r.reconcile(pa(""))
+	require.Equal(t, 1, r.Status().Version)
+
+	bad := badCAJob(t, "x").HTTPClientConfig.TLSConfig.CAFile
+	r.reconcile(pa(bad))
+	st := r.Status()
+	require.NoError(t, st.LastError)
+	require.Equal(t, 2, st.Version)
+	require.Equal(t, 1.0, testutil.ToFloat64(r.agentState.WithLabelValues(agentInvalid)))
+	res := st.Results[len(st.Results)-1]
+	require.Equal(t, config.KindPrometheusAgent, res.Kind)
+	require.False(t, res.Accepted)
+	require.Contains(t, res.Reason, "remote write https://user:xxxxx@127.0.0.1:9/api/v1/write")
+	require.NotContains(t, res.Reason, "pw@")
+	require.Empty(t, a.desired.RemoteWriteConfigs[0].HTTPClientConfig.TLSConfig.CAFile, "the last applied remote write keeps running")
+}
