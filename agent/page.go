@@ -72,7 +72,7 @@ func (w *Web) statusPage(rw http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	for _, t := range targetsOf(w.agent.ScrapeManager()).ActiveTargets {
-		pt := pageTarget{Pool: t.ScrapePool, URL: config.RedactURL(t.ScrapeURL), Health: t.Health, LastError: t.LastError, LastScrape: t.LastScrape}
+		pt := pageTarget{Pool: t.ScrapePool, URL: t.ScrapeURL, Health: t.Health, LastError: t.LastError, LastScrape: t.LastScrape}
 		keys := make([]string, 0, len(t.Labels))
 		for k := range t.Labels {
 			keys = append(keys, k)

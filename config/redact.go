@@ -1,20 +1,6 @@
 package config
 
-import (
-	"net/url"
-	"regexp"
-)
-
-// RedactURL returns s with the password of its user info replaced by
-// "xxxxx", like url.URL.Redacted. A string that does not parse as a URL is
-// redacted with RedactURLs.
-func RedactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return RedactURLs(s)
-	}
-	return u.Redacted()
-}
+import "regexp"
 
 // userinfoPassword matches "scheme://user:password@" anywhere in a text.
 var userinfoPassword = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://[^/?#@\s:"'<>]*):[^/?#@\s"'<>]*@`)

@@ -17,6 +17,4 @@ func TestRedact(t *testing.T) {
 	} {
 		require.Equal(t, want, RedactURLs(in), in)
 	}
-	require.Equal(t, "https://alice:xxxxx@rw.example/api", RedactURL("https://alice:s3cret@rw.example/api"))
-	require.Equal(t, "http://a:xxxxx@x%zz", RedactURL("http://a:b@x%zz"))
 }
