@@ -129,9 +129,12 @@ type Agent struct {
 	desired   *promconfig.Config
 	effective *promconfig.Config
 	empty     *promconfig.Config
-	drain     drainState
-	drainer   *drainer
-	stopped   bool
+	// lastChanged is false when the last ApplyConfig equalled the running
+	// configuration.
+	lastChanged bool
+	drain       drainState
+	drainer     *drainer
+	stopped     bool
 }
 
 // New opens the WAL and builds the managers. Nothing runs until Run.

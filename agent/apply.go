@@ -82,6 +82,7 @@ func (a *Agent) ApplyConfig(cfg *promconfig.Config) error {
 		a.metrics.applyFailures.Inc()
 		return err
 	}
+	a.lastChanged = false
 	if a.reuseUnchanged(loaded) {
 		a.metrics.applySkips.Inc()
 		return nil
@@ -94,7 +95,16 @@ func (a *Agent) ApplyConfig(cfg *promconfig.Config) error {
 		return err
 	}
 	a.desired = loaded
+	a.lastChanged = true
 	return nil
+}
+
+// LastApplyChanged reports whether the last successful ApplyConfig changed
+// the running configuration (false when it equalled it).
+func (a *Agent) LastApplyChanged() bool {
+	a.applyMtx.Lock()
+	defer a.applyMtx.Unlock()
+	return a.lastChanged
 }
 
 // reuseUnchanged replaces every job of next whose content equals the

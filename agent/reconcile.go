@@ -29,6 +29,13 @@ type Applier interface {
 
 var _ Applier = (*Agent)(nil)
 
+// changeReporter is implemented by appliers that tell whether their last
+// ApplyConfig changed what runs (*Agent does); the Reconciler then counts a
+// new version only for a change.
+type changeReporter interface {
+	LastApplyChanged() bool
+}
+
 // kinds are the object kinds whose rejections are counted.
 var kinds = []string{config.KindServiceMonitor, config.KindPodMonitor, config.KindProbe, config.KindScrapeConfig, config.KindPrometheusAgent}
 
@@ -199,12 +206,14 @@ func (r *Reconciler) reconcile(snap *config.Snapshot) {
 		r.lastAgent = snap.Agent
 	}
 	r.mtx.Lock()
+	defer r.mtx.Unlock()
+	r.lastErr = nil
+	if cr, ok := r.applier.(changeReporter); ok && !cr.LastApplyChanged() && r.version > 0 {
+		return
+	}
 	r.version++
 	r.appliedAt = time.Now()
-	r.lastErr = nil
-	v := r.version
-	r.mtx.Unlock()
-	r.logger.Debug("configuration applied", "version", v, "jobs", len(cfg.ScrapeConfigs))
+	r.logger.Debug("configuration applied", "version", r.version, "jobs", len(cfg.ScrapeConfigs))
 }
 
 // generateAndApply translates snap and applies the result with per-object
@@ -385,7 +394,8 @@ func (r *Reconciler) setErr(err error, agentRes *config.Result) {
 
 // Status is what the status page and readiness need from the reconciler.
 type Status struct {
-	// Version counts applied configurations; 0 means none yet.
+	// Version counts applied configurations that changed what runs; 0
+	// means none yet.
 	Version   int
 	AppliedAt time.Time
 	LastError error
