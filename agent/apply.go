@@ -69,7 +69,8 @@ func (e *RemoteWriteError) Unwrap() error { return e.Err }
 // are drained first so their series get staleness markers (see drain.go).
 // A configuration equal to the applied one is a no-op, and so is any call
 // after Run returned. On error the previously applied configuration keeps
-// running. cfg must not be modified afterwards.
+// running. cfg must not be modified afterwards, and its jobs must be new
+// values, not ones handed over before: ApplyConfig fills their defaults.
 func (a *Agent) ApplyConfig(cfg *promconfig.Config) error {
 	a.applyMtx.Lock()
 	defer a.applyMtx.Unlock()

@@ -19,7 +19,7 @@ import (
 // a loaded empty configuration, moves the typed sections into it and runs the
 // same normalisation and per-section validation Load runs (which fills
 // defaults such as a job's interval and timeout from the global section). No
-// YAML is involved.
+// YAML is involved. Jobs that fail validation are returned as JobErrors.
 func prepare(cfg *promconfig.Config, logger *slog.Logger) (*promconfig.Config, error) {
 	if cfg == nil {
 		return nil, errors.New("agent: nil configuration")
@@ -39,6 +39,7 @@ func prepare(cfg *promconfig.Config, logger *slog.Logger) (*promconfig.Config, e
 
 	base.ScrapeConfigs = make([]*promconfig.ScrapeConfig, 0, len(cfg.ScrapeConfigs))
 	seen := make(map[string]struct{}, len(cfg.ScrapeConfigs))
+	invalid := JobErrors{}
 	for _, sc := range cfg.ScrapeConfigs {
 		if _, dup := seen[sc.JobName]; dup {
 			return nil, fmt.Errorf("agent: duplicate job name %q", sc.JobName)
@@ -46,12 +47,16 @@ func prepare(cfg *promconfig.Config, logger *slog.Logger) (*promconfig.Config, e
 		seen[sc.JobName] = struct{}{}
 		if err := sc.Validate(base.GlobalConfig); err != nil {
 			// config.Generate rejects invalid objects before this point;
-			// reaching here is a translation bug, so the job is left out
-			// loudly rather than failing every other job.
-			logger.Error("dropping invalid scrape configuration", "job", sc.JobName, "err", err)
+			// reaching here is a translation bug. The job is refused like
+			// one the scrape manager would refuse, so that its object is
+			// rejected alone and visibly.
+			invalid[sc.JobName] = err
 			continue
 		}
 		base.ScrapeConfigs = append(base.ScrapeConfigs, sc)
+	}
+	if len(invalid) > 0 {
+		return nil, invalid
 	}
 
 	names := map[string]struct{}{}
