@@ -1,12 +1,14 @@
 package config
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 
 	commoncfg "github.com/prometheus/common/config"
 	promconfig "github.com/prometheus/prometheus/config"
@@ -53,32 +55,81 @@ func checkHTTPClient(hc *commoncfg.HTTPClientConfig) error {
 // own NewTLSConfig check the rest (versions, server name) on a copy
 // without file references.
 func checkTLS(t *commoncfg.TLSConfig) error {
-	if t.CA != "" {
-		if err := checkCA(t.CA); err != nil {
-			return err
-		}
+	if err := checkPEM(t.CA, t.Cert, string(t.Key)); err != nil {
+		return err
 	}
-	if t.Cert != "" && t.Key != "" {
-		if _, err := tls.X509KeyPair([]byte(t.Cert), []byte(t.Key)); err != nil {
-			return fmt.Errorf("client certificate and key: %w", err)
-		}
-	}
-	inline := *t
-	inline.CAFile, inline.CertFile, inline.KeyFile = "", "", ""
-	inline.CARef, inline.CertRef, inline.KeyRef = "", "", ""
-	if t.CertFile != "" || t.KeyFile != "" {
-		inline.Cert, inline.Key = "", ""
-	}
-	if _, err := commoncfg.NewTLSConfig(&inline); err != nil {
+	// The PEM material is checked; NewTLSConfig checks the rest.
+	rest := *t
+	rest.CA, rest.Cert, rest.Key = "", "", ""
+	rest.CAFile, rest.CertFile, rest.KeyFile = "", "", ""
+	rest.CARef, rest.CertRef, rest.KeyRef = "", "", ""
+	if _, err := commoncfg.NewTLSConfig(&rest); err != nil {
 		return err
 	}
 	return nil
 }
 
-// checkCA requires at least one PEM certificate that x509 can parse.
+// pemCacheSize bounds the cache of checked PEM material; when full it is
+// emptied.
+const pemCacheSize = 4096
+
+// pemCache remembers the outcome of checkPEM by a hash of its input:
+// thousands of monitors usually share a few CA bundles, and parsing one
+// costs about 40µs.
+var pemCache = struct {
+	sync.Mutex
+	m map[[sha256.Size]byte]error
+}{m: map[[sha256.Size]byte]error{}}
+
+// checkPEM checks an inline CA bundle and, when both are inline, a client
+// certificate and key, as NewTLSConfig would: the CA must hold at least one
+// certificate x509 can parse, and the key must belong to the certificate.
+func checkPEM(ca, cert, key string) error {
+	if ca == "" && (cert == "" || key == "") {
+		return nil
+	}
+	h := sha256.New()
+	for _, s := range []string{ca, cert, key} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	pemCache.Lock()
+	err, ok := pemCache.m[sum]
+	pemCache.Unlock()
+	if ok {
+		return err
+	}
+	err = parsePEM(ca, cert, key)
+	pemCache.Lock()
+	if len(pemCache.m) >= pemCacheSize {
+		pemCache.m = make(map[[sha256.Size]byte]error, pemCacheSize)
+	}
+	pemCache.m[sum] = err
+	pemCache.Unlock()
+	return err
+}
+
+func parsePEM(ca, cert, key string) error {
+	if ca != "" {
+		if err := checkCA(ca); err != nil {
+			return err
+		}
+	}
+	if cert != "" && key != "" {
+		if _, err := tls.X509KeyPair([]byte(cert), []byte(key)); err != nil {
+			return fmt.Errorf("client certificate and key: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkCA requires at least one PEM certificate that x509 can parse, like
+// x509.CertPool.AppendCertsFromPEM, which Prometheus uses.
 func checkCA(ca string) error {
 	rest := []byte(ca)
-	n := 0
+	var firstErr error
 	for {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
@@ -88,15 +139,18 @@ func checkCA(ca string) error {
 		if block.Type != "CERTIFICATE" {
 			continue
 		}
-		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
-			return fmt.Errorf("CA certificate %d: %w", n+1, err)
+		_, err := x509.ParseCertificate(block.Bytes)
+		if err == nil {
+			return nil
 		}
-		n++
+		if firstErr == nil {
+			firstErr = err
+		}
 	}
-	if n == 0 {
-		return errors.New("CA is not a PEM-encoded certificate")
+	if firstErr != nil {
+		return fmt.Errorf("CA holds no usable certificate: %w", firstErr)
 	}
-	return nil
+	return errors.New("CA is not a PEM-encoded certificate")
 }
 
 // checkJobClients runs checkHTTPClient on a job's client and on every

@@ -31,7 +31,7 @@ func TestCheckHTTPClient(t *testing.T) {
 		{name: "empty"},
 		{name: "valid CA, cert and key", hc: commoncfg.HTTPClientConfig{TLSConfig: commoncfg.TLSConfig{CA: cert, Cert: cert, Key: commoncfg.Secret(key)}}},
 		{name: "CA not PEM", hc: commoncfg.HTTPClientConfig{TLSConfig: commoncfg.TLSConfig{CA: "not a certificate"}}, err: "tlsConfig: CA is not a PEM-encoded certificate"},
-		{name: "CA PEM of garbage", hc: commoncfg.HTTPClientConfig{TLSConfig: commoncfg.TLSConfig{CA: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}}, err: "CA certificate 1"},
+		{name: "CA PEM of garbage", hc: commoncfg.HTTPClientConfig{TLSConfig: commoncfg.TLSConfig{CA: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}}, err: "CA holds no usable certificate"},
 		{name: "key of another cert", hc: commoncfg.HTTPClientConfig{TLSConfig: commoncfg.TLSConfig{Cert: cert, Key: commoncfg.Secret(otherKey)}}, err: "private key does not match public key"},
 		{name: "key not PEM", hc: commoncfg.HTTPClientConfig{TLSConfig: commoncfg.TLSConfig{Cert: cert, Key: "nope"}}, err: "client certificate and key"},
 		{name: "files are not read", hc: commoncfg.HTTPClientConfig{TLSConfig: commoncfg.TLSConfig{CAFile: "/nonexistent/ca", CertFile: "/nonexistent/c", KeyFile: "/nonexistent/k"}}},
@@ -84,4 +84,33 @@ func TestGenerateRejectsUnusableTLS(t *testing.T) {
 	snap.Agent.Spec.RemoteWrite = []monitoringv1.RemoteWriteSpec{{URL: "https://rw.example/api/v1/write", TLSConfig: ep("bad").TLSConfig}}
 	_, _, err = Generate(snap, Options{})
 	require.ErrorContains(t, err, "remoteWrite[0]: tlsConfig: CA is not a PEM-encoded certificate")
+}
+
+// BenchmarkCheckJobClients measures the client checks Generate adds per job
+// (a ServiceMonitor job and its Kubernetes SD), without and with a CA
+// (shared CA bundles are parsed once, see pemCache).
+func BenchmarkCheckJobClients(b *testing.B) {
+	ca, err := os.ReadFile("testdata/tls/cert.pem")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, name := range []string{"no CA", "CA"} {
+		b.Run(name, func(b *testing.B) {
+			snap := &Snapshot{ServiceMonitors: []*monitoringv1.ServiceMonitor{newTestSM("ns", "m", nil, monitoringv1.Endpoint{Port: "web"})}}
+			cfg, _, err := Generate(snap, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			sc := cfg.ScrapeConfigs[0]
+			if name == "CA" {
+				sc.HTTPClientConfig.TLSConfig.CA = string(ca)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := checkJobClients(sc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
