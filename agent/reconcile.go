@@ -182,8 +182,11 @@ func (r *Reconciler) reconcile(snap *config.Snapshot) {
 		case r.lastAgent != nil && r.lastAgent != snap.Agent:
 			// Keep the last applied settings; monitor changes still apply.
 			agentRes.Reason = err.Error()
+			if r.agentStatus() != agentInvalid {
+				// record logs the reason, once per distinct reason.
+				r.logger.Error("PrometheusAgent rejected; its last applied settings keep running", "prometheus_agent", r.agentName)
+			}
 			r.setAgent(agentInvalid, "PrometheusAgent "+r.agentName+" is rejected: its last applied settings keep running")
-			r.logger.Error("PrometheusAgent rejected; its last applied settings keep running", "prometheus_agent", r.agentName, "err", err)
 			old := *snap
 			old.Agent = r.lastAgent
 			snap = &old
