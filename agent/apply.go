@@ -166,7 +166,11 @@ func (a *Agent) check(next *promconfig.Config) error {
 	return nil
 }
 
-// checkJob builds what scrape.newScrapePool builds for sc.
+// checkJob builds what scrape.newScrapePool builds for sc, and the HTTP
+// clients of its service discoveries that read files (config checked the
+// inline ones; a discovery whose client cannot be built would be skipped
+// by the discovery manager with only a log line, leaving the job without
+// targets).
 func checkJob(sc *promconfig.ScrapeConfig) error {
 	if err := checkClient(sc.HTTPClientConfig, sc.JobName); err != nil {
 		return err
@@ -174,7 +178,22 @@ func checkJob(sc *promconfig.ScrapeConfig) error {
 	if _, err := promconfig.ToEscapingScheme(sc.MetricNameEscapingScheme, sc.MetricNameValidationScheme); err != nil {
 		return fmt.Errorf("invalid metric name escaping scheme: %w", err)
 	}
+	for i, sd := range sc.ServiceDiscoveryConfigs {
+		hc := config.SDHTTPClientConfig(sd)
+		if hc == nil || !readsFiles(hc) {
+			continue
+		}
+		if err := checkClient(*hc, sc.JobName); err != nil {
+			return fmt.Errorf("%s service discovery %d: %w", sd.Name(), i, err)
+		}
+	}
 	return nil
+}
+
+// readsFiles reports whether building a client for hc reads TLS files.
+func readsFiles(hc *commoncfg.HTTPClientConfig) bool {
+	t := hc.TLSConfig
+	return t.CAFile != "" || t.CertFile != "" || t.KeyFile != ""
 }
 
 func checkClient(hc commoncfg.HTTPClientConfig, name string) error {

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	commoncfg "github.com/prometheus/common/config"
 	promconfig "github.com/prometheus/prometheus/config"
+	promdiscovery "github.com/prometheus/prometheus/discovery"
+	promk8s "github.com/prometheus/prometheus/discovery/kubernetes"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/stretchr/testify/require"
 )
@@ -83,6 +85,20 @@ func TestApplyRefusedJobTouchesNoManager(t *testing.T) {
 	require.Same(t, applied, a.effective, "a refused configuration must not be applied in part")
 	require.Len(t, f.calls, 1)
 	require.Equal(t, 1.0, testutil.ToFloat64(a.metrics.applies))
+}
+
+// A service discovery whose client cannot be built refuses its job too.
+func TestApplyRefusesJobWithUnusableSDClient(t *testing.T) {
+	a := stoppedAtCleanup(t, newTestAgent(t))
+	sc := scrapeJob("sd", "127.0.0.1:1")
+	sd := &promk8s.SDConfig{Role: promk8s.RoleEndpoint, HTTPClientConfig: commoncfg.DefaultHTTPClientConfig}
+	sd.HTTPClientConfig.TLSConfig.CAFile = badCAJob(t, "x").HTTPClientConfig.TLSConfig.CAFile
+	sc.ServiceDiscoveryConfigs = promdiscovery.Configs{sd}
+	err := a.ApplyConfig(&promconfig.Config{ScrapeConfigs: []*promconfig.ScrapeConfig{sc}})
+	var refused JobErrors
+	require.ErrorAs(t, err, &refused)
+	require.ErrorContains(t, refused["sd"], "kubernetes service discovery 0")
+	require.Nil(t, a.desired)
 }
 
 func TestApplyIdenticalConfigTouchesNoManager(t *testing.T) {

@@ -161,7 +161,7 @@ func checkJobClients(sc *promconfig.ScrapeConfig) error {
 		return err
 	}
 	for i, sd := range sc.ServiceDiscoveryConfigs {
-		hc := sdHTTPClient(sd)
+		hc := SDHTTPClientConfig(sd)
 		if hc == nil {
 			continue
 		}
@@ -174,9 +174,10 @@ func checkJobClients(sc *promconfig.ScrapeConfig) error {
 
 var httpClientConfigType = reflect.TypeFor[commoncfg.HTTPClientConfig]()
 
-// sdHTTPClient returns the HTTPClientConfig field of an SD configuration
-// struct (pointer), or nil when it has none.
-func sdHTTPClient(sd any) *commoncfg.HTTPClientConfig {
+// SDHTTPClientConfig returns the HTTP client settings of a service
+// discovery configuration (its field HTTPClientConfig, which every HTTP
+// based SD of Prometheus has), or nil when it has none.
+func SDHTTPClientConfig(sd any) *commoncfg.HTTPClientConfig {
 	v := reflect.ValueOf(sd)
 	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
 		return nil
