@@ -102,6 +102,9 @@ func TestAgentPrometheusAgentLifecycle(t *testing.T) {
 	})
 
 	t.Run("deleted", func(t *testing.T) {
+		applies, ok, err := ps.Metric(ctx, "promshard_config_applies_total")
+		require.NoError(t, err)
+		require.True(t, ok)
 		require.NoError(t, bed.Dynamic.Resource(gvr).Namespace("mon").Delete(ctx, "agent", metav1.DeleteOptions{}))
 		eventually(t, 15*time.Second, "missing state", agentMetric(ps, "missing"))
 		deleted := time.Now()
@@ -130,8 +133,13 @@ func TestAgentPrometheusAgentLifecycle(t *testing.T) {
 			}
 			return nil
 		})
-		_, err := ps.Get(ctx, "/-/ready")
+		_, err = ps.Get(ctx, "/-/ready")
 		require.NoError(t, err, "still ready: a configuration runs")
+		// The last applied settings render the running configuration: no
+		// Prometheus component was touched.
+		after, _, err := ps.Metric(ctx, "promshard_config_applies_total")
+		require.NoError(t, err)
+		require.Equal(t, applies, after, "applies while the PrometheusAgent was gone")
 		page, err := ps.Get(ctx, "/")
 		require.NoError(t, err)
 		require.Contains(t, string(page), "PrometheusAgent mon/agent was deleted: its last applied settings keep running")
