@@ -40,6 +40,13 @@ type TargetFilter interface {
 	Run(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group) error
 }
 
+// Defaults of the throttles in Options: at most 1s/250ms = 4 full target
+// re-syncs per second, however busy discovery is.
+const (
+	DefaultDiscoveryUpdateInterval = 250 * time.Millisecond
+	DefaultScrapeReloadInterval    = 250 * time.Millisecond
+)
+
 // Options configure an Agent. Zero values select the documented defaults.
 type Options struct {
 	// Logger receives the logs of the agent and of the Prometheus components
@@ -54,12 +61,20 @@ type Options struct {
 	// to be sent. Default 1m, like Prometheus.
 	RemoteFlushDeadline time.Duration
 	// DiscoveryUpdateInterval is the minimum time between two target-group
-	// updates sent by the discovery manager. Prometheus uses 5s; promshard
-	// defaults to 100ms so that a monitor change reaches scraping in well
-	// under a second. Lower means more CPU on busy clusters.
+	// updates sent by the discovery manager; every update carries the
+	// target groups of all jobs, which the ownership filter and the scrape
+	// manager then re-sync. Prometheus uses 5s; promshard defaults to
+	// DefaultDiscoveryUpdateInterval (250ms) so that a monitor change
+	// reaches scraping in under a second while pod churn causes at most 4
+	// full target re-syncs per second. Lower means faster changes and more
+	// CPU on busy clusters.
 	DiscoveryUpdateInterval time.Duration
 	// ScrapeReloadInterval is the minimum time between two target reloads of
-	// the scrape manager. Prometheus uses 5s; default 100ms, same trade-off.
+	// the scrape manager (each reload syncs the targets of every pool and
+	// starts the pools of new jobs). Prometheus uses 5s; default
+	// DefaultScrapeReloadInterval (250ms), same trade-off. Together with
+	// the watcher's 100ms debounce a new monitor's targets are scraped
+	// within about 0.6s plus the first scrape's offset.
 	ScrapeReloadInterval time.Duration
 	// WAL are the agent WAL options. Nil means tsdb/agent.DefaultOptions().
 	WAL *agent.Options
@@ -79,10 +94,10 @@ func (o *Options) setDefaults() error {
 		o.RemoteFlushDeadline = time.Minute
 	}
 	if o.DiscoveryUpdateInterval <= 0 {
-		o.DiscoveryUpdateInterval = 100 * time.Millisecond
+		o.DiscoveryUpdateInterval = DefaultDiscoveryUpdateInterval
 	}
 	if o.ScrapeReloadInterval <= 0 {
-		o.ScrapeReloadInterval = 100 * time.Millisecond
+		o.ScrapeReloadInterval = DefaultScrapeReloadInterval
 	}
 	if o.WAL == nil {
 		o.WAL = agent.DefaultOptions()
@@ -107,12 +122,19 @@ type Agent struct {
 	filter TargetFilter
 
 	// applyMtx serialises applies (the reconciler's and the drain timer's).
-	applyMtx  sync.Mutex
-	desired   *promconfig.Config // last configuration asked for
-	effective *promconfig.Config // last applied, draining jobs included
-	drain     drainState
-	drainer   *drainer
-	stopped   bool
+	applyMtx sync.Mutex
+	// desired is the last applied configuration as asked for (prepared);
+	// effective adds the draining jobs. Both are nil before the first
+	// apply; empty is the prepared empty configuration rollbacks use then.
+	desired   *promconfig.Config
+	effective *promconfig.Config
+	empty     *promconfig.Config
+	// lastChanged is false when the last ApplyConfig equalled the running
+	// configuration.
+	lastChanged bool
+	drain       drainState
+	drainer     *drainer
+	stopped     bool
 }
 
 // New opens the WAL and builds the managers. Nothing runs until Run.
@@ -164,6 +186,10 @@ func New(opts Options) (*Agent, error) {
 		a.closeStorage()
 		return nil, err
 	}
+	if a.empty, err = prepare(&promconfig.Config{}, logger); err != nil {
+		a.closeStorage()
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -177,85 +203,6 @@ func (a *Agent) SetFilter(f TargetFilter) {
 // ScrapeManager returns the scrape manager, for the filter's handoff calls
 // (DisableEndOfRunStalenessMarkers) and for the targets API.
 func (a *Agent) ScrapeManager() *scrape.Manager { return a.scrape }
-
-// ApplyConfig applies cfg in Prometheus' reload order: remote storage,
-// scrape manager, filter, discovery manager. Scrape pools whose
-// configuration did not change keep running untouched; jobs that disappear
-// are drained first so their series get staleness markers (see drain.go).
-// cfg must not be modified afterwards.
-func (a *Agent) ApplyConfig(cfg *promconfig.Config) error {
-	a.applyMtx.Lock()
-	defer a.applyMtx.Unlock()
-	a.desired = cfg
-	return a.apply(cfg)
-}
-
-// apply must be called with applyMtx held.
-func (a *Agent) apply(cfg *promconfig.Config) error {
-	start := time.Now()
-	loaded, err := prepare(cfg, a.logger)
-	if err != nil {
-		a.metrics.applyFailures.Inc()
-		return err
-	}
-	keep, nextDrain := a.drain.update(a.effective, loaded, start)
-	eff := *loaded
-	eff.ScrapeConfigs = append(append([]*promconfig.ScrapeConfig(nil), loaded.ScrapeConfigs...), keep...)
-
-	if err := a.remote.ApplyConfig(&eff); err != nil {
-		a.metrics.applyFailures.Inc()
-		return fmt.Errorf("applying remote write configuration: %w", err)
-	}
-	if err := a.scrape.ApplyConfig(&eff); err != nil {
-		a.metrics.applyFailures.Inc()
-		return fmt.Errorf("applying scrape configuration: %w", err)
-	}
-	a.effective = &eff
-	a.drainer.set(a.drain.names())
-	a.mtx.Lock()
-	filter := a.filter
-	a.mtx.Unlock()
-	if filter != nil {
-		// The filter learns the new relabeling before discovery can send
-		// groups of a new job.
-		filter.SetScrapeConfigs(loaded.ScrapeConfigs)
-	}
-	sdCfgs := make(map[string]promdiscovery.Configs, len(loaded.ScrapeConfigs))
-	for _, sc := range loaded.ScrapeConfigs {
-		sdCfgs[sc.JobName] = sc.ServiceDiscoveryConfigs
-	}
-	if err := a.discovery.ApplyConfig(sdCfgs); err != nil {
-		a.metrics.applyFailures.Inc()
-		return fmt.Errorf("applying discovery configuration: %w", err)
-	}
-	a.scheduleDrainEnd(nextDrain)
-	a.metrics.applyDuration.Observe(time.Since(start).Seconds())
-	a.metrics.lastApply.SetToCurrentTime()
-	a.metrics.scrapePools.Set(float64(len(loaded.ScrapeConfigs)))
-	return nil
-}
-
-// scheduleDrainEnd re-applies the desired configuration when the earliest
-// drain period ends, dropping the drained jobs. Called with applyMtx held.
-func (a *Agent) scheduleDrainEnd(at time.Time) {
-	if a.drain.timer != nil {
-		a.drain.timer.Stop()
-		a.drain.timer = nil
-	}
-	if at.IsZero() || a.stopped {
-		return
-	}
-	a.drain.timer = time.AfterFunc(time.Until(at), func() {
-		a.applyMtx.Lock()
-		defer a.applyMtx.Unlock()
-		if a.stopped || a.desired == nil {
-			return
-		}
-		if err := a.apply(a.desired); err != nil {
-			a.logger.Error("dropping drained jobs", "err", err)
-		}
-	})
-}
 
 // Run runs discovery, the filter and scraping until ctx is done, then stops
 // scraping and flushes remote write within RemoteFlushDeadline.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"time"
 
@@ -125,6 +126,11 @@ func (s *drainState) update(prev, next *promconfig.Config, now time.Time) ([]*pr
 		}
 	}
 	return keep, earliest
+}
+
+// clone copies the drain state, so that a failed apply can restore it.
+func (s *drainState) clone() drainState {
+	return drainState{jobs: maps.Clone(s.jobs), until: maps.Clone(s.until), timer: s.timer}
 }
 
 func (s *drainState) names() map[string]struct{} {

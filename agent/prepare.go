@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 
+	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
 	promconfig "github.com/prometheus/prometheus/config"
+
+	"github.com/promshard/promshard/config"
 )
 
 // prepare turns a typed configuration built in memory into one the Prometheus
@@ -16,7 +19,7 @@ import (
 // a loaded empty configuration, moves the typed sections into it and runs the
 // same normalisation and per-section validation Load runs (which fills
 // defaults such as a job's interval and timeout from the global section). No
-// YAML is involved.
+// YAML is involved. Jobs that fail validation are returned as JobErrors.
 func prepare(cfg *promconfig.Config, logger *slog.Logger) (*promconfig.Config, error) {
 	if cfg == nil {
 		return nil, errors.New("agent: nil configuration")
@@ -36,6 +39,7 @@ func prepare(cfg *promconfig.Config, logger *slog.Logger) (*promconfig.Config, e
 
 	base.ScrapeConfigs = make([]*promconfig.ScrapeConfig, 0, len(cfg.ScrapeConfigs))
 	seen := make(map[string]struct{}, len(cfg.ScrapeConfigs))
+	invalid := JobErrors{}
 	for _, sc := range cfg.ScrapeConfigs {
 		if _, dup := seen[sc.JobName]; dup {
 			return nil, fmt.Errorf("agent: duplicate job name %q", sc.JobName)
@@ -43,12 +47,16 @@ func prepare(cfg *promconfig.Config, logger *slog.Logger) (*promconfig.Config, e
 		seen[sc.JobName] = struct{}{}
 		if err := sc.Validate(base.GlobalConfig); err != nil {
 			// config.Generate rejects invalid objects before this point;
-			// reaching here is a translation bug, so the job is left out
-			// loudly rather than failing every other job.
-			logger.Error("dropping invalid scrape configuration", "job", sc.JobName, "err", err)
+			// reaching here is a translation bug. The job is refused like
+			// one the scrape manager would refuse, so that its object is
+			// rejected alone and visibly.
+			invalid[sc.JobName] = err
 			continue
 		}
 		base.ScrapeConfigs = append(base.ScrapeConfigs, sc)
+	}
+	if len(invalid) > 0 {
+		return nil, invalid
 	}
 
 	names := map[string]struct{}{}
@@ -61,11 +69,18 @@ func prepare(cfg *promconfig.Config, logger *slog.Logger) (*promconfig.Config, e
 		}
 		names[rw.Name] = struct{}{}
 		if err := rw.Validate(base.GlobalConfig.MetricNameValidationScheme); err != nil {
-			return nil, fmt.Errorf("agent: remote write %q: %w", rw.URL, err)
+			return nil, fmt.Errorf("agent: remote write %s: %s", redactedURL(rw.URL), config.RedactURLs(err.Error()))
 		}
 	}
 	base.RemoteWriteConfigs = cfg.RemoteWriteConfigs
 	return base, nil
+}
+
+func redactedURL(u *commoncfg.URL) string {
+	if u == nil || u.URL == nil {
+		return `""`
+	}
+	return u.Redacted()
 }
 
 // normalizeGlobal fills the zero fields of a typed global section with the

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/scrape"
+
+	"github.com/promshard/promshard/config"
 )
 
 // apiTarget is one active target in Prometheus' /api/v1/targets shape.
@@ -53,14 +55,15 @@ func targetsOf(sm *scrape.Manager) targetDiscovery {
 			}
 			interval := t.GetValue("__scrape_interval__")
 			timeout := t.GetValue("__scrape_timeout__")
-			u := t.URL().String()
+			// A password in the address (user:pw@host) is never shown.
+			u := t.URL().Redacted()
 			td.ActiveTargets = append(td.ActiveTargets, apiTarget{
 				DiscoveredLabels:   t.DiscoveredLabels(lb).Map(),
 				Labels:             t.Labels(lb).Map(),
 				ScrapePool:         pool,
 				ScrapeURL:          u,
 				GlobalURL:          u,
-				LastError:          lastErr,
+				LastError:          config.RedactURLs(lastErr),
 				LastScrape:         t.LastScrape(),
 				LastScrapeDuration: t.LastScrapeDuration().Seconds(),
 				Health:             string(t.Health()),

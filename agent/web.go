@@ -23,6 +23,10 @@ type WebOptions struct {
 	// Ready reports readiness for /-/ready: informers synced and the first
 	// configuration applied. Nil means always ready.
 	Ready func() bool
+	// NotReadyReason, when set, explains a failing /-/ready in its body
+	// (e.g. Reconciler.NotReadyReason); empty falls back to the generic
+	// text. It does not decide readiness: Ready does.
+	NotReadyReason func() string
 	// Handlers are extra routes, e.g. "/api/v1/cluster" from sharding.
 	Handlers map[string]http.Handler
 	// Cluster feeds the status page's cluster section. Nil shows none.
@@ -72,7 +76,13 @@ func (w *Web) routes() {
 	})
 	w.mux.HandleFunc("GET /-/ready", func(rw http.ResponseWriter, _ *http.Request) {
 		if w.opts.Ready != nil && !w.opts.Ready() {
-			http.Error(rw, "promshard is not ready: waiting for informers to sync and the first configuration", http.StatusServiceUnavailable)
+			reason := "waiting for informers to sync and the first configuration"
+			if w.opts.NotReadyReason != nil {
+				if r := w.opts.NotReadyReason(); r != "" {
+					reason = r
+				}
+			}
+			http.Error(rw, "promshard is not ready: "+reason, http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(rw, "promshard is Ready.")

@@ -270,13 +270,13 @@ func (r *resolver) proxyConfig(ns string, p monitoringv1.ProxyConfig) (commoncfg
 func validateURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
-		return fmt.Errorf("invalid URL %q: %w", s, err)
+		return fmt.Errorf("invalid URL %q: %s", RedactURLs(s), RedactURLs(err.Error()))
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("invalid URL %q: scheme must be http or https", s)
+		return fmt.Errorf("invalid URL %q: scheme must be http or https", RedactURLs(s))
 	}
 	if u.Host == "" {
-		return fmt.Errorf("invalid URL %q: no host", s)
+		return fmt.Errorf("invalid URL %q: no host", RedactURLs(s))
 	}
 	return nil
 }

@@ -131,6 +131,7 @@ func Generate(snap *Snapshot, opts Options) (*promconfig.Config, []Result, error
 			r.Reason = err.Error()
 		} else {
 			cfg.ScrapeConfigs = append(cfg.ScrapeConfigs, jobs...)
+			r.Jobs = jobNames(jobs)
 		}
 		results = append(results, r)
 	}
@@ -154,6 +155,14 @@ func Generate(snap *Snapshot, opts Options) (*promconfig.Config, []Result, error
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 	return &cfg, results, nil
+}
+
+func jobNames(jobs []*promconfig.ScrapeConfig) []string {
+	names := make([]string, len(jobs))
+	for i, sc := range jobs {
+		names[i] = sc.JobName
+	}
+	return names
 }
 
 // objectMeta is implemented by every CRD pointer type.
@@ -183,10 +192,14 @@ func sorted[T objectMeta](objs []T) []T {
 }
 
 // finalize fills each job's unset values from the global section and runs
-// Prometheus' own validation of a scrape config, relabelings included.
+// Prometheus' own validation of a scrape config, relabelings included, and
+// the checks building its HTTP clients would run (validate.go).
 func (g *generator) finalize(jobs []*promconfig.ScrapeConfig) error {
 	for _, sc := range jobs {
 		if err := sc.Validate(g.settings.global); err != nil {
+			return fmt.Errorf("job %s: %w", sc.JobName, err)
+		}
+		if err := checkJobClients(sc); err != nil {
 			return fmt.Errorf("job %s: %w", sc.JobName, err)
 		}
 	}

@@ -56,7 +56,7 @@ func parseRemoteURL(s string) (*commoncfg.URL, error) {
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, fmt.Errorf("invalid URL %q: %w", s, err)
+		return nil, fmt.Errorf("invalid URL %q: %s", RedactURLs(s), RedactURLs(err.Error()))
 	}
 	return &commoncfg.URL{URL: u}, nil
 }
@@ -236,7 +236,7 @@ func checkRemoteWrite(rw *promconfig.RemoteWriteConfig, gl promconfig.GlobalConf
 	if err := rw.Validate(gl.MetricNameValidationScheme); err != nil {
 		return err
 	}
-	return nil
+	return checkRemoteWriteClient(rw)
 }
 
 // sortedKeys returns the keys of m in order.

@@ -20,7 +20,9 @@ import (
 // not mutate the objects after handing a Snapshot over.
 type Snapshot struct {
 	// Agent is the PrometheusAgent named by --prometheus-agent. Nil means
-	// flags-only mode: the settings come from Options.Flags.
+	// flags-only mode: the settings come from Options.Flags. With
+	// --prometheus-agent the agent's reconciler never translates a
+	// snapshot without it (it waits, or uses the last applied agent).
 	Agent *monitoringv1alpha1.PrometheusAgent
 
 	ServiceMonitors []*monitoringv1.ServiceMonitor
@@ -99,4 +101,7 @@ type Result struct {
 	// words a person can act on.
 	Accepted bool
 	Reason   string
+	// Jobs are the names of the scrape jobs of an accepted object, so that
+	// a job the scrape manager refuses can be traced back to its object.
+	Jobs []string
 }

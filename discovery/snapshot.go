@@ -137,7 +137,8 @@ func collect[T any, PT interface {
 }
 
 // logAgentPresence logs when the named PrometheusAgent appears or goes away.
-// Without it the snapshot has no Agent and the flags' settings apply.
+// Without it the snapshot has no Agent; the reconciler then keeps the last
+// applied settings, or applies nothing before the agent was first seen.
 func (w *Watcher) logAgentPresence(found bool) {
 	if w.agentLogged && w.agentFound == found {
 		return
@@ -147,5 +148,5 @@ func (w *Watcher) logAgentPresence(found bool) {
 		w.logger.Info("PrometheusAgent found", "namespace", w.agentNS, "name", w.agentName)
 		return
 	}
-	w.logger.Warn("PrometheusAgent not found, using flag settings", "namespace", w.agentNS, "name", w.agentName)
+	w.logger.Warn("PrometheusAgent not found", "namespace", w.agentNS, "name", w.agentName)
 }

@@ -90,6 +90,7 @@ func TestAgent(t *testing.T) {
 	t.Run("PodMonitor on loopback pods", e.testPodMonitor)
 	t.Run("Probe with static targets", e.testProbe)
 	t.Run("invalid monitor rejected, others kept", e.testInvalidMonitor)
+	t.Run("CA Secret not a certificate rejects only its monitor", e.testUnusableCASecret)
 }
 
 func (e *agentEnv) testServiceMonitorLifecycle(t *testing.T) {

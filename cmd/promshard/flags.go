@@ -46,7 +46,7 @@ func registerRunFlags(cmd *kingpin.CmdClause) *runFlags {
 	cmd.Flag("kubeconfig", "Path to a kubeconfig. Empty: in-cluster configuration, then $KUBECONFIG.").Envar("KUBECONFIG").StringVar(&f.kubeconfig)
 	cmd.Flag("web.listen-address", "Address for /metrics, /-/healthy, /-/ready, /api/v1/targets, /api/v1/cluster and the status page.").Default(":9090").StringVar(&f.listenAddress)
 	cmd.Flag("storage.agent.path", "Directory of the agent WAL; samples survive restarts and receiver outages here.").Default("data-agent/").StringVar(&f.storagePath)
-	cmd.Flag("prometheus-agent", "namespace/name of a PrometheusAgent whose settings (selectors, remoteWrite, externalLabels, intervals, limits, scrape classes) apply live. Empty: flags-only mode.").StringVar(&f.prometheusAgent)
+	cmd.Flag("prometheus-agent", "namespace/name of a PrometheusAgent whose settings (selectors, remoteWrite, externalLabels, intervals, limits, scrape classes) apply live. Until it exists nothing is scraped; when deleted, its last applied settings keep running. Empty: flags-only mode.").StringVar(&f.prometheusAgent)
 	cmd.Flag("remote-write.url", "Remote-write endpoint in flags-only mode. Repeatable.").StringsVar(&f.remoteWriteURLs)
 	cmd.Flag("remote-write.flush-deadline", "How long shutdown waits to send queued samples.").Default("1m").DurationVar(&f.flushDeadline)
 	cmd.Flag("scrape.interval", "Default scrape interval in flags-only mode.").Default("30s").SetValue(&f.scrapeInterval)
@@ -73,7 +73,7 @@ func (f *runFlags) validate() error {
 	for _, u := range f.remoteWriteURLs {
 		p, err := url.Parse(u)
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return fmt.Errorf("--remote-write.url %q: want an http:// or https:// URL", u)
+			return fmt.Errorf("--remote-write.url %q: want an http:// or https:// URL", config.RedactURLs(u))
 		}
 	}
 	if f.scrapeInterval <= 0 {

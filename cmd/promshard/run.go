@@ -99,9 +99,12 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// With --prometheus-agent the flags' settings are never used.
+	rec.RequireAgent(f.prometheusAgent)
 	web, err := agent.NewWeb(agent.WebOptions{
 		ListenAddress: f.listenAddress, Gatherer: reg, Logger: logger,
-		Ready: func() bool { return watcher.Synced() && rec.Status().Version > 0 },
+		Ready:          func() bool { return watcher.Synced() && rec.Status().Version > 0 },
+		NotReadyReason: rec.NotReadyReason,
 		Handlers: map[string]http.Handler{
 			"GET /api/v1/cluster": sharding.NewStatusHandler(cluster.Self(), cluster, filter),
 		},

@@ -1,0 +1,156 @@
+package agent
+
+import (
+	"testing"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	monitoringv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/promshard/promshard/config"
+)
+
+// recordingApplier records the configurations a Reconciler applies.
+type recordingApplier struct{ cfgs []*promconfig.Config }
+
+func (r *recordingApplier) ApplyConfig(cfg *promconfig.Config) error {
+	r.cfgs = append(r.cfgs, cfg)
+	return nil
+}
+
+func newTestReconciler(t *testing.T, gen GenerateFunc, app Applier) *Reconciler {
+	t.Helper()
+	r, err := NewReconciler(make(chan *config.Snapshot), gen, app, nil, prometheus.NewRegistry())
+	require.NoError(t, err)
+	return r
+}
+
+// A job the scrape manager would refuse rejects its whole object, with the
+// reason; every other object is applied.
+func TestReconcilerRejectsObjectOfRefusedJob(t *testing.T) {
+	a := stoppedAtCleanup(t, newTestAgent(t))
+	bad := badCAJob(t, "serviceMonitor/ns/a/1")
+	gen := func(*config.Snapshot) (*promconfig.Config, []config.Result, error) {
+		return &promconfig.Config{ScrapeConfigs: []*promconfig.ScrapeConfig{
+				scrapeJob("serviceMonitor/ns/a/0", "127.0.0.1:1"), bad, scrapeJob("serviceMonitor/ns/b/0", "127.0.0.1:2"),
+			}}, []config.Result{
+				{Kind: config.KindServiceMonitor, Namespace: "ns", Name: "a", Accepted: true, Jobs: []string{"serviceMonitor/ns/a/0", "serviceMonitor/ns/a/1"}},
+				{Kind: config.KindServiceMonitor, Namespace: "ns", Name: "b", Accepted: true, Jobs: []string{"serviceMonitor/ns/b/0"}},
+			}, nil
+	}
+	r := newTestReconciler(t, gen, a)
+	r.reconcile(&config.Snapshot{})
+
+	st := r.Status()
+	require.NoError(t, st.LastError)
+	require.Equal(t, 1, st.Version)
+	require.Len(t, st.Results, 2)
+	require.False(t, st.Results[0].Accepted)
+	require.Contains(t, st.Results[0].Reason, "job serviceMonitor/ns/a/1: error creating HTTP client")
+	require.Contains(t, st.Results[0].Reason, "CA cert")
+	require.True(t, st.Results[1].Accepted)
+	require.Equal(t, 1.0, testutil.ToFloat64(r.rejected.WithLabelValues(config.KindServiceMonitor)))
+	require.Equal(t, []string{"serviceMonitor/ns/b/0"}, jobNamesOf(a.desired))
+	require.Equal(t, []string{"serviceMonitor/ns/b/0"}, jobNamesOf(a.effective))
+}
+
+func TestReconcilerPrometheusAgentLifecycle(t *testing.T) {
+	app := &recordingApplier{}
+	r := newTestReconciler(t, func(s *config.Snapshot) (*promconfig.Config, []config.Result, error) {
+		return config.Generate(s, config.Options{})
+	}, app)
+	r.RequireAgent("mon/agent")
+	sm := func(name, team string) *monitoringv1.ServiceMonitor {
+		return &monitoringv1.ServiceMonitor{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "mon", Name: name, Labels: map[string]string{"team": team}},
+			Spec:       monitoringv1.ServiceMonitorSpec{Endpoints: []monitoringv1.Endpoint{{Port: "web"}}},
+		}
+	}
+	agent := func(interval string) *monitoringv1alpha1.PrometheusAgent {
+		pa := &monitoringv1alpha1.PrometheusAgent{ObjectMeta: metav1.ObjectMeta{Namespace: "mon", Name: "agent"}}
+		pa.Spec.ServiceMonitorSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"team": "a"}}
+		pa.Spec.ScrapeInterval = monitoringv1.Duration(interval)
+		return pa
+	}
+	snap := func(pa *monitoringv1alpha1.PrometheusAgent) *config.Snapshot {
+		return &config.Snapshot{Agent: pa, ServiceMonitors: []*monitoringv1.ServiceMonitor{sm("selected", "a"), sm("other", "b")}}
+	}
+	state := func(s string) float64 { return testutil.ToFloat64(r.agentState.WithLabelValues(s)) }
+	lastJobs := func() []string { return jobNamesOf(app.cfgs[len(app.cfgs)-1]) }
+	extLabel := func() string { return app.cfgs[len(app.cfgs)-1].GlobalConfig.ExternalLabels.Get("prometheus") }
+
+	// Before the agent is first seen: nothing applied, not ready, says why.
+	r.reconcile(snap(nil))
+	require.Empty(t, app.cfgs)
+	require.True(t, r.Status().Waiting)
+	require.Contains(t, r.NotReadyReason(), "PrometheusAgent mon/agent not found yet")
+	require.Equal(t, 1.0, state(agentWaiting))
+
+	r.reconcile(snap(agent("15s")))
+	require.Len(t, app.cfgs, 1)
+	require.Equal(t, []string{"serviceMonitor/mon/selected/0"}, lastJobs())
+	require.Equal(t, "mon/agent", extLabel())
+	require.Equal(t, 1.0, state(agentPresent))
+	require.Empty(t, r.NotReadyReason())
+
+	// Deleted: the last applied settings keep running, never the flags'.
+	r.reconcile(snap(nil))
+	require.Len(t, app.cfgs, 2)
+	require.Equal(t, []string{"serviceMonitor/mon/selected/0"}, lastJobs())
+	require.Equal(t, "mon/agent", extLabel())
+	require.Equal(t, 1.0, state(agentMissing))
+	require.Contains(t, r.Status().Agent, "was deleted: its last applied settings keep running")
+
+	// Back with settings that cannot be translated: rejected, last settings run.
+	r.reconcile(snap(agent("bogus")))
+	require.Len(t, app.cfgs, 3)
+	require.Equal(t, []string{"serviceMonitor/mon/selected/0"}, lastJobs())
+	require.Equal(t, 1.0, state(agentInvalid))
+	require.Equal(t, 1.0, testutil.ToFloat64(r.rejected.WithLabelValues(config.KindPrometheusAgent)))
+	require.EqualValues(t, 15e9, app.cfgs[2].GlobalConfig.ScrapeInterval, "the last applied agent's interval")
+
+	// Fixed: applied.
+	r.reconcile(snap(agent("20s")))
+	require.Len(t, app.cfgs, 4)
+	require.Equal(t, 1.0, state(agentPresent))
+	require.Equal(t, 0.0, testutil.ToFloat64(r.rejected.WithLabelValues(config.KindPrometheusAgent)))
+	require.EqualValues(t, 20e9, app.cfgs[3].GlobalConfig.ScrapeInterval)
+}
+
+// A remote write whose client cannot be built rejects the PrometheusAgent;
+// its last applied settings keep running.
+func TestReconcilerRemoteWriteRefused(t *testing.T) {
+	a := stoppedAtCleanup(t, newTestAgent(t))
+	r := newTestReconciler(t, func(s *config.Snapshot) (*promconfig.Config, []config.Result, error) {
+		return config.Generate(s, config.Options{})
+	}, a)
+	r.RequireAgent("mon/agent")
+	pa := func(caFile string) *config.Snapshot {
+		agent := &monitoringv1alpha1.PrometheusAgent{ObjectMeta: metav1.ObjectMeta{Namespace: "mon", Name: "agent"}}
+		rw := monitoringv1.RemoteWriteSpec{URL: "https://user:pw@127.0.0.1:9/api/v1/write"}
+		if caFile != "" {
+			rw.TLSConfig = &monitoringv1.TLSConfig{TLSFilesConfig: monitoringv1.TLSFilesConfig{CAFile: caFile}}
+		}
+		agent.Spec.RemoteWrite = []monitoringv1.RemoteWriteSpec{rw}
+		return &config.Snapshot{Agent: agent}
+	}
+	r.reconcile(pa(""))
+	require.Equal(t, 1, r.Status().Version)
+
+	bad := badCAJob(t, "x").HTTPClientConfig.TLSConfig.CAFile
+	r.reconcile(pa(bad))
+	st := r.Status()
+	require.NoError(t, st.LastError)
+	require.Equal(t, 1, st.Version, "the last applied settings are what runs: no new version")
+	require.Equal(t, 1.0, testutil.ToFloat64(r.agentState.WithLabelValues(agentInvalid)))
+	res := st.Results[len(st.Results)-1]
+	require.Equal(t, config.KindPrometheusAgent, res.Kind)
+	require.False(t, res.Accepted)
+	require.Contains(t, res.Reason, "remote write https://user:xxxxx@127.0.0.1:9/api/v1/write")
+	require.NotContains(t, res.Reason, "pw@")
+	require.Empty(t, a.desired.RemoteWriteConfigs[0].HTTPClientConfig.TLSConfig.CAFile, "the last applied remote write keeps running")
+}
