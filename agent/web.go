@@ -20,8 +20,9 @@ type WebOptions struct {
 	ListenAddress string
 	// Gatherer serves /metrics. Nil means prometheus.DefaultGatherer.
 	Gatherer prometheus.Gatherer
-	// Ready reports readiness for /-/ready: informers synced and the first
-	// configuration applied. Nil means always ready.
+	// Ready reports readiness for /-/ready: in promshard, the member
+	// participates in the cluster (informers synced, first configuration
+	// applied, first discovery result filtered). Nil means always ready.
 	Ready func() bool
 	// Handlers are extra routes, e.g. "/api/v1/cluster" from sharding.
 	Handlers map[string]http.Handler
@@ -72,7 +73,7 @@ func (w *Web) routes() {
 	})
 	w.mux.HandleFunc("GET /-/ready", func(rw http.ResponseWriter, _ *http.Request) {
 		if w.opts.Ready != nil && !w.opts.Ready() {
-			http.Error(rw, "promshard is not ready: waiting for informers to sync and the first configuration", http.StatusServiceUnavailable)
+			http.Error(rw, "promshard is not ready: waiting for informers to sync, the first configuration and the first discovery result", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(rw, "promshard is Ready.")

@@ -81,6 +81,9 @@ type ClusterConfig struct {
 	// shared with peers in memberlist node metadata for the "node" sharding
 	// strategy. Empty: this member claims no node.
 	KubernetesNode string
+	// Zone is this member's zone, shared with peers in memberlist node
+	// metadata for the "zone" sharding strategy. Empty: no zone.
+	Zone string
 	// WaitForSize is the number of alive members (this one included) the
 	// cluster must reach before Ready reports true. 0 or 1: ready at once.
 	// Readiness latches: a cluster that shrinks again stays ready.
@@ -135,8 +138,11 @@ func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
 	if c.WaitForSize < 0 || c.WaitTimeout < 0 {
 		return c, errors.New("wait-for-size and wait-timeout must not be negative")
 	}
-	if len(c.KubernetesNode)+1 > nodeMetaLimit {
-		return c, fmt.Errorf("kubernetes node name longer than %d bytes", nodeMetaLimit)
+	if len(c.KubernetesNode)+len(c.Zone)+2 > nodeMetaLimit {
+		return c, fmt.Errorf("kubernetes node and zone names longer than %d bytes together", nodeMetaLimit-2)
+	}
+	if strings.ContainsRune(c.KubernetesNode, 0) || strings.ContainsRune(c.Zone, 0) {
+		return c, errors.New("kubernetes node and zone names must not contain NUL")
 	}
 	for _, j := range c.Join {
 		if _, _, err := net.SplitHostPort(strings.TrimPrefix(j, dnsPrefix)); err != nil {

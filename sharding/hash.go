@@ -28,6 +28,7 @@ import (
 	"slices"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 )
 
@@ -143,11 +144,74 @@ func score(key, member uint64) uint64 {
 	return x
 }
 
-// TargetKey returns the ownership key of a final target: a hash of its job
-// name and its label set after target relabeling, the identity Prometheus
-// itself deduplicates targets on.
+// Labels of prometheus-operator's sharding convention, read from a target's
+// labels after relabeling.
+const (
+	// HashLabel, when a relabeling sets it to a non-empty value, is the
+	// target's ownership key: targets with the same value (e.g. the pod
+	// name) have the same owner, whatever their job.
+	HashLabel = "__tmp_hash"
+	// DisableShardingLabel, when a relabeling sets it to a non-empty value,
+	// makes every participant scrape the target.
+	DisableShardingLabel = "__tmp_disable_sharding"
+)
+
+// scrapeSettingLabels are the labels Prometheus' scrape package
+// (scrape/target.go PopulateDiscoveredLabels, v0.316.0) puts on every target
+// only to carry a per-target scrape setting: they do not identify the
+// endpoint, so changing an interval, a timeout or a native-histogram setting
+// must not move the target. __address__, __scheme__, __metrics_path__ and
+// __param_* do identify it and stay in the key.
+var scrapeSettingLabels = []string{
+	"__always_scrape_classic_histograms__",
+	"__convert_classic_histograms_to_nhcb__",
+	model.ScrapeIntervalLabel,
+	"__scrape_native_histograms__",
+	model.ScrapeTimeoutLabel,
+}
+
+// Keyer computes ownership keys. It reuses a buffer, so it is not safe for
+// concurrent use; the zero value is not usable, call NewKeyer.
+type Keyer struct {
+	exclude []string // sorted label names left out of the key
+	buf     []byte
+}
+
+// NewKeyer returns a Keyer that also leaves the given labels out of the key
+// (the replica label, whose value differs per member).
+func NewKeyer(exclude ...string) *Keyer {
+	ex := append(slices.Clone(scrapeSettingLabels), DisableShardingLabel)
+	for _, l := range exclude {
+		if l != "" {
+			ex = append(ex, l)
+		}
+	}
+	slices.Sort(ex)
+	return &Keyer{exclude: slices.Compact(ex)}
+}
+
+// Key returns the ownership key of a final target (its labels after target
+// relabeling, as scrape.PopulateLabels returns them):
+//   - the non-empty value of __tmp_hash: StringKey(value), independent of
+//     the job;
+//   - otherwise a hash of the job name and every label except the scrape
+//     setting labels (__scrape_interval__, __scrape_timeout__,
+//     __scrape_native_histograms__, __always_scrape_classic_histograms__,
+//     __convert_classic_histograms_to_nhcb__), __tmp_disable_sharding and
+//     the excluded labels given to NewKeyer.
+func (k *Keyer) Key(job string, lset labels.Labels) uint64 {
+	if v := lset.Get(HashLabel); v != "" {
+		return StringKey(v)
+	}
+	var h uint64
+	h, k.buf = lset.HashWithoutLabels(k.buf, k.exclude...)
+	return combine(xxhash.Sum64String(job), h)
+}
+
+// TargetKey returns the ownership key of a final target as Keyer.Key does
+// with no extra excluded label. Use a Keyer for many targets.
 func TargetKey(job string, lset labels.Labels) uint64 {
-	return combine(xxhash.Sum64String(job), lset.Hash())
+	return NewKeyer().Key(job, lset)
 }
 
 // StringKey returns a key for an arbitrary string, e.g. an object name whose
@@ -166,7 +230,7 @@ func combine(a, b uint64) uint64 {
 func OwnerOf(key uint64, members []Member) string {
 	var alive []string
 	for _, m := range members {
-		if m.State == StateAlive {
+		if m.State.Alive() {
 			alive = append(alive, m.Name)
 		}
 	}

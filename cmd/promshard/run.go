@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,16 +93,28 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	if f.cluster.strategy == string(sharding.StrategyNode) {
 		opts.NodeName = f.cluster.localNode
 	}
+	replicaRule := sharding.ReplicaRelabelConfig(f.cluster.replicaLabel, cluster.Self(), f.cluster.replicationFactor)
 	generate := func(s *config.Snapshot) (*promconfig.Config, []config.Result, error) {
-		return config.Generate(s, opts)
+		cfg, res, err := config.Generate(s, opts)
+		if err == nil {
+			sharding.AppendReplicaRelabeling(cfg.ScrapeConfigs, replicaRule)
+		}
+		return cfg, res, err
 	}
 	rec, err := agent.NewReconciler(watcher.Snapshots(), generate, a, logger.With("component", "reconciler"), reg)
 	if err != nil {
 		return err
 	}
+	// The member participates (owns targets, answers /-/ready) once all of
+	// these hold; until then its peers keep its share.
+	participationReady := allOf(
+		watcher.Synced,
+		func() bool { return rec.Status().Version > 0 }, // first configuration applied
+		filter.Primed, // discovery delivered its first result for it
+	)
 	web, err := agent.NewWeb(agent.WebOptions{
 		ListenAddress: f.listenAddress, Gatherer: reg, Logger: logger,
-		Ready: func() bool { return watcher.Synced() && rec.Status().Version > 0 },
+		Ready: cluster.Participant,
 		Handlers: map[string]http.Handler{
 			"GET /api/v1/cluster": sharding.NewStatusHandler(cluster.Self(), cluster, filter),
 		},
@@ -121,16 +134,48 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		select {
 		case s := <-sig:
 			logger.Info("received signal, shutting down", "signal", s.String())
+			gracefulLeave(ctx, cluster, f.cluster.leaveGrace, logger)
 		case <-ctx.Done():
 		}
 		return nil
 	})
 	addActor(&g, "cluster", cluster.Run)
+	addActor(&g, "participation", func(ctx context.Context) error {
+		return cluster.ParticipateWhen(ctx, participationReady, 100*time.Millisecond)
+	})
 	addActor(&g, "kubernetes", watcher.Run)
 	addActor(&g, "reconciler", rec.Run)
 	addActor(&g, "agent", a.Run)
 	addActor(&g, "web", web.Run)
 	return g.Run()
+}
+
+// allOf returns a condition that holds when every one of conds holds.
+func allOf(conds ...func() bool) func() bool {
+	return func() bool {
+		for _, c := range conds {
+			if !c() {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// gracefulLeave announces the leave (peers take this member's targets over at
+// once) and keeps scraping for grace before the actors are stopped, so that
+// no target goes unscraped in between. A standalone member has no peer to
+// wait for.
+func gracefulLeave(ctx context.Context, cluster *sharding.Cluster, grace time.Duration, logger *slog.Logger) {
+	cluster.Leave()
+	if cluster.Addr() == "" || grace <= 0 {
+		return
+	}
+	logger.Info("Left the cluster, scraping until peers took over", "grace", grace)
+	select {
+	case <-time.After(grace):
+	case <-ctx.Done():
+	}
 }
 
 // addActor adds a context-shaped actor to g.
@@ -149,14 +194,14 @@ func newSharding(f *runFlags, sm *scrape.Manager, logger *slog.Logger, reg prome
 	cluster, err := sharding.NewCluster(sharding.ClusterConfig{
 		NodeName: cf.nodeName, ListenAddress: cf.listenAddress, AdvertiseAddress: cf.advertiseAddress,
 		Join: cf.join, SecretKeyFile: cf.secretKeyFile, ClusterName: cf.name, KubernetesNode: cf.localNode,
-		WaitForSize: cf.waitForSize, WaitTimeout: cf.waitTimeout,
+		WaitForSize: cf.waitForSize, WaitTimeout: cf.waitTimeout, Zone: cf.zone,
 	}, logger.With("component", "cluster"), reg)
 	if err != nil {
 		return nil, nil, err
 	}
 	filter, err := sharding.NewFilter(sharding.FilterOptions{
 		Self: cluster.Self(), Members: cluster, ReplicationFactor: cf.replicationFactor,
-		ReplicaLabel: cf.replicaLabel, Strategy: sharding.Strategy(cf.strategy), NodeName: cf.localNode,
+		ReplicaLabel: cf.replicaLabel, Strategy: sharding.Strategy(cf.strategy), NodeName: cf.localNode, Zone: cf.zone,
 		Staleness: sm, Logger: logger.With("component", "sharding"), Registerer: reg,
 	})
 	if err != nil {
@@ -168,9 +213,9 @@ func newSharding(f *runFlags, sm *scrape.Manager, logger *slog.Logger, reg prome
 
 // clusterInfo adapts sharding's status to the agent's status page.
 func clusterInfo(st sharding.ClusterStatus) agent.ClusterInfo {
-	ci := agent.ClusterInfo{Self: st.Self, Ready: st.Ready, TotalTargets: st.TotalTargets}
+	ci := agent.ClusterInfo{Self: st.Self, Ready: st.Ready, TotalTargets: st.TotalTargets, CrossZone: st.CrossZone, Unowned: st.Unowned}
 	for _, m := range st.Members {
-		ci.Members = append(ci.Members, agent.MemberInfo{Name: m.Name, Address: m.Address, State: string(m.State), OwnedTargets: m.OwnedTargets})
+		ci.Members = append(ci.Members, agent.MemberInfo{Name: m.Name, Address: m.Address, State: string(m.State), Zone: m.Zone, OwnedTargets: m.OwnedTargets})
 	}
 	return ci
 }
