@@ -10,11 +10,45 @@
 //     scrape.Manager that keeps only the final targets this member owns and
 //     hands moved targets off without false staleness markers.
 //
+// Ownership key. A final target (its labels after the job's target
+// relabeling, as scrape.PopulateLabels returns them) is identified by:
+//   - the value of __tmp_hash, when a relabeling set it non-empty
+//     (prometheus-operator's convention): xxhash of the value, the job
+//     left out, so e.g. all endpoints of one pod share an owner;
+//   - otherwise xxhash of the job name combined with xxhash of all its
+//     labels except the scrape-setting labels __scrape_interval__,
+//     __scrape_timeout__, __scrape_native_histograms__,
+//     __always_scrape_classic_histograms__ and
+//     __convert_classic_histograms_to_nhcb__, except
+//     __tmp_disable_sharding and the replica label. __address__,
+//     __scheme__, __metrics_path__ and __param_* stay: they identify the
+//     endpoint. Editing an interval, timeout or histogram setting thus
+//     moves no target.
+//
+// A target whose relabeling sets __tmp_disable_sharding non-empty is owned
+// by every participant; ReplicaRelabelConfig labels each copy with the
+// member's name.
+//
+// Member states: a member is joining (owns nothing, peers keep its share)
+// until Cluster.Participate, which cmd calls once informers synced, the
+// first configuration is applied and Filter.Primed; then participant; left
+// once it announced its leave (it keeps scraping what it had, the filter
+// sends nothing more, until the process stops), dead when memberlist
+// declares it so. Only participants own targets.
+//
+// Strategies: hash (rendezvous over all participants), zone (rendezvous
+// over the participants of the target's zone, spill-over to all) and node
+// (the participants on the target's node; none there: unowned and counted).
+//
 // Wiring (cmd/ and agent/): NewCluster, then NewFilter with the cluster as
-// Members and the scrape.Manager as Staleness; run Cluster.Run and
-// Filter.Run(ctx, discoveryManager.SyncCh(), ch) as oklog/run actors, with
-// scrapeManager.Run(ch) reading ch; call Filter.SetScrapeConfigs after every
-// scrape.Manager.ApplyConfig; serve NewStatusHandler at /api/v1/cluster.
+// Members and the scrape.Manager as Staleness; run Cluster.Run,
+// Cluster.ParticipateWhen and Filter.Run(ctx, discoveryManager.SyncCh(), ch)
+// as oklog/run actors, with scrapeManager.Run(ch) reading ch; call
+// Filter.SetScrapeConfigs after every scrape.Manager.ApplyConfig, append
+// ReplicaRelabelConfig to the generated scrape configurations
+// (AppendReplicaRelabeling); serve NewStatusHandler at /api/v1/cluster and
+// answer /-/ready with Cluster.Participant. On SIGTERM call Cluster.Leave,
+// wait a grace period, then stop scraping.
 // Lower scrape.Options.DiscoveryReloadInterval (default 5 s): a membership
 // change reaches scraping only at the scrape manager's next reload.
 //
