@@ -127,8 +127,9 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 
 // Run joins the cluster, keeps re-joining every RejoinInterval and blocks
 // until ctx is done; it then leaves gracefully (peers drop this member at
-// once) and shuts memberlist down. It also returns, without leaving, once
-// Close was called. It has the oklog/run actor shape.
+// once) and shuts memberlist down, unless Leave did so before. It also
+// returns, without leaving, once Close was called. It has the oklog/run
+// actor shape.
 func (c *Cluster) Run(ctx context.Context) error {
 	defer c.Leave()
 	if c.ml == nil {
@@ -153,6 +154,11 @@ func (c *Cluster) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-c.done:
+			if c.leaving.Load() {
+				// Left gracefully (Leave): the process keeps scraping
+				// until it stops; returning would stop it at once.
+				<-ctx.Done()
+			}
 			return nil // closed without a leave
 		case <-waitTimeout:
 			if !c.ready.Load() {

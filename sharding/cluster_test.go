@@ -87,11 +87,28 @@ func startThree(t *testing.T, base ClusterConfig) ([]*Cluster, []func()) {
 }
 
 func TestClusterJoinAndGracefulLeave(t *testing.T) {
-	cs, stops := startThree(t, ClusterConfig{ClusterName: "test", KubernetesNode: "node-a"})
+	cs, stops := startThree(t, ClusterConfig{ClusterName: "test", KubernetesNode: "node-a", Zone: "zone-1"})
 	require.Equal(t, []string{"n0", "n1", "n2"}, aliveNames(cs[1]))
 	for _, m := range cs[0].Members() {
 		require.Equal(t, "node-a", m.KubernetesNode, "node name travels in memberlist meta")
+		require.Equal(t, "zone-1", m.Zone, "zone travels in memberlist meta")
+		require.Equal(t, StateJoining, m.State, "members start joining")
 		require.True(t, strings.HasPrefix(m.Address, "127.0.0.1:"))
+	}
+	// Participation is gossiped.
+	for _, c := range cs {
+		c.Participate()
+		require.True(t, c.Participant())
+	}
+	for _, c := range cs {
+		require.Eventually(t, func() bool {
+			for _, m := range c.Members() {
+				if m.State != StateParticipant {
+					return false
+				}
+			}
+			return true
+		}, 5*time.Second, 10*time.Millisecond, "%s sees %v", c.Self(), c.Members())
 	}
 	drain(cs[0].Changes())
 
@@ -101,6 +118,7 @@ func TestClusterJoinAndGracefulLeave(t *testing.T) {
 		return stateOf(cs[0], "n2") == StateLeft && stateOf(cs[1], "n2") == StateLeft
 	}, 2*time.Second, 10*time.Millisecond, "n0 sees %v, n1 sees %v", cs[0].Members(), cs[1].Members())
 	t.Logf("graceful leave seen by peers after %v", time.Since(start))
+	require.False(t, cs[2].Participant(), "a member that left answers not ready")
 	select {
 	case <-cs[0].Changes():
 	default:
