@@ -176,7 +176,7 @@ type Filter struct {
 	// staleness markers disabled and may still run; withheld reports
 	// whether the last recompute held one of them back.
 	flagged  map[string]map[uint64]*scrape.Target
-	withheld bool
+	withheld atomic.Bool
 	primed   atomic.Bool
 	jobsSeen atomic.Bool
 }
@@ -329,7 +329,7 @@ func (f *Filter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 			continue // nothing discovered yet, or handing everything off
 		}
 		res := f.recompute(reprepare)
-		if f.withheld {
+		if f.withheld.Load() {
 			retry.Reset(retryWithheld)
 		}
 		select {

@@ -238,7 +238,7 @@ func (f *Filter) assign(v memberView) (map[string][]*targetgroup.Group, Stats) {
 	for _, n := range v.names {
 		stats.Owned[n] = 0
 	}
-	f.withheld = false
+	f.withheld.Store(false)
 	var active map[string]map[uint64]bool // loops running in the scrape manager, read once when needed
 	owners := make([]string, 0, f.opts.ReplicationFactor)
 	res := make(map[string][]*targetgroup.Group, len(f.prepared))
@@ -278,7 +278,7 @@ func (f *Filter) assign(v memberView) (map[string][]*targetgroup.Group, Stats) {
 				t, key := f.sentTarget(pj.cfg, pg.tg, e, pg.tg.Targets[i])
 				if t != nil && flagged[key] != nil {
 					if active[job][key] {
-						f.withheld = true // its old loop still runs with markers off
+						f.withheld.Store(true) // its old loop still runs with markers off
 						continue
 					}
 					delete(flagged, key)

@@ -294,13 +294,13 @@ func TestFilterHandoffBackBeforeReload(t *testing.T) {
 	members.set("n0") // back before the scrape manager reloaded
 	back := finalTargets(t, f.recompute(false))
 	require.Len(t, back[podJob], 100-movedAway, "targets whose flagged loop still runs are held back")
-	require.True(t, f.withheld)
+	require.True(t, f.withheld.Load())
 
 	// The scrape manager reloads: the flagged loops are gone.
 	stale.active = map[string][]*scrape.Target{}
 	back = finalTargets(t, f.recompute(false))
 	require.Len(t, back[podJob], 100, "they come back in fresh loops")
-	require.False(t, f.withheld)
+	require.False(t, f.withheld.Load())
 	require.Empty(t, f.flagged[podJob])
 }
 
