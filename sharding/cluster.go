@@ -61,6 +61,7 @@ type Cluster struct {
 	cfg     ClusterConfig
 	logger  *slog.Logger
 	ml      *memberlist.Memberlist // nil when standalone
+	addr    string                 // this member's gossip address
 	meta    *nodeMeta
 	changes chan struct{}
 	ready   atomic.Bool
@@ -114,6 +115,8 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 		if c.ml, err = memberlist.Create(mc); err != nil {
 			return nil, fmt.Errorf("create memberlist: %w", err)
 		}
+		// LocalNode's fields are rewritten by UpdateNode: read them once.
+		c.addr = c.ml.LocalNode().Address()
 		c.checkReady()
 	}
 	if reg != nil {
@@ -214,7 +217,7 @@ const fastJoins = 10
 // resolveJoin expands dns+ entries into host:port pairs and drops this
 // member's own address. A name that resolves to nothing is skipped quietly.
 func (c *Cluster) resolveJoin(ctx context.Context) []string {
-	self := c.ml.LocalNode().Address()
+	self := c.addr
 	var out []string
 	for _, j := range c.cfg.Join {
 		name, ok := strings.CutPrefix(j, dnsPrefix)
@@ -368,7 +371,7 @@ func (c *Cluster) Addr() string {
 	if c.ml == nil {
 		return ""
 	}
-	return c.ml.LocalNode().Address()
+	return c.addr
 }
 
 // Members returns every known member, alive ones and those that died or left
