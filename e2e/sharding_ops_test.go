@@ -58,7 +58,7 @@ func TestShardingOperations(t *testing.T) {
 			require.NoError(t, r.Restart(rctx), "restart and wait for /-/ready")
 			cancel()
 		}
-		eventually(t, 30*time.Second, "every target has exactly one owner after the rollout", partitioned(e, reps, 1))
+		eventually(t, 45*time.Second, "every target has exactly one owner after the rollout (r1 restarts without a join list: peers re-join it within --cluster rejoin 15 s)", partitioned(e, reps, 1))
 		to := time.Now()
 		time.Sleep(4 * time.Second) // last samples through remote write
 		worst := maxMissedScrapes(t, rcv, `up{namespace="ops",service="fleet"}`, from, to, 2*time.Second)
@@ -97,21 +97,19 @@ func TestShardingOperations(t *testing.T) {
 		eventually(t, 30*time.Second, "all endpoints of a pod on one member", func(ctx context.Context) error {
 			owners := map[string]map[string]bool{} // pod IP → members
 			n := 0
-			for name, r := range reps {
-				ts, err := r.Targets(ctx)
-				if err != nil {
-					return err
-				}
-				for _, tg := range ts {
-					if strings.Contains(tg.ScrapePool, "ops-conv/pods/") {
-						ip := strings.Split(tg.Labels["instance"], ":")[0]
-						if owners[ip] == nil {
-							owners[ip] = map[string]bool{}
-						}
-						owners[ip][name] = true
-						n++
+			err := eachTarget(ctx, reps, func(name string, tg testbed.ActiveTarget) error {
+				if strings.Contains(tg.ScrapePool, "ops-conv/pods/") {
+					ip := strings.Split(tg.Labels["instance"], ":")[0]
+					if owners[ip] == nil {
+						owners[ip] = map[string]bool{}
 					}
+					owners[ip][name] = true
+					n++
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			if n != 24 || len(owners) != 12 {
 				return fmt.Errorf("%d targets of %d pods owned, want 24 of 12", n, len(owners))
@@ -146,17 +144,15 @@ func TestShardingOperations(t *testing.T) {
 		require.NoError(t, err)
 		eventually(t, 30*time.Second, "every target scraped at 3s", func(ctx context.Context) error {
 			n := 0
-			for name, r := range reps {
-				ts, err := r.Targets(ctx)
-				if err != nil {
-					return err
+			err := eachTarget(ctx, reps, func(name string, tg testbed.ActiveTarget) error {
+				if iv := tg.DiscoveredLabels[model.ScrapeIntervalLabel]; iv != "3s" {
+					return fmt.Errorf("%s: %s still at %q", name, tg.ScrapeURL, iv)
 				}
-				for _, tg := range ts {
-					if iv := tg.DiscoveredLabels[model.ScrapeIntervalLabel]; iv != "3s" {
-						return fmt.Errorf("%s: %s still at %q", name, tg.ScrapeURL, iv)
-					}
-					n++
-				}
+				n++
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			if n != 60 {
 				return fmt.Errorf("%d targets owned, want 60", n)
@@ -176,6 +172,22 @@ func TestShardingOperations(t *testing.T) {
 		fmt.Printf("e2e: interval 2s -> 3s moved %d of 60 targets\n", moved)
 		require.Zero(t, moved, "owners before %v, after %v", sizes(before), sizes(after))
 	})
+}
+
+// eachTarget calls fn with every active target of every replica.
+func eachTarget(ctx context.Context, reps map[string]*testbed.Promshard, fn func(name string, tg testbed.ActiveTarget) error) error {
+	for name, r := range reps {
+		ts, err := r.Targets(ctx)
+		if err != nil {
+			return err
+		}
+		for _, tg := range ts {
+			if err := fn(name, tg); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // allParticipants holds when every replica sees every replica as participant.
