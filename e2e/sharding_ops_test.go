@@ -6,7 +6,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,11 +42,27 @@ func TestShardingOperations(t *testing.T) {
 	_, err = bed.ApplyMonitoring(ctx, fleet)
 	require.NoError(t, err)
 
-	e := &shardEnv{bed: bed, rcv: rcv, targets: targets, nextIP: 10}
-	r1 := e.replica(t, "r1", "")
-	r2 := e.replica(t, "r2", r1.GossipAddr)
-	r3 := e.replica(t, "r3", r1.GossipAddr)
-	reps := map[string]*testbed.Promshard{"r1": r1, "r2": r2, "r3": r3}
+	e := &shardEnv{bed: bed, rcv: rcv, targets: targets}
+	// Every member joins every member, as through a StatefulSet's headless
+	// Service: a restarted member finds its peers whatever its rank.
+	var peers []string
+	for i := range 3 {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.%d:0", 31+i))
+		require.NoError(t, err)
+		peers = append(peers, ln.Addr().String())
+		require.NoError(t, ln.Close())
+	}
+	reps := map[string]*testbed.Promshard{}
+	for i, name := range []string{"r1", "r2", "r3"} {
+		_, port, _ := net.SplitHostPort(peers[i])
+		gp, _ := strconv.Atoi(port)
+		args := []string{"--remote-write.url=" + rcv.WriteURL(), "--scrape.interval=1s"}
+		for _, p := range peers {
+			args = append(args, "--cluster.join="+p)
+		}
+		reps[name] = startPromshard(t, bed, testbed.PromshardOptions{Name: name, IP: fmt.Sprintf("127.0.0.%d", 31+i), Gossip: true, GossipPort: gp, Args: args})
+	}
+	r1, r2, r3 := reps["r1"], reps["r2"], reps["r3"]
 	eventually(t, 60*time.Second, "3 replicas split the targets", partitioned(e, reps, 1))
 	eventually(t, 30*time.Second, "every member participant", allParticipants(reps))
 
@@ -58,10 +76,13 @@ func TestShardingOperations(t *testing.T) {
 			require.NoError(t, r.Restart(rctx), "restart and wait for /-/ready")
 			cancel()
 		}
-		eventually(t, 45*time.Second, "every target has exactly one owner after the rollout (r1 restarts without a join list: peers re-join it within --cluster rejoin 15 s)", partitioned(e, reps, 1))
+		eventually(t, 30*time.Second, "every target has exactly one owner after the rollout", partitioned(e, reps, 1))
 		to := time.Now()
-		time.Sleep(4 * time.Second) // last samples through remote write
-		worst := maxMissedScrapes(t, rcv, `up{namespace="ops",service="fleet"}`, from, to, 2*time.Second)
+		// Remote write batches for up to 5 s: wait until every series has
+		// a sample after the rollout.
+		eventually(t, 30*time.Second, "samples after the rollout delivered",
+			queryCount(rcv, fmt.Sprintf(`timestamp(up{namespace="ops",service="fleet"}) > %d`, to.Unix()+1), 60))
+		worst := maxMissedScrapes(t, rcv, `up{namespace="ops",service="fleet"}`, 60, from, to, 2*time.Second)
 		fmt.Printf("e2e: rolling restart over %.1fs: worst target missed %d scrapes\n", to.Sub(from).Seconds(), worst)
 		require.LessOrEqual(t, worst, 2)
 	})
@@ -219,17 +240,18 @@ func allParticipants(reps map[string]*testbed.Promshard) func(context.Context) e
 	}
 }
 
-// maxMissedScrapes returns the most scrapes any series of selector missed
-// between from and to at the receiver: from its raw samples, a gap of k
-// intervals is k-1 missed scrapes.
-func maxMissedScrapes(t *testing.T, rcv *testbed.Receiver, selector string, from, to time.Time, interval time.Duration) int {
+// maxMissedScrapes returns the most scrapes any of the series of selector
+// (there must be exactly series of them) missed between from and to at the
+// receiver: from its raw samples, a gap of k intervals is k-1 missed scrapes
+// (the window's edges count as samples).
+func maxMissedScrapes(t *testing.T, rcv *testbed.Receiver, selector string, series int, from, to time.Time, interval time.Duration) int {
 	t.Helper()
 	window := int(math.Ceil(to.Sub(from).Seconds()))
 	raw, _, _, err := rcv.API().Query(context.Background(), fmt.Sprintf(`%s[%ds]`, selector, window), to)
 	require.NoError(t, err)
 	mat, ok := raw.(model.Matrix)
 	require.True(t, ok)
-	require.NotEmpty(t, mat)
+	require.Len(t, mat, series, "a series without any sample over the window missed every scrape")
 	worst := 0
 	var report []string
 	for _, s := range mat {

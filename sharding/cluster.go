@@ -66,6 +66,7 @@ type Cluster struct {
 	changes chan struct{}
 	ready   atomic.Bool
 	// participating is set by Participate, leaving by Leave.
+	announced     atomic.Bool
 	participating atomic.Bool
 	leaving       atomic.Bool
 
@@ -249,27 +250,36 @@ func (c *Cluster) resolveJoin(ctx context.Context) []string {
 }
 
 // Participate makes this member own its share of the targets: its state
-// turns from joining to participant, locally at once and at its peers with
-// the next gossip. Call it once the member can scrape: informers synced,
-// configuration applied, first discovery result filtered. It is idempotent.
+// turns from joining to participant. It gossips the change first and flips
+// its own ownership HandoffDelay later, so that the peers have stopped
+// scraping the targets it takes over before it starts: two members writing
+// the same series at once make a remote-write 1.0 receiver (Prometheus)
+// reject whole batches as out of order. Call it once the member can scrape:
+// informers synced, configuration applied, first discovery result filtered.
+// It blocks for the delay and is idempotent.
 func (c *Cluster) Participate() {
-	if c.leaving.Load() || !c.participating.CompareAndSwap(false, true) {
+	if c.leaving.Load() || !c.announced.CompareAndSwap(false, true) {
+		return
+	}
+	if c.ml != nil {
+		c.meta.state.Store(metaParticipant)
+		c.life.Lock()
+		if !c.closed {
+			if err := c.ml.UpdateNode(c.cfg.LeaveTimeout); err != nil {
+				c.logger.Warn("Cluster participation announcement failed", "err", err)
+			}
+		}
+		c.life.Unlock()
+		if c.ml.NumMembers() > 1 {
+			time.Sleep(c.cfg.HandoffDelay)
+		}
+	}
+	if c.leaving.Load() {
 		return
 	}
 	c.logger.Info("Cluster member participating: owning targets from now on")
+	c.participating.Store(true)
 	c.setSelf(StateParticipant)
-	if c.ml == nil {
-		return
-	}
-	c.meta.state.Store(metaParticipant)
-	c.life.Lock()
-	defer c.life.Unlock()
-	if c.closed {
-		return
-	}
-	if err := c.ml.UpdateNode(c.cfg.LeaveTimeout); err != nil {
-		c.logger.Warn("Cluster participation announcement failed", "err", err)
-	}
 }
 
 // Participant reports whether this member owns targets: it participates and
@@ -450,6 +460,13 @@ func (c *Cluster) setMember(n *memberlist.Node, departed bool) {
 	switch {
 	case n.Name == c.cfg.NodeName && c.leaving.Load():
 		m.State = StateLeft
+	case n.Name == c.cfg.NodeName:
+		// This member's own state is what it does, not what it gossips:
+		// Participate announces before it owns targets.
+		m.State = StateJoining
+		if c.participating.Load() {
+			m.State = StateParticipant
+		}
 	case departed && had && old.State == StateLeft:
 		m.State = StateLeft
 	case departed && state != StateLeft:

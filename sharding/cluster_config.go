@@ -36,6 +36,11 @@ const (
 	// DefaultGossipInterval is how often state is gossiped to random members
 	// (LAN: 200 ms).
 	DefaultGossipInterval = 100 * time.Millisecond
+	// DefaultHandoffDelay is how long a member that starts participating
+	// waits, after gossiping it, before it owns targets: peers learn of it
+	// (gossip), recompute and stop the targets it takes over (scrape reload)
+	// in well under this time.
+	DefaultHandoffDelay = 500 * time.Millisecond
 	// DefaultLeaveTimeout bounds how long a graceful leave waits for its
 	// broadcast to go out.
 	DefaultLeaveTimeout = 5 * time.Second
@@ -107,6 +112,11 @@ type ClusterConfig struct {
 	// LeaveTimeout bounds the graceful leave on shutdown.
 	// Default: DefaultLeaveTimeout.
 	LeaveTimeout time.Duration
+	// HandoffDelay is how long Participate waits between announcing the
+	// participation and owning targets (see Participate). Longer leaves the
+	// taken-over targets unscraped longer; shorter risks two members
+	// writing the same series at once. Default: DefaultHandoffDelay.
+	HandoffDelay time.Duration
 }
 
 // Standalone reports whether the config describes a member without a
@@ -135,6 +145,7 @@ func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
 	setDefault(&c.SuspicionMaxTimeoutMult, DefaultSuspicionMaxTimeoutMult)
 	setDefault(&c.GossipInterval, DefaultGossipInterval)
 	setDefault(&c.LeaveTimeout, DefaultLeaveTimeout)
+	setDefault(&c.HandoffDelay, DefaultHandoffDelay)
 	if c.WaitForSize < 0 || c.WaitTimeout < 0 {
 		return c, errors.New("wait-for-size and wait-timeout must not be negative")
 	}

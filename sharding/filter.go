@@ -179,6 +179,10 @@ type Filter struct {
 	withheld atomic.Bool
 	primed   atomic.Bool
 	jobsSeen atomic.Bool
+	// releasing is set by Release; released once Run handed all off.
+	releasing atomic.Bool
+	released  bool
+	release   chan struct{}
 }
 
 // NewFilter validates opts, applies defaults and registers metrics.
@@ -217,6 +221,7 @@ func NewFilter(opts FilterOptions) (*Filter, error) {
 		logger:     opts.Logger,
 		metrics:    m,
 		cfgChanged: make(chan struct{}, 1),
+		release:    make(chan struct{}, 1),
 		sent:       map[string]map[uint64]sentTarget{},
 		sharder:    NewRendezvous(),
 		keyer:      NewKeyer(opts.ReplicaLabel),
@@ -323,11 +328,13 @@ func (f *Filter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 			reprepare = true
 		case <-changes:
 		case <-retry.C:
+		case <-f.release:
 		}
 		f.checkPrimed()
-		if f.last == nil || f.departed() {
-			continue // nothing discovered yet, or handing everything off
+		if f.last == nil || f.released || (f.departed() && !f.releasing.Load()) {
+			continue // nothing discovered yet, or stopped owning
 		}
+		f.released = f.releasing.Load()
 		res := f.recompute(reprepare)
 		if f.withheld.Load() {
 			retry.Reset(retryWithheld)
@@ -337,6 +344,18 @@ func (f *Filter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 		case <-ctx.Done():
 			return nil
 		}
+	}
+}
+
+// Release makes this member own nothing any more, before it leaves the
+// cluster: Run sends empty target groups once, handing every target off
+// (end-of-run staleness markers disabled for those others continue), and
+// nothing after. It does not wait.
+func (f *Filter) Release() {
+	f.releasing.Store(true)
+	select {
+	case f.release <- struct{}{}:
+	default:
 	}
 }
 

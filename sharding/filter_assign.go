@@ -165,6 +165,9 @@ func (f *Filter) memberView() memberView {
 			zones[m.Zone] = append(zones[m.Zone], m.Name)
 		}
 	}
+	if f.releasing.Load() {
+		v.self = StateLeft // stopping: own nothing, hand everything off
+	}
 	if v.self == StateParticipant {
 		v.names = append(v.names, f.opts.Self)
 		if f.opts.Zone != "" {

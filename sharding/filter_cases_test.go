@@ -479,3 +479,30 @@ func TestFilterPrimed(t *testing.T) {
 		require.True(t, f.Primed())
 	})
 }
+
+func TestFilterRelease(t *testing.T) {
+	members := newTestMembers("n0", "n1")
+	stale := &testStaleness{}
+	f := newTestFilter(t, FilterOptions{Self: "n0", Members: members, Staleness: stale})
+	drain(members.changes)
+	drain(f.cfgChanged)
+	in := make(chan map[string][]*targetgroup.Group)
+	out := make(chan map[string][]*targetgroup.Group)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx, in, out) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+	in <- podGroups(40, noNode)
+	owned := len(finalTargets(t, <-out)[podJob])
+	require.NotZero(t, owned)
+
+	f.Release()
+	require.Empty(t, finalTargets(t, <-out)[podJob], "a releasing member owns nothing")
+	require.Len(t, stale.disabled[podJob], owned, "its targets are handed off without staleness markers")
+	members.set("n0") // n1 gone: nothing is sent any more
+	select {
+	case o := <-out:
+		t.Fatalf("sent after release: %v", o)
+	case <-time.After(200 * time.Millisecond):
+	}
+}

@@ -31,10 +31,10 @@
 //
 // Member states: a member is joining (owns nothing, peers keep its share)
 // until Cluster.Participate, which cmd calls once informers synced, the
-// first configuration is applied and Filter.Primed; then participant; left
-// once it announced its leave (it keeps scraping what it had, the filter
-// sends nothing more, until the process stops), dead when memberlist
-// declares it so. Only participants own targets.
+// first configuration is applied and Filter.Primed; then participant (it
+// gossips that HandoffDelay before it starts scraping, so peers stop
+// first); left once it announced its leave, dead when memberlist declares
+// it so. Only participants own targets.
 //
 // Strategies: hash (rendezvous over all participants), zone (rendezvous
 // over the participants of the target's zone, spill-over to all) and node
@@ -47,8 +47,10 @@
 // Filter.SetScrapeConfigs after every scrape.Manager.ApplyConfig, append
 // ReplicaRelabelConfig to the generated scrape configurations
 // (AppendReplicaRelabeling); serve NewStatusHandler at /api/v1/cluster and
-// answer /-/ready with Cluster.Participant. On SIGTERM call Cluster.Leave,
-// wait a grace period, then stop scraping.
+// answer /-/ready with Cluster.Participant. On SIGTERM call Filter.Release,
+// wait until the scrape manager runs no loop, then Cluster.Leave: no series
+// is ever written by two members at once (a remote-write 1.0 receiver
+// rejects a whole batch for one out-of-order sample).
 // Lower scrape.Options.DiscoveryReloadInterval (default 5 s): a membership
 // change reaches scraping only at the scrape manager's next reload.
 //

@@ -28,7 +28,6 @@ type clusterFlags struct {
 	strategy          string
 	localNode         string
 	zone              string
-	leaveGrace        time.Duration
 }
 
 func registerClusterFlags(cmd *kingpin.CmdClause, f *clusterFlags) {
@@ -41,7 +40,6 @@ func registerClusterFlags(cmd *kingpin.CmdClause, f *clusterFlags) {
 	cmd.Flag("cluster.name", "Cluster name; members of clusters with different names never merge.").Default("promshard").StringVar(&f.name)
 	cmd.Flag("cluster.wait-for-size", "Own no target until the cluster has at least this many members (or --cluster.wait-timeout passes). 0 or 1: no wait.").Default("0").IntVar(&f.waitForSize)
 	cmd.Flag("cluster.wait-timeout", "Longest wait for --cluster.wait-for-size; after it the member owns its share anyway.").Default("5m").DurationVar(&f.waitTimeout)
-	cmd.Flag("cluster.leave-grace", "On SIGTERM, how long this member keeps scraping after announcing its leave, so that peers start scraping its targets before it stops (no gap). 0: stop at once.").Default("2s").DurationVar(&f.leaveGrace)
 	cmd.Flag("sharding.replication-factor", "How many members scrape each target. Above 1 every series gets --sharding.replica-label. Not with --sharding.strategy=node.").Default("1").IntVar(&f.replicationFactor)
 	cmd.Flag("sharding.replica-label", "Label whose value (the scraping member's --cluster.node-name) tells copies apart: on every series when the replication factor is above 1, and on targets whose relabeling sets __tmp_disable_sharding. Added after the monitors' relabelings, so they cannot drop it.").Default("promshard_replica").StringVar(&f.replicaLabel)
 	cmd.Flag("sharding.strategy", "hash: rendezvous hashing of every target over the members (StatefulSet). node: members own the targets on their --node-name, targets on a node without a member are reported unowned, node-less targets are hashed (DaemonSet). zone: targets are hashed over the members of their zone (--sharding.zone), spilling over to all members when their zone has none or they have no zone.").Default("hash").EnumVar(&f.strategy, "hash", "node", "zone")
@@ -95,9 +93,6 @@ func (f *clusterFlags) validate() error {
 	}
 	if !model.LabelName(f.replicaLabel).IsValid() || strings.HasPrefix(f.replicaLabel, "__") {
 		return fmt.Errorf("--sharding.replica-label %q is not a valid label name", f.replicaLabel)
-	}
-	if f.leaveGrace < 0 {
-		return errors.New("--cluster.leave-grace must not be negative")
 	}
 	return nil
 }

@@ -18,7 +18,6 @@ func TestClusterFlagsRefused(t *testing.T) {
 			"--sharding.replication-factor above 1 cannot be combined with --sharding.strategy=node"},
 		{"zone strategy without zone", []string{"--sharding.strategy=zone", "--sharding.zone="}, "--sharding.strategy=zone needs --sharding.zone"},
 		{"reserved replica label", []string{"--sharding.replica-label=__replica"}, `--sharding.replica-label "__replica" is not a valid label name`},
-		{"negative leave grace", []string{"--cluster.leave-grace=-1s"}, "--cluster.leave-grace must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

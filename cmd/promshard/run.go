@@ -56,9 +56,9 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	return nil, fmt.Errorf("no --kubeconfig, no $KUBECONFIG and not running in a cluster")
 }
 
-// serve wires the actors and runs them. Order on shutdown: every actor is
-// interrupted together; the cluster leaves gracefully (peers take over at
-// once), the agent stops scraping and flushes remote write within
+// serve wires the actors and runs them. Order on SIGTERM: the member stops
+// scraping, leaves the cluster (peers take over), then every actor is
+// interrupted; the agent flushes remote write within
 // --remote-write.flush-deadline.
 func serve(f *runFlags, logger *slog.Logger) error {
 	reg := prometheus.NewRegistry()
@@ -134,7 +134,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		select {
 		case s := <-sig:
 			logger.Info("received signal, shutting down", "signal", s.String())
-			gracefulLeave(ctx, cluster, f.cluster.leaveGrace, logger)
+			gracefulLeave(ctx, cluster, filter, a.ScrapeManager(), logger)
 		case <-ctx.Done():
 		}
 		return nil
@@ -162,20 +162,28 @@ func allOf(conds ...func() bool) func() bool {
 	}
 }
 
-// gracefulLeave announces the leave (peers take this member's targets over at
-// once) and keeps scraping for grace before the actors are stopped, so that
-// no target goes unscraped in between. A standalone member has no peer to
-// wait for.
-func gracefulLeave(ctx context.Context, cluster *sharding.Cluster, grace time.Duration, logger *slog.Logger) {
+// gracefulLeave hands every target off (the scrape manager stops them
+// without staleness markers at its next reload), waits until no scrape loop
+// runs any more (at most 2 s), then announces the leave: peers take over
+// within a scrape interval. Stopping before leaving means no series is
+// written by two members at once, which a remote-write 1.0 receiver
+// (Prometheus) would answer by rejecting whole batches as out of order.
+func gracefulLeave(ctx context.Context, cluster *sharding.Cluster, filter *sharding.Filter, sm *scrape.Manager, logger *slog.Logger) {
+	filter.Release()
+	deadline := time.Now().Add(2 * time.Second)
+	for activeTargets(sm) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	logger.Info("Stopped scraping, leaving the cluster", "still_active", activeTargets(sm))
 	cluster.Leave()
-	if cluster.Addr() == "" || grace <= 0 {
-		return
+}
+
+func activeTargets(sm *scrape.Manager) int {
+	n := 0
+	for _, ts := range sm.TargetsActive() {
+		n += len(ts)
 	}
-	logger.Info("Left the cluster, scraping until peers took over", "grace", grace)
-	select {
-	case <-time.After(grace):
-	case <-ctx.Done():
-	}
+	return n
 }
 
 // addActor adds a context-shaped actor to g.
