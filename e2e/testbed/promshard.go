@@ -121,7 +121,8 @@ func (b *Bed) StartPromshard(ctx context.Context, opts PromshardOptions) (*Proms
 	}
 	if opts.Gossip {
 		gp := opts.GossipPort
-		if gp == 0 {
+		// Neither port is bound yet: make sure they differ.
+		for gp == 0 || gp == webPort {
 			if gp, err = freePort(opts.IP); err != nil {
 				return nil, err
 			}
