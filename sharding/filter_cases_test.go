@@ -348,19 +348,26 @@ func TestFilterNodeStrategy(t *testing.T) {
 	require.Len(t, nodeless, 2, "node-less targets are split over the participants: %v", nodeless)
 }
 
-func TestFilterRun(t *testing.T) {
-	members := newTestMembers("n0")
-	stale := &testStaleness{}
-	reg := prometheus.NewRegistry()
-	f := newTestFilter(t, FilterOptions{Self: "n0", Members: members, Staleness: stale, Registerer: reg})
-	drain(members.changes) // signals from set-up: not what this test checks
+// runFilter runs f until the test ends, after dropping the change signals
+// of the set-up, and returns its input and output channels.
+func runFilter(t *testing.T, f *Filter, members *testMembers) (chan<- map[string][]*targetgroup.Group, <-chan map[string][]*targetgroup.Group) {
+	drain(members.changes)
 	drain(f.cfgChanged)
 	in := make(chan map[string][]*targetgroup.Group)
 	out := make(chan map[string][]*targetgroup.Group)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx, in, out) }()
-	defer func() { cancel(); require.NoError(t, <-done) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	return in, out
+}
+
+func TestFilterRun(t *testing.T) {
+	members := newTestMembers("n0")
+	stale := &testStaleness{}
+	reg := prometheus.NewRegistry()
+	f := newTestFilter(t, FilterOptions{Self: "n0", Members: members, Staleness: stale, Registerer: reg})
+	in, out := runFilter(t, f, members)
 	receive := func() map[string][]string {
 		select {
 		case o := <-out:
@@ -484,14 +491,7 @@ func TestFilterRelease(t *testing.T) {
 	members := newTestMembers("n0", "n1")
 	stale := &testStaleness{}
 	f := newTestFilter(t, FilterOptions{Self: "n0", Members: members, Staleness: stale})
-	drain(members.changes)
-	drain(f.cfgChanged)
-	in := make(chan map[string][]*targetgroup.Group)
-	out := make(chan map[string][]*targetgroup.Group)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx, in, out) }()
-	defer func() { cancel(); require.NoError(t, <-done) }()
+	in, out := runFilter(t, f, members)
 	in <- podGroups(40, noNode)
 	owned := len(finalTargets(t, <-out)[podJob])
 	require.NotZero(t, owned)
