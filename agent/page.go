@@ -19,12 +19,18 @@ type ClusterInfo struct {
 	Ready        bool
 	TotalTargets int
 	Members      []MemberInfo
+	// CrossZone counts the targets this member owns outside its zone.
+	CrossZone int
+	// Unowned counts, per Kubernetes node, the targets on a node without a
+	// participating member: nobody scrapes them.
+	Unowned map[string]int
 }
 
-// MemberInfo is one cluster member on the status page.
+// MemberInfo is one cluster member on the status page. State is joining,
+// participant, left or dead.
 type MemberInfo struct {
-	Name, Address, State string
-	OwnedTargets         int
+	Name, Address, State, Zone string
+	OwnedTargets               int
 }
 
 //go:embed page.html

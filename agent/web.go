@@ -20,8 +20,9 @@ type WebOptions struct {
 	ListenAddress string
 	// Gatherer serves /metrics. Nil means prometheus.DefaultGatherer.
 	Gatherer prometheus.Gatherer
-	// Ready reports readiness for /-/ready: informers synced and the first
-	// configuration applied. Nil means always ready.
+	// Ready reports readiness for /-/ready: in promshard, the member
+	// participates in the cluster (informers synced, first configuration
+	// applied, first discovery result filtered). Nil means always ready.
 	Ready func() bool
 	// NotReadyReason, when set, explains a failing /-/ready in its body
 	// (e.g. Reconciler.NotReadyReason); empty falls back to the generic
@@ -76,7 +77,7 @@ func (w *Web) routes() {
 	})
 	w.mux.HandleFunc("GET /-/ready", func(rw http.ResponseWriter, _ *http.Request) {
 		if w.opts.Ready != nil && !w.opts.Ready() {
-			reason := "waiting for informers to sync and the first configuration"
+			reason := "waiting for informers to sync, the first configuration and the first discovery result"
 			if w.opts.NotReadyReason != nil {
 				if r := w.opts.NotReadyReason(); r != "" {
 					reason = r

@@ -373,6 +373,8 @@ func TestDeployRender(t *testing.T) {
 	for _, w := range []*unstructured.Unstructured{sts, deployObject(t, ds, "DaemonSet", "promshard")} {
 		checkDeployWorkload(t, base, w)
 	}
+	stsC, _ := deployContainer(t, sts)
+	require.Equal(t, "metadata.labels['topology.kubernetes.io/zone']", deployEnv(stsC)["ZONE"], "--sharding.zone from the pod's zone label")
 	c, pod := deployContainer(t, deployObject(t, ds, "DaemonSet", "promshard"))
 	args := deployStrings(c["args"])
 	strategy, _ := deployFlag(args, "sharding.strategy")

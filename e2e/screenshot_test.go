@@ -39,7 +39,7 @@ func TestStatusPageScreenshot(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		for _, want := range []string{"page-0", "page-1", "alive", "serviceMonitor/page/web/0", "ServiceMonitor", "page/broken", "up"} {
+		for _, want := range []string{"page-0", "page-1", "participant", "serviceMonitor/page/web/0", "ServiceMonitor", "page/broken", "up"} {
 			if !bytes.Contains(body, []byte(want)) {
 				return fmt.Errorf("status page lacks %q", want)
 			}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -244,16 +245,119 @@ func instanceOf(scrapeURL string) string {
 	return s[:len(s)-len("/metrics")]
 }
 
-func TestShardingReplicationFactor2(t *testing.T) {
+// TestShardingReplicationAndZones shares one bed: replication factor 2
+// under a user labeldrop of the replica label, then the zone strategy.
+func TestShardingReplicationAndZones(t *testing.T) {
+	ctx := context.Background()
 	e := newShardEnv(t, "repl")
+	// A user relabeling that would drop the replica label: promshard adds it
+	// after the monitor's relabelings.
+	_, err := e.bed.ApplyMonitoring(ctx, serviceMonitor("repl", "fleet", monitoringv1.RelabelConfig{Action: "labeldrop", Regex: "promshard_replica"}))
+	require.NoError(t, err)
 	r1 := e.replica(t, "a1", "", "--sharding.replication-factor=2")
 	r2 := e.replica(t, "a2", r1.GossipAddr, "--sharding.replication-factor=2")
 	r3 := e.replica(t, "a3", r1.GossipAddr, "--sharding.replication-factor=2")
 	reps := map[string]*testbed.Promshard{"a1": r1, "a2": r2, "a3": r3}
 	eventually(t, 30*time.Second, "every target has two owners", partitioned(e, reps, 2))
-	for _, rank := range []string{"0", "1"} {
-		eventually(t, 30*time.Second, "replica "+rank+" series", queryCount(e.rcv, fmt.Sprintf(`up{namespace="repl",promshard_replica=%q} == 1`, rank), shardTargets))
+	eventually(t, 30*time.Second, "two copies of every target, each labelled with its member",
+		queryCount(e.rcv, `count by (instance) (up{namespace="repl",promshard_replica=~"a1|a2|a3"} == 1) == 2`, shardTargets))
+	require.NoError(t, queryCount(e.rcv, `up{namespace="repl",promshard_replica=""}`, 0)(ctx), "no copy without the replica label")
+	for _, r := range reps {
+		r.Signal(syscall.SIGTERM)
 	}
+	for _, r := range reps {
+		require.Equal(t, 0, r.Wait(30*time.Second))
+	}
+
+	t.Run("zone strategy", func(t *testing.T) { testZones(t, e) })
+}
+
+// testZones runs 4 zone-strategy members, two in zone a and two in zone b,
+// over targets in zone a, zone b and without zone.
+func testZones(t *testing.T, e *shardEnv) {
+	ctx := context.Background()
+	require.NoError(t, e.bed.CreateNamespace(ctx, "zones", nil))
+	host, err := e.bed.Netns(ctx)
+	require.NoError(t, err)
+	zoneOf := map[string]string{} // target URL → zone
+	var all []*testbed.Target
+	for _, z := range []string{"a", "b", ""} {
+		ts, err := host.AddTargets(ctx, "zone-"+z, 8, testbed.TargetOptions{Zone: z})
+		require.NoError(t, err)
+		for _, tg := range ts {
+			zoneOf[tg.URL()] = z
+		}
+		all = append(all, ts...)
+	}
+	require.NoError(t, e.bed.ApplyService(ctx, testbed.ServiceSpec{Namespace: "zones", Name: "zoned", Labels: map[string]string{"app": "zoned"}, Targets: all}))
+	_, err = e.bed.ApplyMonitoring(ctx, serviceMonitor("zones", "zoned"))
+	require.NoError(t, err)
+
+	memberZone := map[string]string{"za1": "a", "za2": "a", "zb1": "b", "zb2": "b"}
+	reps := map[string]*testbed.Promshard{}
+	var first string
+	for _, name := range []string{"za1", "za2", "zb1", "zb2"} {
+		r := e.replica(t, name, first, "--sharding.strategy=zone", "--sharding.zone="+memberZone[name])
+		if first == "" {
+			first = r.GossipAddr
+		}
+		reps[name] = r
+	}
+	// inZone holds when every zoned target has exactly one owner, in
+	// wantZone(its zone), and zone-less ones have one owner anywhere.
+	inZone := func(wantZone func(z string) string) func(context.Context) error {
+		return func(ctx context.Context) error {
+			own, err := owned(ctx, reps)
+			if err != nil {
+				return err
+			}
+			owners := map[string][]string{}
+			for name, set := range own {
+				for u := range set {
+					owners[u] = append(owners[u], name)
+				}
+			}
+			for u, z := range zoneOf {
+				o := owners[u]
+				if len(o) != 1 {
+					return fmt.Errorf("%s (zone %q) owned by %v", u, z, o)
+				}
+				if z != "" && memberZone[o[0]] != wantZone(z) {
+					return fmt.Errorf("%s (zone %q) owned by %s in zone %s", u, z, o[0], memberZone[o[0]])
+				}
+			}
+			return nil
+		}
+	}
+	same := func(z string) string { return z }
+	eventually(t, 60*time.Second, "every zoned target owned in its zone", inZone(same))
+
+	zoneB := map[string]bool{}
+	for u, z := range zoneOf {
+		if z == "b" {
+			zoneB[u] = true
+		}
+	}
+	killAt := time.Now()
+	reps["zb1"].Kill()
+	reps["zb2"].Kill()
+	alive := map[string]*testbed.Promshard{"za1": reps["za1"], "za2": reps["za2"]}
+	eventually(t, 20*time.Second, "zone b targets scraped by zone a", scrapedSince(alive, zoneB, killAt))
+	took := time.Since(killAt)
+	fmt.Printf("e2e: zone b's targets scraped in zone a %.2fs after both zone b members were killed\n", took.Seconds())
+	require.Less(t, took, 10*time.Second)
+	v, ok, err := reps["za1"].Metric(ctx, "promshard_sharding_targets_cross_zone")
+	require.NoError(t, err)
+	require.True(t, ok)
+	v2, _, err := reps["za2"].Metric(ctx, "promshard_sharding_targets_cross_zone")
+	require.NoError(t, err)
+	require.EqualValues(t, 8, v+v2, "zone b's 8 targets counted cross-zone")
+
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	require.NoError(t, reps["zb1"].Restart(rctx))
+	delete(reps, "zb2")
+	eventually(t, 30*time.Second, "zone b targets back in zone b", inZone(same))
 }
 
 func TestShardingNodeStrategy(t *testing.T) {
@@ -325,6 +429,43 @@ func TestShardingNodeStrategy(t *testing.T) {
 		}
 		return nil
 	})
+
+	// Pods on a node without a member, behind a Service every member
+	// discovers: nobody scrapes them, every member counts and shows them.
+	remoteHost, err := e.bed.Netns(ctx)
+	require.NoError(t, err)
+	remote, err := remoteHost.AddTargets(ctx, "remote", 3, testbed.TargetOptions{NodeName: "node-d"})
+	require.NoError(t, err)
+	require.NoError(t, e.bed.ApplyService(ctx, testbed.ServiceSpec{Namespace: "nodes", Name: "remote", Labels: map[string]string{"app": "remote"}, Targets: remote, Pods: true}))
+	_, err = e.bed.ApplyMonitoring(ctx, serviceMonitor("nodes", "remote"))
+	require.NoError(t, err)
+	eventually(t, 30*time.Second, "pods on node-d unowned, counted and shown", func(ctx context.Context) error {
+		for n, r := range reps {
+			v, ok, err := r.Metric(ctx, `promshard_sharding_targets_unowned{node="node-d"}`)
+			if err != nil || !ok || v != 3 {
+				return fmt.Errorf("%s: unowned{node-d} = %v (found %v, err %v)", n, v, ok, err)
+			}
+			page, err := r.Get(ctx, "/")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(page), "<tr><td>node-d</td><td>3</td></tr>") {
+				return fmt.Errorf("%s: status page does not list node-d with 3 targets", n)
+			}
+		}
+		own, err := owned(ctx, reps)
+		if err != nil {
+			return err
+		}
+		for n, set := range own {
+			for _, tg := range remote {
+				if set[tg.URL()] {
+					return fmt.Errorf("%s scrapes %s on node-d, which it does not discover as a node-local member", n, tg.URL())
+				}
+			}
+		}
+		return nil
+	})
 }
 
 func TestShardingWaitForSize(t *testing.T) {
@@ -379,7 +520,7 @@ func TestShardingGossipKey(t *testing.T) {
 		require.NoError(t, r.GetJSON(context.Background(), "/api/v1/cluster", &resp))
 		var names []string
 		for _, m := range resp.Data.Members {
-			if m.State == "alive" {
+			if m.State == "participant" || m.State == "joining" {
 				names = append(names, m.Name)
 			}
 		}

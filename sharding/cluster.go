@@ -21,15 +21,22 @@ import (
 // MemberState is a member's state as this member sees it.
 type MemberState string
 
-// Member states. memberlist's events do not expose suspicion, so a suspected
-// member is reported (and keeps owning targets) as alive until it is declared
-// dead. A member that stops gracefully is reported left as soon as it
-// announces its leave.
+// Member states. A member starts joining: alive, but owning no target, so
+// that its peers keep its share while its informers sync, its first
+// configuration is applied and discovery delivers its first result. It then
+// calls Participate and owns its share (participant). memberlist's events do
+// not expose suspicion, so a suspected member is reported (and keeps owning
+// targets) as before until it is declared dead. A member that stops
+// gracefully is reported left as soon as it announces its leave.
 const (
-	StateAlive MemberState = "alive"
-	StateDead  MemberState = "dead"
-	StateLeft  MemberState = "left"
+	StateJoining     MemberState = "joining"
+	StateParticipant MemberState = "participant"
+	StateDead        MemberState = "dead"
+	StateLeft        MemberState = "left"
 )
+
+// Alive reports whether the member is joining or participating.
+func (s MemberState) Alive() bool { return s == StateJoining || s == StateParticipant }
 
 // Member is one cluster member.
 type Member struct {
@@ -37,10 +44,12 @@ type Member struct {
 	Name string `json:"name"`
 	// Address is the member's gossip host:port ("" when standalone).
 	Address string `json:"address"`
-	// State is alive, dead or left.
+	// State is joining, participant, dead or left.
 	State MemberState `json:"state"`
 	// KubernetesNode is the Kubernetes node the member runs on, if it said.
 	KubernetesNode string `json:"kubernetesNode,omitempty"`
+	// Zone is the member's zone (--sharding.zone), if it said.
+	Zone string `json:"zone,omitempty"`
 }
 
 // departedRetention is how long dead and left members stay listed.
@@ -52,9 +61,14 @@ type Cluster struct {
 	cfg     ClusterConfig
 	logger  *slog.Logger
 	ml      *memberlist.Memberlist // nil when standalone
+	addr    string                 // this member's gossip address
 	meta    *nodeMeta
 	changes chan struct{}
 	ready   atomic.Bool
+	// participating is set by Participate, leaving by Leave.
+	announced     atomic.Bool
+	participating atomic.Bool
+	leaving       atomic.Bool
 
 	life   sync.Mutex // serialises leave and shutdown
 	closed bool
@@ -87,7 +101,7 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 	}
 	c.cfg = cfg
 	if standalone {
-		c.members[cfg.NodeName] = Member{Name: cfg.NodeName, State: StateAlive, KubernetesNode: cfg.KubernetesNode}
+		c.members[cfg.NodeName] = Member{Name: cfg.NodeName, State: StateJoining, KubernetesNode: cfg.KubernetesNode, Zone: cfg.Zone}
 		c.ready.Store(true)
 	} else {
 		mc, err := cfg.memberlistConfig()
@@ -95,12 +109,15 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 			return nil, fmt.Errorf("cluster config: %w", err)
 		}
 		mc.Logger = log.New(&memberlistLogWriter{logger: logger}, "", 0)
-		c.meta = &nodeMeta{node: cfg.KubernetesNode}
+		c.meta = &nodeMeta{node: cfg.KubernetesNode, zone: cfg.Zone}
+		c.meta.state.Store(metaJoining)
 		mc.Delegate = c.meta
 		mc.Events = (*clusterEvents)(c)
 		if c.ml, err = memberlist.Create(mc); err != nil {
 			return nil, fmt.Errorf("create memberlist: %w", err)
 		}
+		// LocalNode's fields are rewritten by UpdateNode: read them once.
+		c.addr = c.ml.LocalNode().Address()
 		c.checkReady()
 	}
 	if reg != nil {
@@ -114,14 +131,15 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 
 // Run joins the cluster, keeps re-joining every RejoinInterval and blocks
 // until ctx is done; it then leaves gracefully (peers drop this member at
-// once) and shuts memberlist down. It also returns, without leaving, once
-// Close was called. It has the oklog/run actor shape.
+// once) and shuts memberlist down, unless Leave did so before. It also
+// returns, without leaving, once Close was called. It has the oklog/run
+// actor shape.
 func (c *Cluster) Run(ctx context.Context) error {
+	defer c.Leave()
 	if c.ml == nil {
 		<-ctx.Done()
 		return nil
 	}
-	defer c.leave()
 
 	var waitTimeout <-chan time.Time
 	if !c.ready.Load() && c.cfg.WaitTimeout > 0 {
@@ -140,6 +158,11 @@ func (c *Cluster) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-c.done:
+			if c.leaving.Load() {
+				// Left gracefully (Leave): the process keeps scraping
+				// until it stops; returning would stop it at once.
+				<-ctx.Done()
+			}
 			return nil // closed without a leave
 		case <-waitTimeout:
 			if !c.ready.Load() {
@@ -195,7 +218,7 @@ const fastJoins = 10
 // resolveJoin expands dns+ entries into host:port pairs and drops this
 // member's own address. A name that resolves to nothing is skipped quietly.
 func (c *Cluster) resolveJoin(ctx context.Context) []string {
-	self := c.ml.LocalNode().Address()
+	self := c.addr
 	var out []string
 	for _, j := range c.cfg.Join {
 		name, ok := strings.CutPrefix(j, dnsPrefix)
@@ -226,13 +249,98 @@ func (c *Cluster) resolveJoin(ctx context.Context) []string {
 	return slices.Compact(out)
 }
 
+// Participate makes this member own its share of the targets: its state
+// turns from joining to participant. It gossips the change first and flips
+// its own ownership HandoffDelay later, so that the peers have stopped
+// scraping the targets it takes over before it starts: two members writing
+// the same series at once make a remote-write 1.0 receiver (Prometheus)
+// reject whole batches as out of order. Call it once the member can scrape:
+// informers synced, configuration applied, first discovery result filtered.
+// It blocks for the delay and is idempotent.
+func (c *Cluster) Participate() {
+	if c.leaving.Load() || !c.announced.CompareAndSwap(false, true) {
+		return
+	}
+	if c.ml != nil {
+		c.meta.state.Store(metaParticipant)
+		c.life.Lock()
+		if !c.closed {
+			if err := c.ml.UpdateNode(c.cfg.LeaveTimeout); err != nil {
+				c.logger.Warn("Cluster participation announcement failed", "err", err)
+			}
+		}
+		c.life.Unlock()
+		if c.ml.NumMembers() > 1 {
+			time.Sleep(c.cfg.HandoffDelay)
+		}
+	}
+	if c.leaving.Load() {
+		return
+	}
+	c.logger.Info("Cluster member participating: owning targets from now on")
+	c.participating.Store(true)
+	c.setSelf(StateParticipant)
+}
+
+// Participant reports whether this member owns targets: it participates and
+// has not left. /-/ready answers 200 only then.
+func (c *Cluster) Participant() bool {
+	return c.participating.Load() && !c.leaving.Load()
+}
+
+// ParticipateWhen polls ready every interval and calls Participate once it
+// returns true; it then blocks until ctx is done. It has the oklog/run actor
+// shape.
+func (c *Cluster) ParticipateWhen(ctx context.Context, ready func() bool, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for !ready() {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+	c.Participate()
+	<-ctx.Done()
+	return nil
+}
+
+// setSelf records this member's own state and signals the change.
+func (c *Cluster) setSelf(state MemberState) {
+	c.mtx.Lock()
+	m, ok := c.members[c.cfg.NodeName]
+	if !ok {
+		m = Member{Name: c.cfg.NodeName, KubernetesNode: c.cfg.KubernetesNode, Zone: c.cfg.Zone}
+	}
+	m.State = state
+	c.members[c.cfg.NodeName] = m
+	c.mtx.Unlock()
+	c.signal()
+}
+
+// Leave announces a graceful leave: peers take this member's targets over at
+// once, while this member keeps scraping what it had (the filter sends no
+// more changes) until the process stops. Run calls it on its way out too; it
+// is idempotent.
+func (c *Cluster) Leave() {
+	if c.leaving.Swap(true) {
+		return
+	}
+	c.setSelf(StateLeft)
+	if c.ml != nil {
+		c.leave()
+	}
+}
+
 func (c *Cluster) leave() {
+	c.leaving.Store(true)
 	c.life.Lock()
 	defer c.life.Unlock()
 	if c.closed {
 		return // memberlist panics on a leave after shutdown
 	}
-	c.meta.leaving.Store(true)
+	c.meta.state.Store(metaLeaving)
 	if err := c.ml.UpdateNode(c.cfg.LeaveTimeout); err != nil {
 		c.logger.Warn("Cluster leave announcement failed", "err", err)
 	}
@@ -273,7 +381,7 @@ func (c *Cluster) Addr() string {
 	if c.ml == nil {
 		return ""
 	}
-	return c.ml.LocalNode().Address()
+	return c.addr
 }
 
 // Members returns every known member, alive ones and those that died or left
@@ -320,7 +428,7 @@ func (c *Cluster) checkReady() {
 	c.mtx.Lock()
 	alive := 0
 	for _, m := range c.members {
-		if m.State == StateAlive {
+		if m.State.Alive() {
 			alive++
 		}
 	}
@@ -345,20 +453,29 @@ func (c *Cluster) pruneDeparted(now time.Time) {
 // runs inside memberlist with its locks held: it must not call back into
 // memberlist.
 func (c *Cluster) setMember(n *memberlist.Node, departed bool) {
-	node, leaving := decodeMeta(n.Meta)
-	m := Member{Name: n.Name, Address: n.Address(), State: StateAlive, KubernetesNode: node}
+	state, node, zone := decodeMeta(n.Meta)
+	m := Member{Name: n.Name, Address: n.Address(), State: state, KubernetesNode: node, Zone: zone}
 	c.mtx.Lock()
 	old, had := c.members[n.Name]
 	switch {
-	case leaving || (departed && had && old.State == StateLeft):
+	case n.Name == c.cfg.NodeName && c.leaving.Load():
 		m.State = StateLeft
-	case departed:
+	case n.Name == c.cfg.NodeName:
+		// This member's own state is what it does, not what it gossips:
+		// Participate announces before it owns targets.
+		m.State = StateJoining
+		if c.participating.Load() {
+			m.State = StateParticipant
+		}
+	case departed && had && old.State == StateLeft:
+		m.State = StateLeft
+	case departed && state != StateLeft:
 		m.State = StateDead
 	}
 	c.members[n.Name] = m
-	if m.State == StateAlive {
+	if m.State.Alive() {
 		delete(c.departed, n.Name)
-	} else if !had || old.State == StateAlive {
+	} else if !had || old.State.Alive() {
 		c.departed[n.Name] = time.Now()
 	}
 	c.mtx.Unlock()
@@ -379,42 +496,52 @@ func (e *clusterEvents) NotifyJoin(n *memberlist.Node)   { (*Cluster)(e).setMemb
 func (e *clusterEvents) NotifyUpdate(n *memberlist.Node) { (*Cluster)(e).setMember(n, false) }
 func (e *clusterEvents) NotifyLeave(n *memberlist.Node)  { (*Cluster)(e).setMember(n, true) }
 
-// nodeMeta is a memberlist.Delegate that only shares node metadata: a
-// leaving flag and the member's Kubernetes node name. memberlist's events do
-// not tell a graceful leave from a failure, so a stopping member first
-// gossips the flag; peers then report it left (and stop giving it targets)
-// before it is even gone.
+// nodeMeta is a memberlist.Delegate that only shares node metadata: the
+// member's state flag, its Kubernetes node name and its zone, encoded as
+// flag byte, node, NUL, zone. memberlist's events do not tell a graceful
+// leave from a failure, so a stopping member first gossips the leaving flag;
+// peers then report it left (and stop giving it targets) before it is even
+// gone. The joining and participant flags gate ownership.
 type nodeMeta struct {
-	node    string
-	leaving atomic.Bool
+	node, zone string
+	state      atomic.Uint32 // one of the meta* flags
 }
 
 var _ memberlist.Delegate = (*nodeMeta)(nil)
 
 const (
-	metaAlive   = 'a'
-	metaLeaving = 'l'
+	metaLegacyAlive = 'a' // older promshard versions: counts as participant
+	metaJoining     = 'j'
+	metaParticipant = 'p'
+	metaLeaving     = 'l'
 )
 
 // NodeMeta implements memberlist.Delegate.
 func (d *nodeMeta) NodeMeta(limit int) []byte {
-	flag := byte(metaAlive)
-	if d.leaving.Load() {
-		flag = metaLeaving
-	}
-	meta := append([]byte{flag}, d.node...)
+	meta := append([]byte{byte(d.state.Load())}, d.node...)
+	meta = append(append(meta, 0), d.zone...)
 	if len(meta) > limit {
 		return meta[:1]
 	}
 	return meta
 }
 
-// decodeMeta returns the Kubernetes node and leaving flag of a peer's metadata.
-func decodeMeta(meta []byte) (node string, leaving bool) {
+// decodeMeta returns the state, Kubernetes node and zone of a peer's
+// metadata. A peer without metadata counts as participant.
+func decodeMeta(meta []byte) (state MemberState, node, zone string) {
 	if len(meta) == 0 {
-		return "", false
+		return StateParticipant, "", ""
 	}
-	return string(meta[1:]), meta[0] == metaLeaving
+	switch meta[0] {
+	case metaJoining:
+		state = StateJoining
+	case metaLeaving:
+		state = StateLeft
+	default:
+		state = StateParticipant
+	}
+	node, zone, _ = strings.Cut(string(meta[1:]), "\x00")
+	return state, node, zone
 }
 
 func (*nodeMeta) NotifyMsg([]byte)                           {}

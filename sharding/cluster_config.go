@@ -36,6 +36,11 @@ const (
 	// DefaultGossipInterval is how often state is gossiped to random members
 	// (LAN: 200 ms).
 	DefaultGossipInterval = 100 * time.Millisecond
+	// DefaultHandoffDelay is how long a member that starts participating
+	// waits, after gossiping it, before it owns targets: peers learn of it
+	// (gossip), recompute and stop the targets it takes over (scrape reload)
+	// in well under this time.
+	DefaultHandoffDelay = 500 * time.Millisecond
 	// DefaultLeaveTimeout bounds how long a graceful leave waits for its
 	// broadcast to go out.
 	DefaultLeaveTimeout = 5 * time.Second
@@ -81,6 +86,9 @@ type ClusterConfig struct {
 	// shared with peers in memberlist node metadata for the "node" sharding
 	// strategy. Empty: this member claims no node.
 	KubernetesNode string
+	// Zone is this member's zone, shared with peers in memberlist node
+	// metadata for the "zone" sharding strategy. Empty: no zone.
+	Zone string
 	// WaitForSize is the number of alive members (this one included) the
 	// cluster must reach before Ready reports true. 0 or 1: ready at once.
 	// Readiness latches: a cluster that shrinks again stays ready.
@@ -104,6 +112,11 @@ type ClusterConfig struct {
 	// LeaveTimeout bounds the graceful leave on shutdown.
 	// Default: DefaultLeaveTimeout.
 	LeaveTimeout time.Duration
+	// HandoffDelay is how long Participate waits between announcing the
+	// participation and owning targets (see Participate). Longer leaves the
+	// taken-over targets unscraped longer; shorter risks two members
+	// writing the same series at once. Default: DefaultHandoffDelay.
+	HandoffDelay time.Duration
 }
 
 // Standalone reports whether the config describes a member without a
@@ -132,11 +145,15 @@ func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
 	setDefault(&c.SuspicionMaxTimeoutMult, DefaultSuspicionMaxTimeoutMult)
 	setDefault(&c.GossipInterval, DefaultGossipInterval)
 	setDefault(&c.LeaveTimeout, DefaultLeaveTimeout)
+	setDefault(&c.HandoffDelay, DefaultHandoffDelay)
 	if c.WaitForSize < 0 || c.WaitTimeout < 0 {
 		return c, errors.New("wait-for-size and wait-timeout must not be negative")
 	}
-	if len(c.KubernetesNode)+1 > nodeMetaLimit {
-		return c, fmt.Errorf("kubernetes node name longer than %d bytes", nodeMetaLimit)
+	if len(c.KubernetesNode)+len(c.Zone)+2 > nodeMetaLimit {
+		return c, fmt.Errorf("kubernetes node and zone names longer than %d bytes together", nodeMetaLimit-2)
+	}
+	if strings.ContainsRune(c.KubernetesNode, 0) || strings.ContainsRune(c.Zone, 0) {
+		return c, errors.New("kubernetes node and zone names must not contain NUL")
 	}
 	for _, j := range c.Join {
 		if _, _, err := net.SplitHostPort(strings.TrimPrefix(j, dnsPrefix)); err != nil {

@@ -49,7 +49,7 @@ func startCluster(t *testing.T, cfg ClusterConfig) (*Cluster, func()) {
 func aliveNames(c *Cluster) []string {
 	var out []string
 	for _, m := range c.Members() {
-		if m.State == StateAlive {
+		if m.State.Alive() {
 			out = append(out, m.Name)
 		}
 	}
@@ -87,11 +87,28 @@ func startThree(t *testing.T, base ClusterConfig) ([]*Cluster, []func()) {
 }
 
 func TestClusterJoinAndGracefulLeave(t *testing.T) {
-	cs, stops := startThree(t, ClusterConfig{ClusterName: "test", KubernetesNode: "node-a"})
+	cs, stops := startThree(t, ClusterConfig{ClusterName: "test", KubernetesNode: "node-a", Zone: "zone-1"})
 	require.Equal(t, []string{"n0", "n1", "n2"}, aliveNames(cs[1]))
 	for _, m := range cs[0].Members() {
 		require.Equal(t, "node-a", m.KubernetesNode, "node name travels in memberlist meta")
+		require.Equal(t, "zone-1", m.Zone, "zone travels in memberlist meta")
+		require.Equal(t, StateJoining, m.State, "members start joining")
 		require.True(t, strings.HasPrefix(m.Address, "127.0.0.1:"))
+	}
+	// Participation is gossiped.
+	for _, c := range cs {
+		c.Participate()
+		require.True(t, c.Participant())
+	}
+	for _, c := range cs {
+		require.Eventually(t, func() bool {
+			for _, m := range c.Members() {
+				if m.State != StateParticipant {
+					return false
+				}
+			}
+			return true
+		}, 5*time.Second, 10*time.Millisecond, "%s sees %v", c.Self(), c.Members())
 	}
 	drain(cs[0].Changes())
 
@@ -101,6 +118,7 @@ func TestClusterJoinAndGracefulLeave(t *testing.T) {
 		return stateOf(cs[0], "n2") == StateLeft && stateOf(cs[1], "n2") == StateLeft
 	}, 2*time.Second, 10*time.Millisecond, "n0 sees %v, n1 sees %v", cs[0].Members(), cs[1].Members())
 	t.Logf("graceful leave seen by peers after %v", time.Since(start))
+	require.False(t, cs[2].Participant(), "a member that left answers not ready")
 	select {
 	case <-cs[0].Changes():
 	default:
@@ -194,17 +212,28 @@ func TestStandaloneCluster(t *testing.T) {
 	c, err := NewCluster(ClusterConfig{NodeName: "solo", KubernetesNode: "n"}, nil, reg)
 	require.NoError(t, err)
 	require.True(t, c.Ready())
-	require.Equal(t, []Member{{Name: "solo", State: StateAlive, KubernetesNode: "n"}}, c.Members())
+	require.Equal(t, []Member{{Name: "solo", State: StateJoining, KubernetesNode: "n"}}, c.Members())
+	require.False(t, c.Participant())
 	require.Empty(t, c.Addr())
 	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan bool, 1)
+	go func() {
+		_ = c.ParticipateWhen(ctx, func() bool { return len(ready) > 0 }, time.Millisecond)
+	}()
+	time.Sleep(20 * time.Millisecond)
+	require.False(t, c.Participant(), "not before the condition holds")
+	ready <- true
+	require.Eventually(t, c.Participant, 5*time.Second, time.Millisecond)
+	require.Equal(t, StateParticipant, c.Members()[0].State)
 	cancel()
 	require.NoError(t, c.Run(ctx))
 	require.NoError(t, testutil.CollectAndCompare(reg, strings.NewReader(`
-# HELP promshard_cluster_members Cluster members known to this member, by state.
+# HELP promshard_cluster_members Cluster members known to this member, by state: joining (alive, not owning targets yet), participant, left, dead.
 # TYPE promshard_cluster_members gauge
-promshard_cluster_members{state="alive"} 1
+promshard_cluster_members{state="joining"} 0
+promshard_cluster_members{state="participant"} 0
 promshard_cluster_members{state="dead"} 0
-promshard_cluster_members{state="left"} 0
+promshard_cluster_members{state="left"} 1
 # HELP promshard_cluster_ready 1 once the cluster reached its wait-for-size or its wait timeout passed.
 # TYPE promshard_cluster_ready gauge
 promshard_cluster_ready 1
@@ -291,7 +320,7 @@ func TestClusterKilledMemberRestartsUnderSameName(t *testing.T) {
 	// The replacement pod keeps the name but gets a new address.
 	n2, _ := startCluster(t, ClusterConfig{NodeName: "n2", Join: []string{cs[0].Addr()}})
 	require.Eventually(t, func() bool {
-		return stateOf(cs[0], "n2") == StateAlive && stateOf(cs[1], "n2") == StateAlive && len(aliveNames(n2)) == 3
+		return stateOf(cs[0], "n2").Alive() && stateOf(cs[1], "n2").Alive() && len(aliveNames(n2)) == 3
 	}, 10*time.Second, 50*time.Millisecond, "n0 sees %v, n2 sees %v", cs[0].Members(), n2.Members())
 	for _, m := range cs[0].Members() {
 		if m.Name == "n2" {

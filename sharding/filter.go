@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,7 +18,9 @@ import (
 
 // MemberSource is what the filter needs from membership; *Cluster implements it.
 type MemberSource interface {
-	// Members returns the known members; only alive ones own targets.
+	// Members returns the known members, this one included; only
+	// participants own targets. A member that does not list itself counts
+	// itself as a participant.
 	Members() []Member
 	// Changes signals (coalesced) membership and readiness changes.
 	Changes() <-chan struct{}
@@ -29,8 +32,16 @@ var _ MemberSource = (*Cluster)(nil)
 
 // StalenessDisabler turns off end-of-run staleness markers for targets about
 // to leave a scrape pool; *scrape.Manager implements it.
+//
+// The flag it sets on a scrape loop cannot be cleared. If a handed-off target
+// comes back before the scrape manager's next reload stopped its loop, the
+// loop would keep running with the flag set and later, when the target
+// really disappears, leave its series without staleness markers. The filter
+// therefore withholds such a target (TargetsActive tells whether its old loop
+// still runs) until the loop is gone, so it comes back in a fresh loop.
 type StalenessDisabler interface {
 	DisableEndOfRunStalenessMarkers(targetSet string, targets []*scrape.Target)
+	TargetsActive() map[string][]*scrape.Target
 }
 
 var _ StalenessDisabler = (*scrape.Manager)(nil)
@@ -42,14 +53,37 @@ const (
 	// StrategyHash spreads targets over members by rendezvous hashing.
 	StrategyHash Strategy = "hash"
 	// StrategyNode gives a target whose discovered labels name a Kubernetes
-	// node to the member(s) running on that node; other targets, and targets
-	// on a node with no live member, are hash-sharded.
+	// node only to the member(s) running on that node, the only ones that
+	// discover all of its pods (PodMonitor discovery is node-local). A target
+	// on a node without a participant is owned by nobody and counted in
+	// Stats.Unowned (promshard_sharding_targets_unowned{node}); node-less
+	// targets are hash-sharded. Replication factors above 1 are refused:
+	// other members do not discover a node's pods.
 	StrategyNode Strategy = "node"
+	// StrategyZone hashes a target whose discovered labels name a zone
+	// (zoneLabels) over the participants of that zone; a target without a
+	// zone, or whose zone has no participant, is hashed over all
+	// participants (spill-over) and returns to its zone as soon as a member
+	// of the zone participates again.
+	StrategyZone Strategy = "zone"
 )
+
+// DefaultDiscoveryWait is the default FilterOptions.DiscoveryWait.
+const DefaultDiscoveryWait = 5 * time.Second
 
 // DefaultReplicaLabel is the label carrying an owner's rank when the
 // replication factor is above 1.
 const DefaultReplicaLabel = "promshard_replica"
+
+// zoneLabels are the discovered labels naming a target's zone, in order of
+// preference: the EndpointSlice endpoint's zone, the node's
+// topology.kubernetes.io/zone label (Prometheus' kubernetes SD with node
+// metadata attached, and the node role), the pod's own label.
+var zoneLabels = []string{
+	"__meta_kubernetes_endpointslice_endpoint_zone",
+	"__meta_kubernetes_node_label_topology_kubernetes_io_zone",
+	"__meta_kubernetes_pod_label_topology_kubernetes_io_zone",
+}
 
 // nodeLabels are the discovered labels naming a target's Kubernetes node, in
 // order of preference (Prometheus' kubernetes SD: pod, endpoints,
@@ -69,14 +103,27 @@ type FilterOptions struct {
 	Members MemberSource
 	// ReplicationFactor is how many members own each target. Default 1.
 	ReplicationFactor int
-	// ReplicaLabel names the label set to the owner's rank (0..R-1) on every
-	// owned target when ReplicationFactor > 1. Default DefaultReplicaLabel.
+	// ReplicaLabel names the label carrying the member name on replicated
+	// targets (all of them when ReplicationFactor > 1, those with
+	// __tmp_disable_sharding otherwise). The filter only leaves it out of
+	// the ownership key; ReplicaRelabelConfig adds it to the scrape
+	// configurations. Default DefaultReplicaLabel.
 	ReplicaLabel string
-	// Strategy is StrategyHash (default) or StrategyNode.
+	// Strategy is StrategyHash (default), StrategyNode or StrategyZone.
 	Strategy Strategy
+	// Zone is this member's zone for StrategyZone. It overrides the zone
+	// Members reports for Self. Empty: the member is in no zone and only
+	// takes spill-over targets.
+	Zone string
 	// NodeName is the Kubernetes node this member runs on, for StrategyNode.
 	// It overrides the node Members reports for Self. Empty: none.
 	NodeName string
+	// DiscoveryWait bounds how long Primed waits for jobs whose discovery
+	// yields no target group after the first configuration. Longer keeps a
+	// restarted member out of ownership longer on a cluster whose discovery
+	// is slow; shorter risks owning targets before they are discovered.
+	// Default DefaultDiscoveryWait.
+	DiscoveryWait time.Duration
 	// Staleness is told which targets moved to another member before they
 	// are dropped. Nil: moved targets get staleness markers like any other.
 	Staleness StalenessDisabler
@@ -93,9 +140,15 @@ type Stats struct {
 	// TotalTargets counts distinct final targets discovered (relabel
 	// failures included, dropped targets excluded).
 	TotalTargets int `json:"totalTargets"`
-	// Owned maps each alive member to the targets it owns (counted once per
+	// Owned maps each participant to the targets it owns (counted once per
 	// replica it holds).
 	Owned map[string]int `json:"owned"`
+	// CrossZone counts the targets this member owns although their zone is
+	// another one (StrategyZone spill-over).
+	CrossZone int `json:"crossZone"`
+	// Unowned counts, per Kubernetes node, the discovered targets on a node
+	// without a participant (StrategyNode): nobody scrapes them.
+	Unowned map[string]int `json:"unowned,omitempty"`
 }
 
 // Filter keeps, from discovery's target groups, the final targets this member
@@ -107,6 +160,7 @@ type Filter struct {
 
 	cfgMtx     sync.Mutex
 	cfgs       map[string]*config.ScrapeConfig
+	cfgAt      time.Time // first SetScrapeConfigs
 	cfgChanged chan struct{}
 
 	statsMtx sync.Mutex
@@ -117,6 +171,18 @@ type Filter struct {
 	prepared map[string]*preparedJob
 	sent     map[string]map[uint64]sentTarget
 	sharder  *Rendezvous
+	keyer    *Keyer
+	// flagged holds, per job, the targets whose loops got end-of-run
+	// staleness markers disabled and may still run; withheld reports
+	// whether the last recompute held one of them back.
+	flagged  map[string]map[uint64]*scrape.Target
+	withheld atomic.Bool
+	primed   atomic.Bool
+	jobsSeen atomic.Bool
+	// releasing is set by Release; released once Run handed all off.
+	releasing atomic.Bool
+	released  bool
+	release   chan struct{}
 }
 
 // NewFilter validates opts, applies defaults and registers metrics.
@@ -133,8 +199,15 @@ func NewFilter(opts FilterOptions) (*Filter, error) {
 	setDefault(&opts.ReplicationFactor, 1)
 	setDefault(&opts.ReplicaLabel, DefaultReplicaLabel)
 	setDefault(&opts.Strategy, StrategyHash)
-	if opts.Strategy != StrategyHash && opts.Strategy != StrategyNode {
-		return nil, fmt.Errorf("filter: unknown strategy %q, want %q or %q", opts.Strategy, StrategyHash, StrategyNode)
+	setDefault(&opts.DiscoveryWait, DefaultDiscoveryWait)
+	switch opts.Strategy {
+	case StrategyHash, StrategyZone:
+	case StrategyNode:
+		if opts.ReplicationFactor > 1 {
+			return nil, errors.New("filter: a replication factor above 1 cannot be combined with the node strategy (only the member on a target's node discovers it)")
+		}
+	default:
+		return nil, fmt.Errorf("filter: unknown strategy %q, want %q, %q or %q", opts.Strategy, StrategyHash, StrategyNode, StrategyZone)
 	}
 	if opts.Logger == nil {
 		opts.Logger = promslog.NewNopLogger()
@@ -147,10 +220,12 @@ func NewFilter(opts FilterOptions) (*Filter, error) {
 		opts:       opts,
 		logger:     opts.Logger,
 		metrics:    m,
-		cfgs:       map[string]*config.ScrapeConfig{},
 		cfgChanged: make(chan struct{}, 1),
+		release:    make(chan struct{}, 1),
 		sent:       map[string]map[uint64]sentTarget{},
 		sharder:    NewRendezvous(),
+		keyer:      NewKeyer(opts.ReplicaLabel),
+		flagged:    map[string]map[uint64]*scrape.Target{},
 	}, nil
 }
 
@@ -164,6 +239,9 @@ func (f *Filter) SetScrapeConfigs(cfgs []*config.ScrapeConfig) {
 	}
 	f.cfgMtx.Lock()
 	f.cfgs = m
+	if f.cfgAt.IsZero() {
+		f.cfgAt = time.Now()
+	}
 	f.cfgMtx.Unlock()
 	select {
 	case f.cfgChanged <- struct{}{}:
@@ -178,12 +256,63 @@ func (f *Filter) Stats() Stats {
 	return f.stats
 }
 
+// Primed reports whether discovery delivered a first result for the applied
+// configuration: an input arrived after SetScrapeConfigs in which every
+// configured job has at least one target group. A job whose discovery
+// yields no group at all (nothing selected, or not synced yet: Prometheus'
+// discovery cannot tell) is waited for DiscoveryWait after the first
+// configuration. A member should participate (own targets) only once it is
+// primed; it never turns false again.
+func (f *Filter) Primed() bool {
+	if f.primed.Load() {
+		return true
+	}
+	f.cfgMtx.Lock()
+	at := f.cfgAt
+	f.cfgMtx.Unlock()
+	if f.jobsSeen.Load() && !at.IsZero() && time.Since(at) >= f.opts.DiscoveryWait {
+		f.primed.Store(true)
+	}
+	return f.primed.Load()
+}
+
+// checkPrimed records, on Run's goroutine, whether the last input covers
+// every configured job.
+func (f *Filter) checkPrimed() {
+	if f.primed.Load() {
+		return
+	}
+	f.cfgMtx.Lock()
+	defer f.cfgMtx.Unlock()
+	if f.cfgs == nil {
+		return // no configuration applied yet
+	}
+	seen, full := true, true
+	for job := range f.cfgs {
+		groups, ok := f.last[job]
+		seen = seen && ok
+		full = full && ok && len(groups) > 0
+	}
+	f.jobsSeen.Store(seen)
+	if full {
+		f.primed.Store(true)
+	}
+}
+
+// retryWithheld is how long the filter waits before it looks again whether
+// the old loop of a withheld target is gone (see StalenessDisabler).
+const retryWithheld = 100 * time.Millisecond
+
 // Run reads target groups from in and sends the owned subset to out, for
 // every job in the input (with empty groups when nothing is owned). On a
-// membership or configuration change it re-filters the last input. It blocks
-// until ctx is done.
+// membership or configuration change it re-filters the last input. Once this
+// member left the cluster it sends nothing more: it keeps scraping what it
+// had until it stops, while its peers take over. It blocks until ctx is done.
 func (f *Filter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group) error {
 	changes := f.opts.Members.Changes()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
 	for {
 		reprepare := false
 		select {
@@ -198,17 +327,46 @@ func (f *Filter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 		case <-f.cfgChanged:
 			reprepare = true
 		case <-changes:
+		case <-retry.C:
+		case <-f.release:
 		}
-		if f.last == nil {
-			continue // nothing discovered yet
+		f.checkPrimed()
+		if f.last == nil || f.released || (f.departed() && !f.releasing.Load()) {
+			continue // nothing discovered yet, or stopped owning
 		}
+		f.released = f.releasing.Load()
 		res := f.recompute(reprepare)
+		if f.withheld.Load() {
+			retry.Reset(retryWithheld)
+		}
 		select {
 		case out <- res:
 		case <-ctx.Done():
 			return nil
 		}
 	}
+}
+
+// Release makes this member own nothing any more, before it leaves the
+// cluster: Run sends empty target groups once, handing every target off
+// (end-of-run staleness markers disabled for those others continue), and
+// nothing after. It does not wait.
+func (f *Filter) Release() {
+	f.releasing.Store(true)
+	select {
+	case f.release <- struct{}{}:
+	default:
+	}
+}
+
+// departed reports whether this member left (or was declared dead).
+func (f *Filter) departed() bool {
+	for _, m := range f.opts.Members.Members() {
+		if m.Name == f.opts.Self {
+			return m.State == StateLeft || m.State == StateDead
+		}
+	}
+	return false
 }
 
 // recompute relabels the last input if needed, assigns owners, hands moved
@@ -219,13 +377,15 @@ func (f *Filter) recompute(reprepare bool) map[string][]*targetgroup.Group {
 		f.cfgMtx.Lock()
 		cfgs := f.cfgs
 		f.cfgMtx.Unlock()
-		f.prepared = prepare(f.last, cfgs, f.prepared, f.logger)
+		f.prepared = prepare(f.last, cfgs, f.prepared, f.keyer, f.logger)
 	}
 	view := f.memberView()
 	res, stats := f.assign(view)
 	f.metrics.recompute.Observe(time.Since(start).Seconds())
 	f.metrics.discovered.Set(float64(stats.TotalTargets))
 	f.metrics.owned.Set(float64(stats.Owned[f.opts.Self]))
+	f.metrics.crossZone.Set(float64(stats.CrossZone))
+	f.metrics.setUnowned(stats.Unowned)
 	f.statsMtx.Lock()
 	f.stats = stats
 	f.statsMtx.Unlock()

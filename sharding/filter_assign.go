@@ -3,7 +3,6 @@ package sharding
 import (
 	"log/slog"
 	"slices"
-	"strconv"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
@@ -34,17 +33,22 @@ type preparedEntry struct {
 	lset    labels.Labels // final labels; empty when dropped or failed
 	dropped bool          // dropped by relabeling or no scrape config: no owner
 	dup     bool          // an earlier entry of the job has the same key
+	all     bool          // __tmp_disable_sharding: every participant owns it
 	node    string        // Kubernetes node from the discovered labels
-	// sent caches the target as the scrape pool builds it from the entry
-	// sent at each rank (index 0 only when R = 1), and sentKeys their keys.
-	sent     []*scrape.Target
-	sentKeys []uint64
+	zone    string        // zone from the discovered labels
+	// sent caches the target as the scrape pool builds it from the entry,
+	// and sentKey the hash of its labels (its identity in the pool).
+	sent    *scrape.Target
+	sentKey uint64
 }
 
 // sentTarget is a target this member sent to the scrape manager.
 type sentTarget struct {
 	ownKey uint64
 	target *scrape.Target
+	// handoff: another owner continues the very same series (no replica
+	// label), so stopping it here must not write staleness markers.
+	handoff bool
 }
 
 // prepare relabels every discovered target with its job's scrape config.
@@ -52,7 +56,7 @@ type sentTarget struct {
 // scrape config, are reused without relabeling: Prometheus' discovery
 // manager passes on the group it got from a provider until the provider
 // sends a new one, and providers never modify a group once sent.
-func prepare(tsets map[string][]*targetgroup.Group, cfgs map[string]*config.ScrapeConfig, prev map[string]*preparedJob, logger *slog.Logger) map[string]*preparedJob {
+func prepare(tsets map[string][]*targetgroup.Group, cfgs map[string]*config.ScrapeConfig, prev map[string]*preparedJob, keyer *Keyer, logger *slog.Logger) map[string]*preparedJob {
 	lb := labels.NewBuilder(labels.EmptyLabels())
 	out := make(map[string]*preparedJob, len(tsets))
 	for job, groups := range tsets {
@@ -70,7 +74,7 @@ func prepare(tsets map[string][]*targetgroup.Group, cfgs map[string]*config.Scra
 			if !ok || len(pg.entries) != len(tg.Targets) {
 				pg = preparedGroup{tg: tg, entries: make([]preparedEntry, len(tg.Targets))}
 				for i, tl := range tg.Targets {
-					pg.entries[i] = prepareEntry(lb, job, jobHash, pj.cfg, tl, tg.Labels)
+					pg.entries[i] = prepareEntry(lb, keyer, job, jobHash, pj.cfg, tl, tg.Labels)
 				}
 			}
 			for i := range pg.entries {
@@ -101,27 +105,28 @@ func reusableGroups(prev *preparedJob, cfg *config.ScrapeConfig) map[*targetgrou
 	return m
 }
 
-func prepareEntry(lb *labels.Builder, job string, jobHash uint64, cfg *config.ScrapeConfig, tl, gl model.LabelSet) preparedEntry {
+func prepareEntry(lb *labels.Builder, keyer *Keyer, job string, jobHash uint64, cfg *config.ScrapeConfig, tl, gl model.LabelSet) preparedEntry {
 	if cfg == nil {
 		return preparedEntry{dropped: true}
 	}
-	node := nodeOf(tl, gl)
+	node, zone := firstLabel(nodeLabels, tl, gl), firstLabel(zoneLabels, tl, gl)
 	lset, err := scrape.PopulateLabels(lb, cfg, tl, gl)
 	switch {
 	case err != nil:
 		// The scrape pool will reject it and log why: let exactly one
 		// member do so, keyed on the discovered labels.
-		return preparedEntry{key: combine(jobHash, uint64(gl.Merge(tl).Fingerprint())), node: node}
+		return preparedEntry{key: combine(jobHash, uint64(gl.Merge(tl).Fingerprint())), node: node, zone: zone}
 	case lset.IsEmpty():
 		return preparedEntry{dropped: true}
 	default:
-		return preparedEntry{key: TargetKey(job, lset), lset: lset, node: node}
+		return preparedEntry{key: keyer.Key(job, lset), lset: lset, all: lset.Get(DisableShardingLabel) != "", node: node, zone: zone}
 	}
 }
 
-// nodeOf returns the Kubernetes node named by a target's discovered labels.
-func nodeOf(tl, gl model.LabelSet) string {
-	for _, name := range nodeLabels {
+// firstLabel returns the value of the first of names set in a target's
+// discovered labels (target labels before group labels).
+func firstLabel(names []string, tl, gl model.LabelSet) string {
+	for _, name := range names {
 		if v := tl[model.LabelName(name)]; v != "" {
 			return string(v)
 		}
@@ -134,52 +139,94 @@ func nodeOf(tl, gl model.LabelSet) string {
 
 // memberView is membership frozen for one recompute.
 type memberView struct {
-	ready  bool
-	names  []string               // alive members, self included
-	byNode map[string]*Rendezvous // StrategyNode: alive members per node
+	ready  bool                   // wait-for-size reached
+	self   MemberState            // this member's state
+	names  []string               // participants, self included when it is one
+	byNode map[string]*Rendezvous // StrategyNode: members per node
+	byZone map[string]*Rendezvous // StrategyZone: participants per zone
 }
 
 func (f *Filter) memberView() memberView {
-	v := memberView{ready: f.opts.Members.Ready(), names: []string{f.opts.Self}}
-	nodes := map[string][]string{}
-	if f.opts.NodeName != "" {
-		nodes[f.opts.NodeName] = []string{f.opts.Self}
-	}
+	v := memberView{ready: f.opts.Members.Ready(), self: StateParticipant}
+	nodes, zones := map[string][]string{}, map[string][]string{}
 	for _, m := range f.opts.Members.Members() {
-		if m.State != StateAlive || m.Name == f.opts.Self {
+		if m.Name == f.opts.Self {
+			v.self = m.State
+			continue
+		}
+		if m.State != StateParticipant {
 			continue
 		}
 		v.names = append(v.names, m.Name)
 		if m.KubernetesNode != "" {
 			nodes[m.KubernetesNode] = append(nodes[m.KubernetesNode], m.Name)
 		}
+		if m.Zone != "" {
+			zones[m.Zone] = append(zones[m.Zone], m.Name)
+		}
+	}
+	if f.releasing.Load() {
+		v.self = StateLeft // stopping: own nothing, hand everything off
+	}
+	if v.self == StateParticipant {
+		v.names = append(v.names, f.opts.Self)
+		if f.opts.Zone != "" {
+			zones[f.opts.Zone] = append(zones[f.opts.Zone], f.opts.Self)
+		}
+	}
+	// Nobody else discovers this node's pods: a joining member owns them at
+	// once rather than leaving them unscraped.
+	if f.opts.NodeName != "" && (v.self == StateParticipant || v.self == StateJoining) {
+		nodes[f.opts.NodeName] = append(nodes[f.opts.NodeName], f.opts.Self)
 	}
 	f.sharder.SetMembers(v.names)
-	if f.opts.Strategy == StrategyNode {
-		v.byNode = make(map[string]*Rendezvous, len(nodes))
-		for node, names := range nodes {
-			v.byNode[node] = NewRendezvous(names...)
-		}
+	switch f.opts.Strategy {
+	case StrategyNode:
+		v.byNode = groupsOf(nodes)
+	case StrategyZone:
+		v.byZone = groupsOf(zones)
 	}
 	return v
 }
 
+func groupsOf(m map[string][]string) map[string]*Rendezvous {
+	out := make(map[string]*Rendezvous, len(m))
+	for k, names := range m {
+		out[k] = NewRendezvous(names...)
+	}
+	return out
+}
+
 // owners appends the owners of e to dst, best rank first.
 func (f *Filter) owners(v *memberView, e *preparedEntry, dst []string) []string {
-	r := f.opts.ReplicationFactor
 	if !v.ready {
 		return dst
 	}
-	if e.node == "" || v.byNode[e.node] == nil {
-		return f.sharder.Owners(e.key, r, dst)
+	r := f.opts.ReplicationFactor
+	switch {
+	case e.all:
+		return append(dst, v.names...)
+	case f.opts.Strategy == StrategyNode && e.node != "":
+		if g := v.byNode[e.node]; g != nil {
+			return g.Owners(e.key, 1, dst)
+		}
+		return dst // nobody on its node discovers all of its pods
+	case f.opts.Strategy == StrategyZone && e.zone != "":
+		if g := v.byZone[e.zone]; g != nil {
+			return f.fillUp(g.Owners(e.key, r, dst), len(dst), e.key)
+		}
 	}
-	start := len(dst)
-	dst = v.byNode[e.node].Owners(e.key, r, dst)
-	if len(dst)-start == r {
+	return f.sharder.Owners(e.key, r, dst)
+}
+
+// fillUp completes the owners dst[start:] chosen in a zone to the
+// replication factor with the best-ranked participants of other zones.
+func (f *Filter) fillUp(dst []string, start int, key uint64) []string {
+	r := f.opts.ReplicationFactor
+	if len(dst)-start >= r {
 		return dst
 	}
-	// Fewer members on the node than replicas: fill up by hash.
-	for _, o := range f.sharder.Owners(e.key, r+len(dst)-start, nil) {
+	for _, o := range f.sharder.Owners(key, r+len(dst)-start, nil) {
 		if len(dst)-start < r && !slices.Contains(dst[start:], o) {
 			dst = append(dst, o)
 		}
@@ -194,6 +241,8 @@ func (f *Filter) assign(v memberView) (map[string][]*targetgroup.Group, Stats) {
 	for _, n := range v.names {
 		stats.Owned[n] = 0
 	}
+	f.withheld.Store(false)
+	var active map[string]map[uint64]bool // loops running in the scrape manager, read once when needed
 	owners := make([]string, 0, f.opts.ReplicationFactor)
 	res := make(map[string][]*targetgroup.Group, len(f.prepared))
 	for job, pj := range f.prepared {
@@ -203,7 +252,12 @@ func (f *Filter) assign(v memberView) (map[string][]*targetgroup.Group, Stats) {
 			// sending it would only make the scrape manager log an error.
 			continue
 		}
+		flagged := f.flagged[job]
+		if len(flagged) > 0 && active == nil {
+			active = f.activeLoops()
+		}
 		sent := map[uint64]sentTarget{}
+		ownedNow := map[uint64]struct{}{}
 		groups := make([]*targetgroup.Group, len(pj.groups))
 		for gi := range pj.groups {
 			pg := &pj.groups[gi]
@@ -218,80 +272,120 @@ func (f *Filter) assign(v memberView) (map[string][]*targetgroup.Group, Stats) {
 				}
 				owners = f.owners(&v, e, owners[:0])
 				if !e.dup {
-					stats.TotalTargets++
-					for _, o := range owners {
-						stats.Owned[o]++
-					}
+					f.count(&stats, e, owners)
 				}
-				rank := slices.Index(owners, f.opts.Self)
-				if rank < 0 {
+				if !slices.Contains(owners, f.opts.Self) {
 					continue
 				}
-				entry := pg.tg.Targets[i]
-				if f.opts.ReplicationFactor > 1 {
-					entry = entry.Clone()
-					entry[model.LabelName(f.opts.ReplicaLabel)] = model.LabelValue(strconv.Itoa(rank))
+				ownedNow[e.key] = struct{}{}
+				t, key := f.sentTarget(pj.cfg, pg.tg, e, pg.tg.Targets[i])
+				if t != nil && flagged[key] != nil {
+					if active[job][key] {
+						f.withheld.Store(true) // its old loop still runs with markers off
+						continue
+					}
+					delete(flagged, key)
 				}
-				og.Targets = append(og.Targets, entry)
-				if t, key := f.sentTarget(job, pj.cfg, pg.tg, e, entry, rank); t != nil {
-					sent[key] = sentTarget{ownKey: e.key, target: t}
+				og.Targets = append(og.Targets, pg.tg.Targets[i])
+				if t != nil {
+					sent[key] = sentTarget{ownKey: e.key, target: t, handoff: f.opts.ReplicationFactor == 1 && !e.all}
 				}
 			}
 			groups[gi] = og
 		}
-		f.handoff(job, pj, sent)
+		for key := range flagged {
+			if !active[job][key] {
+				delete(flagged, key) // its loop is gone
+			}
+		}
+		f.handoff(job, pj, sent, ownedNow)
 		f.sent[job] = sent
 		res[job] = groups
 	}
 	for job := range f.sent {
 		if _, ok := f.prepared[job]; !ok {
 			delete(f.sent, job) // job gone: its targets get normal staleness
+			delete(f.flagged, job)
 		}
 	}
 	return res, stats
 }
 
-// sentTarget returns the target the scrape pool builds from entry (the
-// discovered target as sent at rank) and its key, or nil when the pool will
-// not scrape it (relabeling fails or drops it).
-func (f *Filter) sentTarget(job string, cfg *config.ScrapeConfig, tg *targetgroup.Group, e *preparedEntry, entry model.LabelSet, rank int) (*scrape.Target, uint64) {
+// count adds a distinct target and its owners to stats.
+func (f *Filter) count(stats *Stats, e *preparedEntry, owners []string) {
+	stats.TotalTargets++
+	for _, o := range owners {
+		stats.Owned[o]++
+	}
+	switch {
+	case len(owners) == 0 && e.node != "" && f.opts.Strategy == StrategyNode && stats.Ready:
+		if stats.Unowned == nil {
+			stats.Unowned = map[string]int{}
+		}
+		stats.Unowned[e.node]++
+	case e.zone != "" && e.zone != f.opts.Zone && slices.Contains(owners, f.opts.Self):
+		stats.CrossZone++
+	}
+}
+
+// sentTarget returns the target the scrape pool builds from entry and its
+// identity in the pool, or nil when the pool will not scrape it (relabeling
+// fails).
+func (f *Filter) sentTarget(cfg *config.ScrapeConfig, tg *targetgroup.Group, e *preparedEntry, entry model.LabelSet) (*scrape.Target, uint64) {
 	if e.lset.IsEmpty() {
 		return nil, 0 // relabeling failed
 	}
-	if f.opts.ReplicationFactor == 1 {
-		rank = 0
-	}
 	if e.sent == nil {
-		e.sent = make([]*scrape.Target, f.opts.ReplicationFactor)
-		e.sentKeys = make([]uint64, f.opts.ReplicationFactor)
+		e.sent = scrape.NewTarget(e.lset, cfg, entry, tg.Labels)
+		e.sentKey = loopKey(e.sent, labels.NewBuilder(labels.EmptyLabels()))
 	}
-	if e.sent[rank] != nil {
-		return e.sent[rank], e.sentKeys[rank]
+	return e.sent, e.sentKey
+}
+
+// loopKey identifies a target's scrape loop: its URL and public labels.
+func loopKey(t *scrape.Target, lb *labels.Builder) uint64 {
+	return combine(xxhash.Sum64String(t.URL().String()), t.Labels(lb).Hash())
+}
+
+// activeLoops returns the loop keys of the scrape manager's active targets
+// per job (none without a StalenessDisabler).
+func (f *Filter) activeLoops() map[string]map[uint64]bool {
+	out := map[string]map[uint64]bool{}
+	if f.opts.Staleness == nil {
+		return out
 	}
-	lset := e.lset
-	if f.opts.ReplicationFactor > 1 {
-		var err error
-		lset, err = scrape.PopulateLabels(labels.NewBuilder(labels.EmptyLabels()), cfg, entry, tg.Labels)
-		if err != nil || lset.IsEmpty() {
-			return nil, 0
+	lb := labels.NewBuilder(labels.EmptyLabels())
+	for job, ts := range f.opts.Staleness.TargetsActive() {
+		m := make(map[uint64]bool, len(ts))
+		for _, t := range ts {
+			m[loopKey(t, lb)] = true
 		}
+		out[job] = m
 	}
-	e.sent[rank] = scrape.NewTarget(lset, cfg, entry, tg.Labels)
-	e.sentKeys[rank] = TargetKey(job, lset)
-	return e.sent[rank], e.sentKeys[rank]
+	return out
 }
 
 // handoff disables end-of-run staleness markers for the targets this member
-// sent before and no longer sends although they are still discovered: they
-// moved to another member, which keeps their series going.
-func (f *Filter) handoff(job string, pj *preparedJob, sent map[uint64]sentTarget) {
+// sent before and no longer owns although they are still discovered: they
+// moved to another member, which continues their series. A target still
+// owned under a new identity (e.g. a changed interval) is no handoff: its
+// old loop gets the markers Prometheus writes, which the new loop's samples
+// supersede.
+func (f *Filter) handoff(job string, pj *preparedJob, sent map[uint64]sentTarget, ownedNow map[uint64]struct{}) {
 	var moved []*scrape.Target
 	for key, st := range f.sent[job] {
-		if _, still := sent[key]; still {
+		if _, still := sent[key]; still || !st.handoff {
+			continue
+		}
+		if _, owned := ownedNow[st.ownKey]; owned {
 			continue
 		}
 		if _, discovered := pj.discovered[st.ownKey]; discovered {
 			moved = append(moved, st.target)
+			if f.flagged[job] == nil {
+				f.flagged[job] = map[uint64]*scrape.Target{}
+			}
+			f.flagged[job][key] = st.target
 		}
 	}
 	if len(moved) == 0 {

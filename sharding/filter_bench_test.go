@@ -63,6 +63,9 @@ func ExampleFilter() {
 	if err != nil {
 		panic(err)
 	}
+	// A member owns targets once it participates: in promshard after its
+	// informers synced, its configuration was applied and f.Primed().
+	cluster.Participate()
 	cfgs, err := loadScrapeConfigs(testConfig)
 	if err != nil {
 		panic(err)

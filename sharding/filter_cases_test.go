@@ -2,6 +2,7 @@ package sharding
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/scrape"
 	"github.com/stretchr/testify/require"
 )
 
@@ -93,37 +96,111 @@ func TestFilterDroppedAndUnconfiguredTargetsOwnedByNobody(t *testing.T) {
 func TestFilterReplication(t *testing.T) {
 	tsets := podGroups(100, noNode)
 	owners := ownersByTarget(t, FilterOptions{ReplicationFactor: 2}, newTestMembers(three...), three, tsets)
-	// Each logical target appears twice, once per replica label value, each
-	// time with a single owner.
-	byTarget := map[string][]string{}
+	require.Len(t, owners, 101)
 	for target, o := range owners {
-		require.Len(t, o, 1)
-		base, replica, ok := cutReplica(target)
-		require.True(t, ok, "replica label missing: %s", target)
-		byTarget[base] = append(byTarget[base], replica+"@"+o[0])
-	}
-	require.Len(t, byTarget, 101)
-	for target, rs := range byTarget {
-		slices.Sort(rs)
-		require.Len(t, rs, 2, target)
-		require.True(t, strings.HasPrefix(rs[0], "0@") && strings.HasPrefix(rs[1], "1@"), "%s: %v", target, rs)
-		require.NotEqual(t, rs[0][2:], rs[1][2:], "two distinct owners")
-	}
-	// R=1 adds no replica label.
-	for target := range ownersByTarget(t, FilterOptions{}, newTestMembers(three...), three, tsets) {
-		require.NotContains(t, target, DefaultReplicaLabel)
+		require.Len(t, o, 2, target)
+		require.NotEqual(t, o[0], o[1], "two distinct owners")
 	}
 }
 
-// cutReplica removes `promshard_replica="N", ` from a label set string.
-func cutReplica(ls string) (base, replica string, ok bool) {
-	i := strings.Index(ls, DefaultReplicaLabel+`="`)
-	if i < 0 {
-		return ls, "", false
+func TestReplicaRelabelingAfterUserRelabelings(t *testing.T) {
+	user := `
+scrape_configs:
+- job_name: j
+  relabel_configs:
+  - regex: promshard_replica
+    action: labeldrop
+  - source_labels: [__meta_kubernetes_pod_label_all]
+    target_label: __tmp_disable_sharding
+  - regex: (instance|job|__.*|promshard_replica)
+    action: labelkeep
+  - regex: __meta_kubernetes_pod_label_(.+)
+    action: labelmap
+`
+	discovered := model.LabelSet{"__address__": "10.0.0.1:80", "promshard_replica": "spoofed", "__meta_kubernetes_pod_label_all": "yes"}
+	for _, tc := range []struct {
+		name string
+		r    int
+		tl   model.LabelSet
+		want string
+	}{
+		{"R=2: every target", 2, model.LabelSet{"__address__": "10.0.0.1:80", "promshard_replica": "spoofed"}, "n1"},
+		{"R=1, disabled sharding", 1, discovered, "n1"},
+		{"R=1, sharded", 1, model.LabelSet{"__address__": "10.0.0.1:80"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			scs, err := loadScrapeConfigs(user)
+			require.NoError(t, err)
+			rule := ReplicaRelabelConfig(DefaultReplicaLabel, "n1", tc.r)
+			AppendReplicaRelabeling(scs, rule)
+			AppendReplicaRelabeling(scs, rule) // idempotent
+			require.Len(t, scs[0].RelabelConfigs, 5)
+			lset, err := scrape.PopulateLabels(labels.NewBuilder(labels.EmptyLabels()), scs[0], tc.tl, nil)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, lset.Get(DefaultReplicaLabel), lset.String())
+		})
 	}
-	rest := ls[i+len(DefaultReplicaLabel)+2:]
-	end := strings.IndexByte(rest, '"')
-	return ls[:i] + strings.TrimPrefix(rest[end+1:], ", "), rest[:end], true
+	require.Nil(t, ReplicaRelabelConfig("", "n1", 2))
+}
+
+func TestFilterDisableShardingAndTmpHash(t *testing.T) {
+	scs, err := loadScrapeConfigs(`
+scrape_configs:
+- job_name: a
+  relabel_configs:
+  - source_labels: [__meta_kubernetes_pod_label_everywhere]
+    target_label: __tmp_disable_sharding
+  - source_labels: [__meta_kubernetes_pod_name]
+    target_label: __tmp_hash
+- job_name: b
+  relabel_configs:
+  - source_labels: [__meta_kubernetes_pod_name]
+    target_label: __tmp_hash
+`)
+	require.NoError(t, err)
+	tsets := map[string][]*targetgroup.Group{}
+	for _, job := range []string{"a", "b"} {
+		tg := &targetgroup.Group{Source: job}
+		for i := range 60 {
+			for port := range 2 {
+				tl := model.LabelSet{
+					"__address__":                model.LabelValue(fmt.Sprintf("10.0.0.%d:%d", i, 8080+port)),
+					"__meta_kubernetes_pod_name": model.LabelValue(fmt.Sprintf("pod-%d", i)),
+				}
+				if job == "a" && i < 5 {
+					tl["__meta_kubernetes_pod_label_everywhere"] = "true"
+				}
+				tg.Targets = append(tg.Targets, tl)
+			}
+		}
+		tsets[job] = []*targetgroup.Group{tg}
+	}
+	podOwner := map[string][]string{} // pod → owners over both jobs and ports
+	for _, self := range three {
+		f, err := NewFilter(FilterOptions{Self: self, Members: newTestMembers(three...)})
+		require.NoError(t, err)
+		f.SetScrapeConfigs(scs)
+		for _, groups := range filterOnce(f, tsets) {
+			for _, tl := range groups[0].Targets {
+				pod := string(tl["__meta_kubernetes_pod_name"])
+				if !slices.Contains(podOwner[pod], self) {
+					podOwner[pod] = append(podOwner[pod], self)
+				}
+			}
+		}
+	}
+	require.Len(t, podOwner, 60)
+	perMember := map[string]int{}
+	for i := range 60 {
+		o := podOwner[fmt.Sprintf("pod-%d", i)]
+		if i < 5 {
+			require.ElementsMatch(t, three, o, "pod-%d: __tmp_disable_sharding in job a", i)
+			continue
+		}
+		require.Len(t, o, 1, "pod-%d: all endpoints of both jobs on one member", i)
+		perMember[o[0]]++
+	}
+	require.Len(t, perMember, 3, "pods are still spread: %v", perMember)
 }
 
 func TestFilterNotReadyOwnsNothing(t *testing.T) {
@@ -141,48 +218,97 @@ func TestFilterNotReadyOwnsNothing(t *testing.T) {
 }
 
 func TestFilterHandoff(t *testing.T) {
-	for _, r := range []int{1, 2} {
-		t.Run("R="+string(rune('0'+r)), func(t *testing.T) {
-			members := newTestMembers("n0", "n1")
-			stale := &testStaleness{}
-			f := newTestFilter(t, FilterOptions{Self: "n0", Members: members, Staleness: stale, ReplicationFactor: r})
-			tsets := podGroups(200, noNode)
-			before := finalTargets(t, filterOnce(f, tsets))[podJob]
+	members := newTestMembers("n0", "n1")
+	stale := &testStaleness{}
+	f := newTestFilter(t, FilterOptions{Self: "n0", Members: members, Staleness: stale})
+	tsets := podGroups(200, noNode)
+	before := finalTargets(t, filterOnce(f, tsets))[podJob]
 
-			members.set(three...)
-			after := finalTargets(t, f.recompute(false))[podJob]
-			var moved []string
-			for _, ls := range before {
-				if !slices.Contains(after, ls) {
-					moved = append(moved, ls)
-				}
-			}
-			require.NotEmpty(t, moved)
-			require.ElementsMatch(t, moved, stale.disabled[podJob], "moved targets, labelled as the pool has them")
-
-			// A vanished target keeps its staleness markers.
-			stale.disabled = nil
-			gone := after[0]
-			var kept []model.LabelSet
-			for _, tl := range tsets[podJob][0].Targets {
-				if !strings.Contains(gone, `pod="`+string(tl["__meta_kubernetes_pod_name"])+`"`) {
-					kept = append(kept, tl)
-				}
-			}
-			require.Len(t, kept, 199)
-			tsets = podGroups(0, noNode)
-			tsets[podJob][0].Targets = kept
-			require.NotContains(t, finalTargets(t, filterOnce(f, tsets))[podJob], gone)
-			require.Empty(t, stale.disabled)
-		})
+	members.set(three...)
+	after := finalTargets(t, f.recompute(false))[podJob]
+	var moved []string
+	for _, ls := range before {
+		if !slices.Contains(after, ls) {
+			moved = append(moved, ls)
+		}
 	}
+	require.NotEmpty(t, moved)
+	require.ElementsMatch(t, moved, stale.disabled[podJob], "moved targets, labelled as the pool has them")
+
+	// A vanished target keeps its staleness markers.
+	stale.disabled = nil
+	gone := after[0]
+	var kept []model.LabelSet
+	for _, tl := range tsets[podJob][0].Targets {
+		if !strings.Contains(gone, `pod="`+string(tl["__meta_kubernetes_pod_name"])+`"`) {
+			kept = append(kept, tl)
+		}
+	}
+	require.Len(t, kept, 199)
+	tsets = podGroups(0, noNode)
+	tsets[podJob][0].Targets = kept
+	require.NotContains(t, finalTargets(t, filterOnce(f, tsets))[podJob], gone)
+	require.Empty(t, stale.disabled)
+
+	// A changed interval gives every target a new identity in the scrape
+	// pool but moves none: no handoff, Prometheus' own markers apply.
+	scs, err := loadScrapeConfigs(strings.Replace(testConfig, "scrape_interval: 15s", "scrape_interval: 20s", 1))
+	require.NoError(t, err)
+	f.SetScrapeConfigs(scs)
+	require.Len(t, finalTargets(t, f.recompute(true))[podJob], len(after)-1)
+	require.Empty(t, stale.disabled)
+}
+
+func TestFilterHandoffReplicatedIsNoHandoff(t *testing.T) {
+	// With R > 1 each copy carries its owner's name: a moved copy's series
+	// ends and needs its staleness markers.
+	members := newTestMembers("n0", "n1")
+	stale := &testStaleness{}
+	f := newTestFilter(t, FilterOptions{Self: "n0", Members: members, Staleness: stale, ReplicationFactor: 2})
+	require.Len(t, finalTargets(t, filterOnce(f, podGroups(200, noNode)))[podJob], 200)
+	members.set("n0", "n1", "n2", "n3")
+	require.Less(t, len(finalTargets(t, f.recompute(false))[podJob]), 200)
+	require.Empty(t, stale.disabled)
+}
+
+func TestFilterHandoffBackBeforeReload(t *testing.T) {
+	members := newTestMembers("n0")
+	stale := &testStaleness{}
+	f := newTestFilter(t, FilterOptions{Self: "n0", Members: members, Staleness: stale})
+	tsets := podGroups(100, noNode)
+	all := filterOnce(f, tsets)
+	// The scrape manager runs a loop for every target n0 sent.
+	active := map[string][]*scrape.Target{}
+	for job, groups := range all {
+		for _, tg := range groups {
+			ts, _ := scrape.TargetsFromGroup(tg, f.prepared[job].cfg, nil, labels.NewBuilder(labels.EmptyLabels()))
+			active[job] = append(active[job], ts...)
+		}
+	}
+	stale.active = active
+
+	members.set("n0", "n1") // about half move away: their loops get the flag
+	f.recompute(false)
+	movedAway := len(stale.disabled[podJob])
+	require.NotZero(t, movedAway)
+	members.set("n0") // back before the scrape manager reloaded
+	back := finalTargets(t, f.recompute(false))
+	require.Len(t, back[podJob], 100-movedAway, "targets whose flagged loop still runs are held back")
+	require.True(t, f.withheld.Load())
+
+	// The scrape manager reloads: the flagged loops are gone.
+	stale.active = map[string][]*scrape.Target{}
+	back = finalTargets(t, f.recompute(false))
+	require.Len(t, back[podJob], 100, "they come back in fresh loops")
+	require.False(t, f.withheld.Load())
+	require.Empty(t, f.flagged[podJob])
 }
 
 func TestFilterNodeStrategy(t *testing.T) {
 	members := &testMembers{ready: true, changes: make(chan struct{}, 1), members: []Member{
-		{Name: "n0", State: StateAlive, KubernetesNode: "node-a"},
-		{Name: "n1", State: StateAlive, KubernetesNode: "node-b"},
-		{Name: "n2", State: StateAlive, KubernetesNode: "node-c"},
+		{Name: "n0", State: StateParticipant, KubernetesNode: "node-a"},
+		{Name: "n1", State: StateParticipant, KubernetesNode: "node-b"},
+		{Name: "n2", State: StateJoining, KubernetesNode: "node-c"},
 	}}
 	nodes := []string{"node-a", "node-b", "node-c", "", "node-without-member"}
 	tsets := podGroups(300, func(i int) string { return nodes[i%len(nodes)] })
@@ -192,8 +318,17 @@ func TestFilterNodeStrategy(t *testing.T) {
 		for _, ls := range finalTargets(t, filterOnce(f, tsets))[podJob] {
 			owners[ls] = append(owners[ls], self)
 		}
+		st := f.Stats()
+		if self == "n0" {
+			// n0 sees n2 joining: node-c's targets are n2's own, but
+			// from n0 no participant is there yet.
+			require.Equal(t, map[string]int{"node-without-member": 60, "node-c": 60}, st.Unowned)
+		}
+		if self == "n2" {
+			require.Equal(t, 60, st.Owned["n2"], "a joining member owns its node's pods: nobody else discovers them")
+		}
 	}
-	require.Len(t, owners, 300)
+	require.Len(t, owners, 240, "targets on a node without a member are owned by nobody")
 	nodeless := map[string]int{}
 	for ls, o := range owners {
 		require.Len(t, o, 1, "scraped twice: %s", ls)
@@ -204,11 +339,27 @@ func TestFilterNodeStrategy(t *testing.T) {
 			require.Equal(t, "n1", o[0])
 		case strings.Contains(ls, `node="node-c"`):
 			require.Equal(t, "n2", o[0])
+		case strings.Contains(ls, `node="node-without-member"`):
+			t.Fatalf("owned: %s", ls)
 		default:
 			nodeless[o[0]]++
 		}
 	}
-	require.Len(t, nodeless, 3, "node-less targets are split over all members: %v", nodeless)
+	require.Len(t, nodeless, 2, "node-less targets are split over the participants: %v", nodeless)
+}
+
+// runFilter runs f until the test ends, after dropping the change signals
+// of the set-up, and returns its input and output channels.
+func runFilter(t *testing.T, f *Filter, members *testMembers) (chan<- map[string][]*targetgroup.Group, <-chan map[string][]*targetgroup.Group) {
+	drain(members.changes)
+	drain(f.cfgChanged)
+	in := make(chan map[string][]*targetgroup.Group)
+	out := make(chan map[string][]*targetgroup.Group)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx, in, out) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	return in, out
 }
 
 func TestFilterRun(t *testing.T) {
@@ -216,14 +367,7 @@ func TestFilterRun(t *testing.T) {
 	stale := &testStaleness{}
 	reg := prometheus.NewRegistry()
 	f := newTestFilter(t, FilterOptions{Self: "n0", Members: members, Staleness: stale, Registerer: reg})
-	drain(members.changes) // signals from set-up: not what this test checks
-	drain(f.cfgChanged)
-	in := make(chan map[string][]*targetgroup.Group)
-	out := make(chan map[string][]*targetgroup.Group)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx, in, out) }()
-	defer func() { cancel(); require.NoError(t, <-done) }()
+	in, out := runFilter(t, f, members)
 	receive := func() map[string][]string {
 		select {
 		case o := <-out:
@@ -261,7 +405,8 @@ func TestNewFilterValidates(t *testing.T) {
 		{"no self", FilterOptions{Members: m}, "Self"},
 		{"no members", FilterOptions{Self: "a"}, "Members"},
 		{"negative R", FilterOptions{Self: "a", Members: m, ReplicationFactor: -1}, "negative"},
-		{"strategy", FilterOptions{Self: "a", Members: m, Strategy: "zone"}, "unknown strategy"},
+		{"strategy", FilterOptions{Self: "a", Members: m, Strategy: "ring"}, "unknown strategy"},
+		{"node strategy with R=2", FilterOptions{Self: "a", Members: m, Strategy: StrategyNode, ReplicationFactor: 2}, "cannot be combined with the node strategy"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewFilter(tc.opts)
@@ -304,4 +449,60 @@ func TestFilterRelabelFailureHasOneOwner(t *testing.T) {
 		require.Equal(t, 5, f.Stats().TotalTargets)
 	}
 	require.Equal(t, 1, holders)
+}
+
+func TestFilterPrimed(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cfgs   bool
+		input  map[string][]*targetgroup.Group
+		wait   time.Duration
+		primed bool
+	}{
+		{"no configuration yet", false, podGroups(3, noNode), time.Hour, false},
+		{"no input yet", true, nil, time.Hour, false},
+		{"every job has groups", true, podGroups(3, noNode), time.Hour, true},
+		{"a job is missing", true, map[string][]*targetgroup.Group{podJob: podGroups(3, noNode)[podJob]}, time.Nanosecond, false},
+		{"a job has no group: wait", true, map[string][]*targetgroup.Group{podJob: podGroups(3, noNode)[podJob], "static": {}}, time.Hour, false},
+		{"a job has no group: waited", true, map[string][]*targetgroup.Group{podJob: podGroups(3, noNode)[podJob], "static": {}}, time.Nanosecond, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := NewFilter(FilterOptions{Self: "n0", Members: newTestMembers("n0"), DiscoveryWait: tc.wait})
+			require.NoError(t, err)
+			if tc.cfgs {
+				f.SetScrapeConfigs(testScrapeConfigs(t))
+			}
+			f.last = tc.input
+			f.checkPrimed()
+			time.Sleep(time.Millisecond)
+			require.Equal(t, tc.primed, f.Primed())
+		})
+	}
+	t.Run("empty configuration", func(t *testing.T) {
+		f, err := NewFilter(FilterOptions{Self: "n0", Members: newTestMembers("n0")})
+		require.NoError(t, err)
+		f.SetScrapeConfigs(nil)
+		f.checkPrimed()
+		require.True(t, f.Primed())
+	})
+}
+
+func TestFilterRelease(t *testing.T) {
+	members := newTestMembers("n0", "n1")
+	stale := &testStaleness{}
+	f := newTestFilter(t, FilterOptions{Self: "n0", Members: members, Staleness: stale})
+	in, out := runFilter(t, f, members)
+	in <- podGroups(40, noNode)
+	owned := len(finalTargets(t, <-out)[podJob])
+	require.NotZero(t, owned)
+
+	f.Release()
+	require.Empty(t, finalTargets(t, <-out)[podJob], "a releasing member owns nothing")
+	require.Len(t, stale.disabled[podJob], owned, "its targets are handed off without staleness markers")
+	members.set("n0") // n1 gone: nothing is sent any more
+	select {
+	case o := <-out:
+		t.Fatalf("sent after release: %v", o)
+	case <-time.After(200 * time.Millisecond):
+	}
 }

@@ -99,7 +99,7 @@ func (m *testMembers) set(names ...string) {
 	m.mtx.Lock()
 	m.members = nil
 	for _, n := range names {
-		m.members = append(m.members, Member{Name: n, State: StateAlive})
+		m.members = append(m.members, Member{Name: n, State: StateParticipant})
 	}
 	m.mtx.Unlock()
 	m.signal()
@@ -124,10 +124,18 @@ func (m *testMembers) Ready() bool {
 	return m.ready
 }
 
-// testStaleness records DisableEndOfRunStalenessMarkers calls.
+// testStaleness records DisableEndOfRunStalenessMarkers calls; active
+// stands for the scrape manager's running loops.
 type testStaleness struct {
 	mtx      sync.Mutex
 	disabled map[string][]string // job → target label sets
+	active   map[string][]*scrape.Target
+}
+
+func (s *testStaleness) TargetsActive() map[string][]*scrape.Target {
+	s.mtx.Lock()
+	defer s.mtx.Unlock()
+	return s.active
 }
 
 func (s *testStaleness) DisableEndOfRunStalenessMarkers(job string, targets []*scrape.Target) {

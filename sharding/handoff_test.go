@@ -21,17 +21,23 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestHandoffWithScrapeManager runs the filter in front of a real
-// scrape.Manager scraping a real HTTP target: targets that move to another
-// member stop without staleness markers, targets that vanish from discovery
-// get them.
-func TestHandoffWithScrapeManager(t *testing.T) {
+// handoffRig is the filter in front of a real scrape.Manager scraping a
+// real HTTP target under 20 label sets (t=0..19) of job "it".
+type handoffRig struct {
+	f       *Filter
+	members *testMembers
+	in      chan map[string][]*targetgroup.Group
+	store   *recordingAppendable
+	cfg     *config.ScrapeConfig
+	addr    string
+	ids     []int
+}
+
+func newHandoffRig(t *testing.T, reload time.Duration) *handoffRig {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "demo_value 1")
 	}))
-	defer srv.Close()
-	addr := strings.TrimPrefix(srv.URL, "http://")
-
+	t.Cleanup(srv.Close)
 	cfg, err := config.Load(`
 scrape_configs:
 - job_name: it
@@ -39,54 +45,58 @@ scrape_configs:
   scrape_timeout: 100ms
 `, nil)
 	require.NoError(t, err)
-	store := &recordingAppendable{}
-	sm, err := scrape.NewManager(&scrape.Options{DiscoveryReloadInterval: model.Duration(20 * time.Millisecond)}, nil, nil, store, nil, prometheus.NewRegistry())
+	r := &handoffRig{store: &recordingAppendable{}, members: newTestMembers("n0"), in: make(chan map[string][]*targetgroup.Group),
+		addr: strings.TrimPrefix(srv.URL, "http://")}
+	sm, err := scrape.NewManager(&scrape.Options{DiscoveryReloadInterval: model.Duration(reload)}, nil, nil, r.store, nil, prometheus.NewRegistry())
 	require.NoError(t, err)
 	require.NoError(t, sm.ApplyConfig(cfg))
-
-	members := newTestMembers("n0")
-	f, err := NewFilter(FilterOptions{Self: "n0", Members: members, Staleness: sm})
+	r.f, err = NewFilter(FilterOptions{Self: "n0", Members: r.members, Staleness: sm})
 	require.NoError(t, err)
 	scs, err := cfg.GetScrapeConfigs()
 	require.NoError(t, err)
-	f.SetScrapeConfigs(scs)
+	r.cfg = scs[0]
+	r.f.SetScrapeConfigs(scs)
 
-	in := make(chan map[string][]*targetgroup.Group)
 	out := make(chan map[string][]*targetgroup.Group)
 	ctx, cancel := context.WithCancel(context.Background())
 	filterDone, scrapeDone := make(chan error, 1), make(chan error, 1)
-	go func() { filterDone <- f.Run(ctx, in, out) }()
+	go func() { filterDone <- r.f.Run(ctx, r.in, out) }()
 	go func() { scrapeDone <- sm.Run(out) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		require.NoError(t, <-filterDone)
 		sm.Stop()
 		require.NoError(t, <-scrapeDone)
-	}()
-
-	group := func(ids ...int) map[string][]*targetgroup.Group {
-		tg := &targetgroup.Group{Source: "static"}
-		for _, i := range ids {
-			tg.Targets = append(tg.Targets, model.LabelSet{"__address__": model.LabelValue(addr), "t": model.LabelValue(fmt.Sprint(i))})
-		}
-		return map[string][]*targetgroup.Group{"it": {tg}}
+	})
+	for i := range 20 {
+		r.ids = append(r.ids, i)
 	}
-	ids := make([]int, 20)
-	for i := range ids {
-		ids[i] = i
-	}
-	in <- group(ids...)
-	require.Eventually(t, func() bool { return len(scrapedUp(store, false)) == 20 }, 10*time.Second, 50*time.Millisecond)
+	r.in <- r.group(r.ids...)
+	require.Eventually(t, func() bool { return len(scrapedUp(r.store, false)) == 20 }, 10*time.Second, 50*time.Millisecond)
+	return r
+}
 
+func (r *handoffRig) group(ids ...int) map[string][]*targetgroup.Group {
+	tg := &targetgroup.Group{Source: "static"}
+	for _, i := range ids {
+		tg.Targets = append(tg.Targets, model.LabelSet{"__address__": model.LabelValue(r.addr), "t": model.LabelValue(fmt.Sprint(i))})
+	}
+	return map[string][]*targetgroup.Group{"it": {tg}}
+}
+
+// TestHandoffWithScrapeManager: targets that move to another member stop
+// without staleness markers, targets that vanish from discovery get them.
+func TestHandoffWithScrapeManager(t *testing.T) {
+	r := newHandoffRig(t, 20*time.Millisecond)
 	// n1 joins: about half the targets move to it.
-	members.set("n0", "n1")
-	var kept []int
+	r.members.set("n0", "n1")
 	require.Eventually(t, func() bool {
-		st := f.Stats()
+		st := r.f.Stats()
 		return st.Owned["n0"]+st.Owned["n1"] == 20 && st.Owned["n1"] > 0
 	}, 5*time.Second, 10*time.Millisecond)
-	owned := ownedIDs(t, scs[0], group(ids...))
-	for _, i := range ids {
+	owned := ownedIDs(t, r.cfg, r.group(r.ids...))
+	var kept []int
+	for _, i := range r.ids {
 		if owned[i] {
 			kept = append(kept, i)
 		}
@@ -94,13 +104,41 @@ scrape_configs:
 	require.NotEmpty(t, kept)
 	// One kept target vanishes from discovery.
 	vanished := kept[0]
-	in <- group(without(ids, vanished)...)
+	r.in <- r.group(without(r.ids, vanished)...)
 
 	// End-of-run staleness waits for the next scrape slots: give it time.
 	time.Sleep(time.Second)
-	stale := scrapedUp(store, true)
+	stale := scrapedUp(r.store, true)
 	require.Equal(t, map[string]bool{fmt.Sprint(vanished): true}, stale,
 		"only the vanished target gets staleness markers; moved ones (%d) do not", 20-len(kept))
+}
+
+// TestHandoffBackBeforeReload: targets handed off and back before the scrape
+// manager's reload must not keep loops whose staleness markers are off: one
+// that vanishes later still gets its markers.
+func TestHandoffBackBeforeReload(t *testing.T) {
+	// The rig returns right after the first reload (all 20 scraped once):
+	// the next one is ~1.3 s away, time enough to move away and back.
+	r := newHandoffRig(t, 1500*time.Millisecond)
+	owned := ownedIDs(t, r.cfg, r.group(r.ids...))
+	var moved []int
+	for _, i := range r.ids {
+		if !owned[i] {
+			moved = append(moved, i)
+		}
+	}
+	require.NotEmpty(t, moved)
+	r.members.set("n0", "n1") // handed off: their loops get the flag
+	require.Eventually(t, func() bool { return r.f.Stats().Owned["n1"] > 0 }, 5*time.Second, time.Millisecond)
+	r.members.set("n0") // back, within the same reload interval
+	require.Eventually(t, func() bool { return r.f.Stats().Owned["n0"] == 20 }, 5*time.Second, time.Millisecond)
+	// After the reloads, every target runs again, in a fresh loop.
+	require.Eventually(t, func() bool { return !r.f.withheld.Load() }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(1600 * time.Millisecond)
+	vanished := moved[0]
+	r.in <- r.group(without(r.ids, vanished)...)
+	require.Eventually(t, func() bool { return scrapedUp(r.store, true)[fmt.Sprint(vanished)] }, 5*time.Second, 50*time.Millisecond,
+		"a target that came back must get staleness markers when it vanishes")
 }
 
 // scrapedUp returns the t labels of targets with an `up` sample, only

@@ -10,11 +10,47 @@
 //     scrape.Manager that keeps only the final targets this member owns and
 //     hands moved targets off without false staleness markers.
 //
+// Ownership key. A final target (its labels after the job's target
+// relabeling, as scrape.PopulateLabels returns them) is identified by:
+//   - the value of __tmp_hash, when a relabeling set it non-empty
+//     (prometheus-operator's convention): xxhash of the value, the job
+//     left out, so e.g. all endpoints of one pod share an owner;
+//   - otherwise xxhash of the job name combined with xxhash of all its
+//     labels except the scrape-setting labels __scrape_interval__,
+//     __scrape_timeout__, __scrape_native_histograms__,
+//     __always_scrape_classic_histograms__ and
+//     __convert_classic_histograms_to_nhcb__, except
+//     __tmp_disable_sharding and the replica label. __address__,
+//     __scheme__, __metrics_path__ and __param_* stay: they identify the
+//     endpoint. Editing an interval, timeout or histogram setting thus
+//     moves no target.
+//
+// A target whose relabeling sets __tmp_disable_sharding non-empty is owned
+// by every participant; ReplicaRelabelConfig labels each copy with the
+// member's name.
+//
+// Member states: a member is joining (owns nothing, peers keep its share)
+// until Cluster.Participate, which cmd calls once informers synced, the
+// first configuration is applied and Filter.Primed; then participant (it
+// gossips that HandoffDelay before it starts scraping, so peers stop
+// first); left once it announced its leave, dead when memberlist declares
+// it so. Only participants own targets.
+//
+// Strategies: hash (rendezvous over all participants), zone (rendezvous
+// over the participants of the target's zone, spill-over to all) and node
+// (the participants on the target's node; none there: unowned and counted).
+//
 // Wiring (cmd/ and agent/): NewCluster, then NewFilter with the cluster as
-// Members and the scrape.Manager as Staleness; run Cluster.Run and
-// Filter.Run(ctx, discoveryManager.SyncCh(), ch) as oklog/run actors, with
-// scrapeManager.Run(ch) reading ch; call Filter.SetScrapeConfigs after every
-// scrape.Manager.ApplyConfig; serve NewStatusHandler at /api/v1/cluster.
+// Members and the scrape.Manager as Staleness; run Cluster.Run,
+// Cluster.ParticipateWhen and Filter.Run(ctx, discoveryManager.SyncCh(), ch)
+// as oklog/run actors, with scrapeManager.Run(ch) reading ch; call
+// Filter.SetScrapeConfigs after every scrape.Manager.ApplyConfig, append
+// ReplicaRelabelConfig to the generated scrape configurations
+// (AppendReplicaRelabeling); serve NewStatusHandler at /api/v1/cluster and
+// answer /-/ready with Cluster.Participant. On SIGTERM call Filter.Release,
+// wait until the scrape manager runs no loop, then Cluster.Leave: no series
+// is ever written by two members at once (a remote-write 1.0 receiver
+// rejects a whole batch for one out-of-order sample).
 // Lower scrape.Options.DiscoveryReloadInterval (default 5 s): a membership
 // change reaches scraping only at the scrape manager's next reload.
 //
@@ -28,6 +64,7 @@ import (
 	"slices"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 )
 
@@ -143,11 +180,74 @@ func score(key, member uint64) uint64 {
 	return x
 }
 
-// TargetKey returns the ownership key of a final target: a hash of its job
-// name and its label set after target relabeling, the identity Prometheus
-// itself deduplicates targets on.
+// Labels of prometheus-operator's sharding convention, read from a target's
+// labels after relabeling.
+const (
+	// HashLabel, when a relabeling sets it to a non-empty value, is the
+	// target's ownership key: targets with the same value (e.g. the pod
+	// name) have the same owner, whatever their job.
+	HashLabel = "__tmp_hash"
+	// DisableShardingLabel, when a relabeling sets it to a non-empty value,
+	// makes every participant scrape the target.
+	DisableShardingLabel = "__tmp_disable_sharding"
+)
+
+// scrapeSettingLabels are the labels Prometheus' scrape package
+// (scrape/target.go PopulateDiscoveredLabels, v0.316.0) puts on every target
+// only to carry a per-target scrape setting: they do not identify the
+// endpoint, so changing an interval, a timeout or a native-histogram setting
+// must not move the target. __address__, __scheme__, __metrics_path__ and
+// __param_* do identify it and stay in the key.
+var scrapeSettingLabels = []string{
+	"__always_scrape_classic_histograms__",
+	"__convert_classic_histograms_to_nhcb__",
+	model.ScrapeIntervalLabel,
+	"__scrape_native_histograms__",
+	model.ScrapeTimeoutLabel,
+}
+
+// Keyer computes ownership keys. It reuses a buffer, so it is not safe for
+// concurrent use; the zero value is not usable, call NewKeyer.
+type Keyer struct {
+	exclude []string // sorted label names left out of the key
+	buf     []byte
+}
+
+// NewKeyer returns a Keyer that also leaves the given labels out of the key
+// (the replica label, whose value differs per member).
+func NewKeyer(exclude ...string) *Keyer {
+	ex := append(slices.Clone(scrapeSettingLabels), DisableShardingLabel)
+	for _, l := range exclude {
+		if l != "" {
+			ex = append(ex, l)
+		}
+	}
+	slices.Sort(ex)
+	return &Keyer{exclude: slices.Compact(ex)}
+}
+
+// Key returns the ownership key of a final target (its labels after target
+// relabeling, as scrape.PopulateLabels returns them):
+//   - the non-empty value of __tmp_hash: StringKey(value), independent of
+//     the job;
+//   - otherwise a hash of the job name and every label except the scrape
+//     setting labels (__scrape_interval__, __scrape_timeout__,
+//     __scrape_native_histograms__, __always_scrape_classic_histograms__,
+//     __convert_classic_histograms_to_nhcb__), __tmp_disable_sharding and
+//     the excluded labels given to NewKeyer.
+func (k *Keyer) Key(job string, lset labels.Labels) uint64 {
+	if v := lset.Get(HashLabel); v != "" {
+		return StringKey(v)
+	}
+	var h uint64
+	h, k.buf = lset.HashWithoutLabels(k.buf, k.exclude...)
+	return combine(xxhash.Sum64String(job), h)
+}
+
+// TargetKey returns the ownership key of a final target as Keyer.Key does
+// with no extra excluded label. Use a Keyer for many targets.
 func TargetKey(job string, lset labels.Labels) uint64 {
-	return combine(xxhash.Sum64String(job), lset.Hash())
+	return NewKeyer().Key(job, lset)
 }
 
 // StringKey returns a key for an arbitrary string, e.g. an object name whose
@@ -166,7 +266,7 @@ func combine(a, b uint64) uint64 {
 func OwnerOf(key uint64, members []Member) string {
 	var alive []string
 	for _, m := range members {
-		if m.State == StateAlive {
+		if m.State.Alive() {
 			alive = append(alive, m.Name)
 		}
 	}

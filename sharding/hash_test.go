@@ -134,10 +134,73 @@ func TestBalance(t *testing.T) {
 }
 
 func TestTargetKey(t *testing.T) {
-	a := labels.FromStrings("__address__", "10.0.0.1:80", "job", "x")
-	require.Equal(t, TargetKey("j", a), TargetKey("j", a.Copy()))
-	require.NotEqual(t, TargetKey("j", a), TargetKey("k", a), "job is part of the key")
-	require.NotEqual(t, TargetKey("j", a), TargetKey("j", labels.FromStrings("__address__", "10.0.0.2:80", "job", "x")))
+	base := func(extra ...string) labels.Labels {
+		return labels.FromStrings(append([]string{
+			"__address__", "10.0.0.1:80", "__metrics_path__", "/metrics", "__scheme__", "http",
+			"__scrape_interval__", "2s", "__scrape_timeout__", "2s", "__scrape_native_histograms__", "false",
+			"__always_scrape_classic_histograms__", "false", "__convert_classic_histograms_to_nhcb__", "false",
+			"instance", "10.0.0.1:80", "job", "x",
+		}, extra...)...)
+	}
+	with := func(name, value string) labels.Labels {
+		return labels.NewBuilder(base()).Set(name, value).Labels()
+	}
+	a := base()
+	for _, tc := range []struct {
+		name string
+		job  string
+		lset labels.Labels
+		same bool
+	}{
+		{"copy", "j", a.Copy(), true},
+		{"interval", "j", with("__scrape_interval__", "3s"), true},
+		{"timeout", "j", with("__scrape_timeout__", "1s"), true},
+		{"native histograms", "j", with("__scrape_native_histograms__", "true"), true},
+		{"classic histograms", "j", with("__always_scrape_classic_histograms__", "true"), true},
+		{"nhcb", "j", with("__convert_classic_histograms_to_nhcb__", "true"), true},
+		{"disable sharding flag", "j", with(DisableShardingLabel, "true"), true},
+		{"replica label", "j", with("promshard_replica", "r1"), true},
+		{"job", "k", a, false},
+		{"address", "j", with("__address__", "10.0.0.2:80"), false},
+		{"scheme", "j", with("__scheme__", "https"), false},
+		{"path", "j", with("__metrics_path__", "/other"), false},
+		{"param", "j", with("__param_module", "icmp"), false},
+		{"target label", "j", with("pod", "p"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := NewKeyer("promshard_replica")
+			want := k.Key("j", a)
+			if tc.same {
+				require.Equal(t, want, k.Key(tc.job, tc.lset))
+			} else {
+				require.NotEqual(t, want, k.Key(tc.job, tc.lset))
+			}
+		})
+	}
+	t.Run("__tmp_hash", func(t *testing.T) {
+		k := NewKeyer()
+		h1 := k.Key("j", with(HashLabel, "pod-1"))
+		require.Equal(t, StringKey("pod-1"), h1)
+		other := labels.NewBuilder(base()).Set("__address__", "10.9.9.9:81").Set(HashLabel, "pod-1").Labels()
+		require.Equal(t, h1, k.Key("other-job", other), "same __tmp_hash, other job and address: same key")
+		require.NotEqual(t, h1, k.Key("j", with(HashLabel, "pod-2")))
+		require.Equal(t, k.Key("j", a), k.Key("j", with(HashLabel, "")), "empty __tmp_hash is ignored")
+	})
+}
+
+// BenchmarkTargetKey measures the key of one final target with the scrape
+// setting labels (the filter computes it once per discovered target).
+func BenchmarkTargetKey(b *testing.B) {
+	lset := labels.FromStrings("__address__", "10.0.0.1:8080", "__metrics_path__", "/metrics", "__scheme__", "http",
+		"__scrape_interval__", "30s", "__scrape_timeout__", "10s", "__scrape_native_histograms__", "false",
+		"__always_scrape_classic_histograms__", "false", "__convert_classic_histograms_to_nhcb__", "false",
+		"container", "app", "endpoint", "metrics", "instance", "10.0.0.1:8080", "job", "app",
+		"namespace", "default", "pod", "app-7d9f8b6c5-x2x9z", "service", "app")
+	k := NewKeyer("promshard_replica")
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = k.Key("serviceMonitor/default/app/0", lset)
+	}
 }
 
 func ExampleOwners() {
@@ -206,7 +269,7 @@ func BenchmarkRecompute100kTargets20Members(b *testing.B) {
 
 func TestOwnerOf(t *testing.T) {
 	key := StringKey("default/my-monitor")
-	alive := []Member{{Name: "a", State: StateAlive}, {Name: "b", State: StateAlive}}
+	alive := []Member{{Name: "a", State: StateParticipant}, {Name: "b", State: StateParticipant}}
 	owner := OwnerOf(key, alive)
 	require.Equal(t, Owners(key, []string{"a", "b"}, 1)[0], owner)
 	require.Equal(t, owner, OwnerOf(key, append(slices.Clone(alive), Member{Name: "zz", State: StateDead})), "dead members own nothing")

@@ -15,7 +15,7 @@ func newClusterCollector(c *Cluster) *clusterCollector {
 	return &clusterCollector{
 		c: c,
 		members: prometheus.NewDesc("promshard_cluster_members",
-			"Cluster members known to this member, by state.", []string{"state"}, nil),
+			"Cluster members known to this member, by state: joining (alive, not owning targets yet), participant, left, dead.", []string{"state"}, nil),
 		ready: prometheus.NewDesc("promshard_cluster_ready",
 			"1 once the cluster reached its wait-for-size or its wait timeout passed.", nil, nil),
 	}
@@ -29,7 +29,7 @@ func (cc *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (cc *clusterCollector) Collect(ch chan<- prometheus.Metric) {
-	counts := map[MemberState]int{StateAlive: 0, StateDead: 0, StateLeft: 0}
+	counts := map[MemberState]int{StateJoining: 0, StateParticipant: 0, StateDead: 0, StateLeft: 0}
 	for _, m := range cc.c.Members() {
 		counts[m.State]++
 	}
@@ -49,6 +49,16 @@ type filterMetrics struct {
 	owned      prometheus.Gauge
 	recompute  prometheus.Histogram
 	moved      prometheus.Counter
+	crossZone  prometheus.Gauge
+	unowned    *prometheus.GaugeVec
+}
+
+// setUnowned replaces the per-node counts of unowned targets.
+func (m *filterMetrics) setUnowned(byNode map[string]int) {
+	m.unowned.Reset()
+	for node, n := range byNode {
+		m.unowned.WithLabelValues(node).Set(float64(n))
+	}
 }
 
 func newFilterMetrics(reg prometheus.Registerer) (*filterMetrics, error) {
@@ -70,11 +80,19 @@ func newFilterMetrics(reg prometheus.Registerer) (*filterMetrics, error) {
 			Name: "promshard_sharding_targets_moved_total",
 			Help: "Targets this member stopped scraping because another live member took them over.",
 		}),
+		crossZone: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "promshard_sharding_targets_cross_zone",
+			Help: "Targets this member owns although they are in another zone (zone strategy spill-over: their zone has no participant).",
+		}),
+		unowned: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "promshard_sharding_targets_unowned",
+			Help: "Discovered targets on a Kubernetes node without a participant (node strategy): nobody scrapes them.",
+		}, []string{"node"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.discovered, m.owned, m.recompute, m.moved} {
+	for _, c := range []prometheus.Collector{m.discovered, m.owned, m.recompute, m.moved, m.crossZone, m.unowned} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

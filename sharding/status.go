@@ -26,6 +26,11 @@ type ClusterStatus struct {
 	Ready        bool           `json:"ready"`
 	Members      []MemberStatus `json:"members"`
 	TotalTargets int            `json:"totalTargets"`
+	// CrossZone counts the targets self owns outside its zone.
+	CrossZone int `json:"crossZone"`
+	// Unowned counts, per Kubernetes node, the targets on a node without a
+	// participant (node strategy): nobody scrapes them.
+	Unowned map[string]int `json:"unowned,omitempty"`
 }
 
 // MemberStatus is one member in ClusterStatus.
@@ -41,7 +46,7 @@ func Status(self string, members MemberLister, stats StatsSource) ClusterStatus 
 	if stats != nil {
 		st = stats.Stats()
 	}
-	out := ClusterStatus{Self: self, Ready: st.Ready, TotalTargets: st.TotalTargets, Members: []MemberStatus{}}
+	out := ClusterStatus{Self: self, Ready: st.Ready, TotalTargets: st.TotalTargets, CrossZone: st.CrossZone, Unowned: st.Unowned, Members: []MemberStatus{}}
 	for _, m := range members.Members() {
 		out.Members = append(out.Members, MemberStatus{Member: m, OwnedTargets: st.Owned[m.Name]})
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/model"
 )
 
 // clusterFlags are the --cluster.* and --sharding.* flags. With none of the
@@ -26,6 +27,7 @@ type clusterFlags struct {
 	replicaLabel      string
 	strategy          string
 	localNode         string
+	zone              string
 }
 
 func registerClusterFlags(cmd *kingpin.CmdClause, f *clusterFlags) {
@@ -38,9 +40,10 @@ func registerClusterFlags(cmd *kingpin.CmdClause, f *clusterFlags) {
 	cmd.Flag("cluster.name", "Cluster name; members of clusters with different names never merge.").Default("promshard").StringVar(&f.name)
 	cmd.Flag("cluster.wait-for-size", "Own no target until the cluster has at least this many members (or --cluster.wait-timeout passes). 0 or 1: no wait.").Default("0").IntVar(&f.waitForSize)
 	cmd.Flag("cluster.wait-timeout", "Longest wait for --cluster.wait-for-size; after it the member owns its share anyway.").Default("5m").DurationVar(&f.waitTimeout)
-	cmd.Flag("sharding.replication-factor", "How many members scrape each target. Above 1 every series gets --sharding.replica-label.").Default("1").IntVar(&f.replicationFactor)
-	cmd.Flag("sharding.replica-label", "Label whose value (the owner's rank 0..R-1) tells replicas apart when the replication factor is above 1.").Default("promshard_replica").StringVar(&f.replicaLabel)
-	cmd.Flag("sharding.strategy", "hash: consistent hashing of every target over the members (StatefulSet). node: members own the targets on their --node-name, node-less targets are hashed (DaemonSet).").Default("hash").EnumVar(&f.strategy, "hash", "node")
+	cmd.Flag("sharding.replication-factor", "How many members scrape each target. Above 1 every series gets --sharding.replica-label. Not with --sharding.strategy=node.").Default("1").IntVar(&f.replicationFactor)
+	cmd.Flag("sharding.replica-label", "Label whose value (the scraping member's --cluster.node-name) tells copies apart: on every series when the replication factor is above 1, and on targets whose relabeling sets __tmp_disable_sharding. Added after the monitors' relabelings, so they cannot drop it.").Default("promshard_replica").StringVar(&f.replicaLabel)
+	cmd.Flag("sharding.strategy", "hash: rendezvous hashing of every target over the members (StatefulSet). node: members own the targets on their --node-name, targets on a node without a member are reported unowned, node-less targets are hashed (DaemonSet). zone: targets are hashed over the members of their zone (--sharding.zone), spilling over to all members when their zone has none or they have no zone.").Default("hash").EnumVar(&f.strategy, "hash", "node", "zone")
+	cmd.Flag("sharding.zone", "Zone this member runs in, for --sharding.strategy=zone (the pod's topology.kubernetes.io/zone label through the downward API). Empty: the member takes only spill-over targets.").Envar("ZONE").StringVar(&f.zone)
 	cmd.Flag("node-name", "Kubernetes node this member runs on, for --sharding.strategy=node.").Envar("NODE_NAME").StringVar(&f.localNode)
 }
 
@@ -81,6 +84,15 @@ func (f *clusterFlags) validate() error {
 	}
 	if f.strategy == "node" && f.localNode == "" {
 		return errors.New("--sharding.strategy=node needs --node-name (or $NODE_NAME)")
+	}
+	if f.strategy == "node" && f.replicationFactor > 1 {
+		return errors.New("--sharding.replication-factor above 1 cannot be combined with --sharding.strategy=node: only the member on a target's node discovers its pods")
+	}
+	if f.strategy == "zone" && f.zone == "" {
+		return errors.New("--sharding.strategy=zone needs --sharding.zone (or $ZONE)")
+	}
+	if !model.LabelName(f.replicaLabel).IsValid() || strings.HasPrefix(f.replicaLabel, "__") {
+		return fmt.Errorf("--sharding.replica-label %q is not a valid label name", f.replicaLabel)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,9 +56,9 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	return nil, fmt.Errorf("no --kubeconfig, no $KUBECONFIG and not running in a cluster")
 }
 
-// serve wires the actors and runs them. Order on shutdown: every actor is
-// interrupted together; the cluster leaves gracefully (peers take over at
-// once), the agent stops scraping and flushes remote write within
+// serve wires the actors and runs them. Order on SIGTERM: the member stops
+// scraping, leaves the cluster (peers take over), then every actor is
+// interrupted; the agent flushes remote write within
 // --remote-write.flush-deadline.
 func serve(f *runFlags, logger *slog.Logger) error {
 	reg := prometheus.NewRegistry()
@@ -92,8 +93,13 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	if f.cluster.strategy == string(sharding.StrategyNode) {
 		opts.NodeName = f.cluster.localNode
 	}
+	replicaRule := sharding.ReplicaRelabelConfig(f.cluster.replicaLabel, cluster.Self(), f.cluster.replicationFactor)
 	generate := func(s *config.Snapshot) (*promconfig.Config, []config.Result, error) {
-		return config.Generate(s, opts)
+		cfg, res, err := config.Generate(s, opts)
+		if err == nil {
+			sharding.AppendReplicaRelabeling(cfg.ScrapeConfigs, replicaRule)
+		}
+		return cfg, res, err
 	}
 	rec, err := agent.NewReconciler(watcher.Snapshots(), generate, a, logger.With("component", "reconciler"), reg)
 	if err != nil {
@@ -101,9 +107,17 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	}
 	// With --prometheus-agent the flags' settings are never used.
 	rec.RequireAgent(f.prometheusAgent)
+	// The member participates (owns targets, answers /-/ready) once all of
+	// these hold; until then its peers keep its share. Before the
+	// PrometheusAgent was first seen nothing is applied, so it waits too.
+	participationReady := allOf(
+		watcher.Synced,
+		func() bool { return rec.Status().Version > 0 }, // first configuration applied
+		filter.Primed, // discovery delivered its first result for it
+	)
 	web, err := agent.NewWeb(agent.WebOptions{
 		ListenAddress: f.listenAddress, Gatherer: reg, Logger: logger,
-		Ready:          func() bool { return watcher.Synced() && rec.Status().Version > 0 },
+		Ready:          cluster.Participant,
 		NotReadyReason: rec.NotReadyReason,
 		Handlers: map[string]http.Handler{
 			"GET /api/v1/cluster": sharding.NewStatusHandler(cluster.Self(), cluster, filter),
@@ -124,16 +138,56 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		select {
 		case s := <-sig:
 			logger.Info("received signal, shutting down", "signal", s.String())
+			gracefulLeave(ctx, cluster, filter, a.ScrapeManager(), logger)
 		case <-ctx.Done():
 		}
 		return nil
 	})
 	addActor(&g, "cluster", cluster.Run)
+	addActor(&g, "participation", func(ctx context.Context) error {
+		return cluster.ParticipateWhen(ctx, participationReady, 100*time.Millisecond)
+	})
 	addActor(&g, "kubernetes", watcher.Run)
 	addActor(&g, "reconciler", rec.Run)
 	addActor(&g, "agent", a.Run)
 	addActor(&g, "web", web.Run)
 	return g.Run()
+}
+
+// allOf returns a condition that holds when every one of conds holds.
+func allOf(conds ...func() bool) func() bool {
+	return func() bool {
+		for _, c := range conds {
+			if !c() {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// gracefulLeave hands every target off (the scrape manager stops them
+// without staleness markers at its next reload), waits until no scrape loop
+// runs any more (at most 2 s), then announces the leave: peers take over
+// within a scrape interval. Stopping before leaving means no series is
+// written by two members at once, which a remote-write 1.0 receiver
+// (Prometheus) would answer by rejecting whole batches as out of order.
+func gracefulLeave(ctx context.Context, cluster *sharding.Cluster, filter *sharding.Filter, sm *scrape.Manager, logger *slog.Logger) {
+	filter.Release()
+	deadline := time.Now().Add(2 * time.Second)
+	for activeTargets(sm) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	logger.Info("Stopped scraping, leaving the cluster", "still_active", activeTargets(sm))
+	cluster.Leave()
+}
+
+func activeTargets(sm *scrape.Manager) int {
+	n := 0
+	for _, ts := range sm.TargetsActive() {
+		n += len(ts)
+	}
+	return n
 }
 
 // addActor adds a context-shaped actor to g.
@@ -152,14 +206,14 @@ func newSharding(f *runFlags, sm *scrape.Manager, logger *slog.Logger, reg prome
 	cluster, err := sharding.NewCluster(sharding.ClusterConfig{
 		NodeName: cf.nodeName, ListenAddress: cf.listenAddress, AdvertiseAddress: cf.advertiseAddress,
 		Join: cf.join, SecretKeyFile: cf.secretKeyFile, ClusterName: cf.name, KubernetesNode: cf.localNode,
-		WaitForSize: cf.waitForSize, WaitTimeout: cf.waitTimeout,
+		WaitForSize: cf.waitForSize, WaitTimeout: cf.waitTimeout, Zone: cf.zone,
 	}, logger.With("component", "cluster"), reg)
 	if err != nil {
 		return nil, nil, err
 	}
 	filter, err := sharding.NewFilter(sharding.FilterOptions{
 		Self: cluster.Self(), Members: cluster, ReplicationFactor: cf.replicationFactor,
-		ReplicaLabel: cf.replicaLabel, Strategy: sharding.Strategy(cf.strategy), NodeName: cf.localNode,
+		ReplicaLabel: cf.replicaLabel, Strategy: sharding.Strategy(cf.strategy), NodeName: cf.localNode, Zone: cf.zone,
 		Staleness: sm, Logger: logger.With("component", "sharding"), Registerer: reg,
 	})
 	if err != nil {
@@ -171,9 +225,9 @@ func newSharding(f *runFlags, sm *scrape.Manager, logger *slog.Logger, reg prome
 
 // clusterInfo adapts sharding's status to the agent's status page.
 func clusterInfo(st sharding.ClusterStatus) agent.ClusterInfo {
-	ci := agent.ClusterInfo{Self: st.Self, Ready: st.Ready, TotalTargets: st.TotalTargets}
+	ci := agent.ClusterInfo{Self: st.Self, Ready: st.Ready, TotalTargets: st.TotalTargets, CrossZone: st.CrossZone, Unowned: st.Unowned}
 	for _, m := range st.Members {
-		ci.Members = append(ci.Members, agent.MemberInfo{Name: m.Name, Address: m.Address, State: string(m.State), OwnedTargets: m.OwnedTargets})
+		ci.Members = append(ci.Members, agent.MemberInfo{Name: m.Name, Address: m.Address, State: string(m.State), Zone: m.Zone, OwnedTargets: m.OwnedTargets})
 	}
 	return ci
 }

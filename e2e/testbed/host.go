@@ -52,6 +52,9 @@ type TargetOptions struct {
 	// NodeName is copied to EndpointSlice/Endpoints entries and pods made
 	// for this target; "" means none.
 	NodeName string
+	// Zone is copied to the target's EndpointSlice endpoint (its zone
+	// field); "" means none.
+	Zone string
 }
 
 // Target is one served endpoint.

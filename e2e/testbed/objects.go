@@ -121,6 +121,9 @@ func (b *Bed) applyEndpointSlice(ctx context.Context, s ServiceSpec, port int32)
 		if t.NodeName != "" {
 			ep.NodeName = ptr.To(t.NodeName)
 		}
+		if t.Options.Zone != "" {
+			ep.Zone = ptr.To(t.Options.Zone)
+		}
 		eps.Endpoints = append(eps.Endpoints, ep)
 	}
 	c := b.Kube.DiscoveryV1().EndpointSlices(s.Namespace)

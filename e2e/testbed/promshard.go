@@ -54,6 +54,10 @@ type PromshardOptions struct {
 	IP string
 	// Gossip enables --cluster.listen-address on IP with a free port.
 	Gossip bool
+	// GossipPort, when set with Gossip, is the gossip port instead of a free
+	// one, so that peers can list each other's addresses in --cluster.join
+	// before they start (like a StatefulSet's headless Service).
+	GossipPort int
 	// Args are extra flags.
 	Args []string
 	// Env is extra environment.
@@ -116,9 +120,12 @@ func (b *Bed) StartPromshard(ctx context.Context, opts PromshardOptions) (*Proms
 		args = append(args, "--log.level=debug")
 	}
 	if opts.Gossip {
-		gp, err := freePort(opts.IP)
-		if err != nil {
-			return nil, err
+		gp := opts.GossipPort
+		// Neither port is bound yet: make sure they differ.
+		for gp == 0 || gp == webPort {
+			if gp, err = freePort(opts.IP); err != nil {
+				return nil, err
+			}
 		}
 		p.GossipAddr = net.JoinHostPort(opts.IP, strconv.Itoa(gp))
 		args = append(args, "--cluster.listen-address="+p.GossipAddr)

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestClusterFlagsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"node strategy with replication", []string{"--sharding.strategy=node", "--node-name=n1", "--sharding.replication-factor=2"},
+			"--sharding.replication-factor above 1 cannot be combined with --sharding.strategy=node"},
+		{"zone strategy without zone", []string{"--sharding.strategy=zone", "--sharding.zone="}, "--sharding.strategy=zone needs --sharding.zone"},
+		{"reserved replica label", []string{"--sharding.replica-label=__replica"}, `--sharding.replica-label "__replica" is not a valid label name`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			t.Setenv("ZONE", "")
+			code := runMain(append([]string{"run", "--remote-write.url=http://127.0.0.1:1/api/v1/write"}, tc.args...), &stdout, &stderr)
+			require.Equal(t, 2, code)
+			require.Contains(t, stderr.String(), tc.want)
+			require.Equal(t, 1, strings.Count(strings.TrimSpace(stderr.String()), "\n")+1, "one line: %s", stderr.String())
+		})
+	}
+}
