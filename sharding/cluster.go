@@ -52,6 +52,7 @@ type Cluster struct {
 	cfg     ClusterConfig
 	logger  *slog.Logger
 	ml      *memberlist.Memberlist // nil when standalone
+	keys    *keyringState          // nil when gossip is not encrypted
 	meta    *nodeMeta
 	changes chan struct{}
 	ready   atomic.Bool
@@ -95,6 +96,11 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 			return nil, fmt.Errorf("cluster config: %w", err)
 		}
 		mc.Logger = log.New(&memberlistLogWriter{logger: logger}, "", 0)
+		if mc.Keyring != nil {
+			c.keys = &keyringState{path: cfg.SecretKeyFile, ring: mc.Keyring}
+		} else {
+			logger.Warn("Gossip is not encrypted: set --cluster.secret-key-file so that only members holding the key can join and read membership traffic")
+		}
 		c.meta = &nodeMeta{node: cfg.KubernetesNode}
 		mc.Delegate = c.meta
 		mc.Events = (*clusterEvents)(c)
@@ -131,6 +137,12 @@ func (c *Cluster) Run(ctx context.Context) error {
 	}
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
+	var reloadKeys <-chan time.Time
+	if c.keys != nil && c.cfg.KeyringReloadInterval > 0 {
+		t := time.NewTicker(c.cfg.KeyringReloadInterval)
+		defer t.Stop()
+		reloadKeys = t.C
+	}
 	join := time.NewTimer(0)
 	defer join.Stop()
 	joined, fast := false, fastJoins
@@ -149,6 +161,8 @@ func (c *Cluster) Run(ctx context.Context) error {
 			}
 		case <-prune.C:
 			c.pruneDeparted(time.Now())
+		case <-reloadKeys:
+			c.keys.reload(c.logger)
 		case <-join.C:
 			joined = c.join(ctx, joined) || joined
 			if joined {

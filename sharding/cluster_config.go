@@ -1,7 +1,6 @@
 package sharding
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -39,6 +38,10 @@ const (
 	// DefaultLeaveTimeout bounds how long a graceful leave waits for its
 	// broadcast to go out.
 	DefaultLeaveTimeout = 5 * time.Second
+	// DefaultKeyringReloadInterval is how often the gossip keyring file is
+	// re-read. Kubernetes takes up to about a minute to update a mounted
+	// Secret; a reload costs one small file read.
+	DefaultKeyringReloadInterval = 10 * time.Second
 	// nodeMetaLimit is memberlist's limit for node metadata.
 	nodeMetaLimit = memberlist.MetaMaxSize
 )
@@ -70,10 +73,16 @@ type ClusterConfig struct {
 	// resolved (A/AAAA) again on every join attempt; one that resolves to
 	// nothing is not an error (e.g. a headless Service with no ready pod).
 	Join []string
-	// SecretKeyFile is a file holding the gossip encryption key: 16, 24 or 32
-	// bytes, raw or base64-encoded. Members with different keys never merge.
-	// Empty: gossip is not encrypted.
+	// SecretKeyFile is a gossip keyring file: one or more keys of 16, 24 or
+	// 32 bytes, base64-encoded, one per line (or a single raw key). The first
+	// key encrypts, all are accepted; members sharing no key never merge.
+	// The file is re-read every KeyringReloadInterval, so the key can be
+	// rotated without a restart (see keyring.go for the three steps).
+	// Empty: gossip is not encrypted (a warning is logged).
 	SecretKeyFile string
+	// KeyringReloadInterval is how often SecretKeyFile is re-read.
+	// Default: DefaultKeyringReloadInterval. Negative: never.
+	KeyringReloadInterval time.Duration
 	// ClusterName is sent as memberlist's label with every packet; members
 	// with different names never merge. Empty: no label.
 	ClusterName string
@@ -125,6 +134,9 @@ func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
 	}
 	if c.RejoinInterval == 0 {
 		c.RejoinInterval = DefaultRejoinInterval
+	}
+	if c.KeyringReloadInterval == 0 {
+		c.KeyringReloadInterval = DefaultKeyringReloadInterval
 	}
 	setDefault(&c.ProbeInterval, DefaultProbeInterval)
 	setDefault(&c.ProbeTimeout, DefaultProbeTimeout)
@@ -183,11 +195,13 @@ func (c ClusterConfig) memberlistConfig() (*memberlist.Config, error) {
 	mc.DeadNodeReclaimTime = time.Millisecond
 	mc.Label = c.ClusterName
 	if c.SecretKeyFile != "" {
-		key, err := readSecretKey(c.SecretKeyFile)
+		keys, err := readKeyring(c.SecretKeyFile)
 		if err != nil {
 			return nil, err
 		}
-		mc.SecretKey = key
+		if mc.Keyring, err = newKeyring(keys); err != nil {
+			return nil, err
+		}
 	}
 	return mc, nil
 }
@@ -205,28 +219,6 @@ func splitHostPort(addr string) (string, int, error) {
 		host = "0.0.0.0"
 	}
 	return host, port, nil
-}
-
-// readSecretKey reads a gossip key file: 16/24/32 bytes, base64-encoded
-// (surrounding whitespace ignored) or raw. Base64 is tried first: a text key
-// of 24 or 32 characters could otherwise be mistaken for a raw one, while
-// random raw bytes are almost never valid base64.
-func readSecretKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read secret key: %w", err)
-	}
-	key, decErr := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
-	switch {
-	case decErr == nil && validKeyLen(len(key)):
-		return key, nil
-	case validKeyLen(len(b)):
-		return b, nil
-	case decErr != nil:
-		return nil, fmt.Errorf("secret key in %s is neither base64 nor 16, 24 or 32 raw bytes: %w", path, decErr)
-	default:
-		return nil, fmt.Errorf("secret key in %s decodes to %d bytes, want 16, 24 or 32", path, len(key))
-	}
 }
 
 func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }

@@ -200,6 +200,15 @@ func TestStandaloneCluster(t *testing.T) {
 	cancel()
 	require.NoError(t, c.Run(ctx))
 	require.NoError(t, testutil.CollectAndCompare(reg, strings.NewReader(`
+# HELP promshard_cluster_gossip_keys Gossip encryption keys installed (the first encrypts, all decrypt); 0 means gossip is not encrypted.
+# TYPE promshard_cluster_gossip_keys gauge
+promshard_cluster_gossip_keys 0
+# HELP promshard_cluster_keyring_reload_failures_total Times the gossip keyring file could not be read or installed (the previous keys stay).
+# TYPE promshard_cluster_keyring_reload_failures_total counter
+promshard_cluster_keyring_reload_failures_total 0
+# HELP promshard_cluster_keyring_reloads_total Times a changed gossip keyring file was installed.
+# TYPE promshard_cluster_keyring_reloads_total counter
+promshard_cluster_keyring_reloads_total 0
 # HELP promshard_cluster_members Cluster members known to this member, by state.
 # TYPE promshard_cluster_members gauge
 promshard_cluster_members{state="alive"} 1
@@ -229,28 +238,6 @@ func TestClusterConfigErrors(t *testing.T) {
 			require.ErrorContains(t, err, tc.err)
 		})
 	}
-}
-
-func TestReadSecretKey(t *testing.T) {
-	raw24 := bytes.Repeat([]byte{0xff}, 24)
-	for _, tc := range []struct {
-		name    string
-		content []byte
-		want    []byte
-	}{
-		{"raw 16", bytes.Repeat([]byte{0xfe}, 16), bytes.Repeat([]byte{0xfe}, 16)},
-		{"raw 24", raw24, raw24},
-		{"base64 32 with newline", []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)) + "\n"), bytes.Repeat([]byte{7}, 32)},
-		{"base64 16", []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 16))), bytes.Repeat([]byte{9}, 16)},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := readSecretKey(writeKey(t, tc.content))
-			require.NoError(t, err)
-			require.Equal(t, tc.want, got)
-		})
-	}
-	_, err := readSecretKey(writeKey(t, []byte(base64.StdEncoding.EncodeToString([]byte("12345")))))
-	require.ErrorContains(t, err, "decodes to 5 bytes")
 }
 
 func TestMemberlistLogWriter(t *testing.T) {
