@@ -6,7 +6,7 @@ import (
 
 // clusterCollector exports membership gauges computed at scrape time.
 type clusterCollector struct {
-	c       *Cluster
+	c        *Cluster
 	members  *prometheus.Desc
 	ready    *prometheus.Desc
 	keys     *prometheus.Desc
