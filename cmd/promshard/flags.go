@@ -12,6 +12,7 @@ import (
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/exporter-toolkit/web"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -23,6 +24,7 @@ import (
 type runFlags struct {
 	kubeconfig        string
 	listenAddress     string
+	webConfigFile     string
 	storagePath       string
 	prometheusAgent   string
 	remoteWriteURLs   []string
@@ -45,6 +47,7 @@ func registerRunFlags(cmd *kingpin.CmdClause) *runFlags {
 	f := &runFlags{logLevel: promslog.NewLevel(), logFormat: promslog.NewFormat()}
 	cmd.Flag("kubeconfig", "Path to a kubeconfig. Empty: in-cluster configuration, then $KUBECONFIG.").Envar("KUBECONFIG").StringVar(&f.kubeconfig)
 	cmd.Flag("web.listen-address", "Address for /metrics, /-/healthy, /-/ready, /api/v1/targets, /api/v1/cluster and the status page.").Default(":9090").StringVar(&f.listenAddress)
+	cmd.Flag("web.config.file", "exporter-toolkit web configuration file (TLS, client certificates, basic auth; the format of Prometheus' --web.config.file) protecting every HTTP endpoint, probes included. Re-read on each connection. Empty: plain HTTP, no authentication.").StringVar(&f.webConfigFile)
 	cmd.Flag("storage.agent.path", "Directory of the agent WAL; samples survive restarts and receiver outages here.").Default("data-agent/").StringVar(&f.storagePath)
 	cmd.Flag("prometheus-agent", "namespace/name of a PrometheusAgent whose settings (selectors, remoteWrite, externalLabels, intervals, limits, scrape classes) apply live. Empty: flags-only mode.").StringVar(&f.prometheusAgent)
 	cmd.Flag("remote-write.url", "Remote-write endpoint in flags-only mode. Repeatable.").StringsVar(&f.remoteWriteURLs)
@@ -90,6 +93,9 @@ func (f *runFlags) validate() error {
 	}
 	if _, err := metav1.ParseToLabelSelector(f.namespaceSelector); err != nil {
 		return fmt.Errorf("--namespace.selector: %w", err)
+	}
+	if err := web.Validate(f.webConfigFile); err != nil {
+		return fmt.Errorf("--web.config.file %s: %w", f.webConfigFile, err)
 	}
 	if f.kubeconfig != "" {
 		if _, err := os.Stat(f.kubeconfig); err != nil {

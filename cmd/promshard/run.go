@@ -100,7 +100,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		return err
 	}
 	web, err := agent.NewWeb(agent.WebOptions{
-		ListenAddress: f.listenAddress, Gatherer: reg, Logger: logger,
+		ListenAddress: f.listenAddress, ConfigFile: f.webConfigFile, Gatherer: reg, Logger: logger,
 		Ready: func() bool { return watcher.Synced() && rec.Status().Version > 0 },
 		Handlers: map[string]http.Handler{
 			"GET /api/v1/cluster": sharding.NewStatusHandler(cluster.Self(), cluster, filter),
