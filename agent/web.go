@@ -34,6 +34,9 @@ type WebOptions struct {
 	Handlers map[string]http.Handler
 	// Cluster feeds the status page's cluster section. Nil shows none.
 	Cluster func() ClusterInfo
+	// Targets answers /api/v1/targets?scope=cluster and the status page's
+	// cluster-wide target list. Nil: both show this member's targets only.
+	Targets *ClusterTargets
 	// Reconciler feeds the status page's configuration and rejected
 	// objects sections. Nil shows none.
 	Reconciler *Reconciler
@@ -87,9 +90,7 @@ func (w *Web) routes() {
 		}
 		fmt.Fprintln(rw, "promshard is Ready.")
 	})
-	w.mux.HandleFunc("GET /api/v1/targets", func(rw http.ResponseWriter, _ *http.Request) {
-		writeJSON(rw, http.StatusOK, apiResponse{Status: "success", Data: targetsOf(w.agent.ScrapeManager())})
-	})
+	w.mux.HandleFunc("GET /api/v1/targets", w.targetsHandler)
 	w.mux.HandleFunc("GET /{$}", w.statusPage)
 	for p, h := range w.opts.Handlers {
 		w.mux.Handle(p, h)
