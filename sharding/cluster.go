@@ -7,6 +7,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -41,6 +42,8 @@ type Member struct {
 	State MemberState `json:"state"`
 	// KubernetesNode is the Kubernetes node the member runs on, if it said.
 	KubernetesNode string `json:"kubernetesNode,omitempty"`
+	// WebURL is the base URL of the member's HTTP endpoints, if it said.
+	WebURL string `json:"webURL,omitempty"`
 }
 
 // departedRetention is how long dead and left members stay listed.
@@ -106,6 +109,16 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 		mc.Events = (*clusterEvents)(c)
 		if c.ml, err = memberlist.Create(mc); err != nil {
 			return nil, fmt.Errorf("create memberlist: %w", err)
+		}
+		if web := advertisedWebURL(cfg.WebURL, c.ml.LocalNode().Addr); web != "" {
+			// Set after Create: an unspecified host becomes the address
+			// memberlist advertises. Nobody has joined yet, so the
+			// update only changes the local node's state.
+			c.meta.web.Store(&web)
+			if err := c.ml.UpdateNode(time.Second); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("announce web URL: %w", err)
+			}
 		}
 		c.checkReady()
 	}
@@ -279,6 +292,20 @@ func (c *Cluster) shutdownLocked() {
 	}
 }
 
+// advertisedWebURL returns webURL with an empty or unspecified host
+// (0.0.0.0, ::) replaced by ip, or webURL unchanged.
+func advertisedWebURL(webURL string, ip net.IP) string {
+	u, err := url.Parse(webURL)
+	if err != nil || webURL == "" {
+		return webURL
+	}
+	host := u.Hostname()
+	if h := net.ParseIP(host); host == "" || (h != nil && h.IsUnspecified()) {
+		u.Host = net.JoinHostPort(ip.String(), u.Port())
+	}
+	return u.String()
+}
+
 // Self returns this member's name.
 func (c *Cluster) Self() string { return c.cfg.NodeName }
 
@@ -359,8 +386,8 @@ func (c *Cluster) pruneDeparted(now time.Time) {
 // runs inside memberlist with its locks held: it must not call back into
 // memberlist.
 func (c *Cluster) setMember(n *memberlist.Node, departed bool) {
-	node, leaving := decodeMeta(n.Meta)
-	m := Member{Name: n.Name, Address: n.Address(), State: StateAlive, KubernetesNode: node}
+	node, web, leaving := decodeMeta(n.Meta)
+	m := Member{Name: n.Name, Address: n.Address(), State: StateAlive, KubernetesNode: node, WebURL: web}
 	c.mtx.Lock()
 	old, had := c.members[n.Name]
 	switch {
@@ -400,6 +427,7 @@ func (e *clusterEvents) NotifyLeave(n *memberlist.Node)  { (*Cluster)(e).setMemb
 // before it is even gone.
 type nodeMeta struct {
 	node    string
+	web     atomic.Pointer[string]
 	leaving atomic.Bool
 }
 
@@ -410,25 +438,31 @@ const (
 	metaLeaving = 'l'
 )
 
-// NodeMeta implements memberlist.Delegate.
+// NodeMeta implements memberlist.Delegate. The metadata is the flag byte,
+// the Kubernetes node name, and, after a NUL byte, the web URL.
 func (d *nodeMeta) NodeMeta(limit int) []byte {
 	flag := byte(metaAlive)
 	if d.leaving.Load() {
 		flag = metaLeaving
 	}
 	meta := append([]byte{flag}, d.node...)
+	if web := d.web.Load(); web != nil && *web != "" {
+		meta = append(append(meta, 0), *web...)
+	}
 	if len(meta) > limit {
 		return meta[:1]
 	}
 	return meta
 }
 
-// decodeMeta returns the Kubernetes node and leaving flag of a peer's metadata.
-func decodeMeta(meta []byte) (node string, leaving bool) {
+// decodeMeta returns the Kubernetes node, web URL and leaving flag of a
+// peer's metadata.
+func decodeMeta(meta []byte) (node, web string, leaving bool) {
 	if len(meta) == 0 {
-		return "", false
+		return "", "", false
 	}
-	return string(meta[1:]), meta[0] == metaLeaving
+	node, web, _ = strings.Cut(string(meta[1:]), "\x00")
+	return node, web, meta[0] == metaLeaving
 }
 
 func (*nodeMeta) NotifyMsg([]byte)                           {}

@@ -90,6 +90,10 @@ type ClusterConfig struct {
 	// shared with peers in memberlist node metadata for the "node" sharding
 	// strategy. Empty: this member claims no node.
 	KubernetesNode string
+	// WebURL is the base URL of this member's HTTP endpoints as peers reach
+	// them (e.g. "https://10.0.0.5:9090"), shared in node metadata for the
+	// cluster-wide targets view. Empty: peers cannot query this member.
+	WebURL string
 	// WaitForSize is the number of alive members (this one included) the
 	// cluster must reach before Ready reports true. 0 or 1: ready at once.
 	// Readiness latches: a cluster that shrinks again stays ready.
@@ -147,8 +151,8 @@ func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
 	if c.WaitForSize < 0 || c.WaitTimeout < 0 {
 		return c, errors.New("wait-for-size and wait-timeout must not be negative")
 	}
-	if len(c.KubernetesNode)+1 > nodeMetaLimit {
-		return c, fmt.Errorf("kubernetes node name longer than %d bytes", nodeMetaLimit)
+	if len(c.KubernetesNode)+len(c.WebURL)+2 > nodeMetaLimit {
+		return c, fmt.Errorf("kubernetes node name and web URL together longer than %d bytes", nodeMetaLimit-2)
 	}
 	for _, j := range c.Join {
 		if _, _, err := net.SplitHostPort(strings.TrimPrefix(j, dnsPrefix)); err != nil {

@@ -87,10 +87,11 @@ func startThree(t *testing.T, base ClusterConfig) ([]*Cluster, []func()) {
 }
 
 func TestClusterJoinAndGracefulLeave(t *testing.T) {
-	cs, stops := startThree(t, ClusterConfig{ClusterName: "test", KubernetesNode: "node-a"})
+	cs, stops := startThree(t, ClusterConfig{ClusterName: "test", KubernetesNode: "node-a", WebURL: "https://127.0.0.1:9090"})
 	require.Equal(t, []string{"n0", "n1", "n2"}, aliveNames(cs[1]))
 	for _, m := range cs[0].Members() {
 		require.Equal(t, "node-a", m.KubernetesNode, "node name travels in memberlist meta")
+		require.Equal(t, "https://127.0.0.1:9090", m.WebURL, "web URL travels in memberlist meta")
 		require.True(t, strings.HasPrefix(m.Address, "127.0.0.1:"))
 	}
 	drain(cs[0].Changes())
@@ -309,5 +310,19 @@ func TestClusterResolveJoin(t *testing.T) {
 	b, _ := startCluster(t, ClusterConfig{NodeName: "b", ListenAddress: self, Join: []string{self, "dns+localhost:" + port}})
 	for _, a := range b.resolveJoin(context.Background()) {
 		require.NotEqual(t, self, a, "never joins itself")
+	}
+}
+
+func TestAdvertisedWebURL(t *testing.T) {
+	ip := net.ParseIP("10.0.0.5")
+	for in, want := range map[string]string{
+		"":                        "",
+		"http://:9090":            "http://10.0.0.5:9090",
+		"https://0.0.0.0:9090":    "https://10.0.0.5:9090",
+		"http://[::]:9090":        "http://10.0.0.5:9090",
+		"http://127.0.0.7:9090":   "http://127.0.0.7:9090",
+		"https://promshard-0:443": "https://promshard-0:443",
+	} {
+		require.Equal(t, want, advertisedWebURL(in, ip), in)
 	}
 }
