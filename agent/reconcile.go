@@ -39,6 +39,7 @@ type Reconciler struct {
 
 	rejected    *prometheus.GaugeVec
 	generations prometheus.Counter
+	onApplied   func(*config.Snapshot, []config.Result)
 
 	mtx       sync.Mutex
 	results   []config.Result
@@ -114,7 +115,15 @@ func (r *Reconciler) reconcile(snap *config.Snapshot) {
 	v := r.version
 	r.mtx.Unlock()
 	r.logger.Debug("configuration applied", "version", v, "jobs", len(cfg.ScrapeConfigs))
+	if r.onApplied != nil {
+		r.onApplied(snap, results)
+	}
 }
+
+// OnApplied registers fn, called after every applied configuration with the
+// snapshot it was generated from and the per-object results of what now
+// runs. fn must not block. Call it before Run.
+func (r *Reconciler) OnApplied(fn func(*config.Snapshot, []config.Result)) { r.onApplied = fn }
 
 // record keeps the results, updates the metric and logs each rejection once
 // per distinct reason so a rejected object is easy to find without flooding

@@ -75,7 +75,11 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	cluster, filter, err := newSharding(f, a.ScrapeManager(), logger, reg)
+	peerURL, err := webURL(f.listenAddress, f.webConfigFile)
+	if err != nil {
+		return fmt.Errorf("--web.listen-address: %w", err)
+	}
+	cluster, filter, err := newSharding(f, peerURL, a.ScrapeManager(), logger, reg)
 	if err != nil {
 		return err
 	}
@@ -99,6 +103,18 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	client, err := peerClient(f.peerConfigFile)
+	if err != nil {
+		return err
+	}
+	targets := clusterTargets(a, cluster, client)
+	var status *discovery.StatusWriter
+	if f.prometheusAgent != "" {
+		if status, err = newStatusWriter(rc, f.prometheusAgent, cluster, filter, targets, logger.With("component", "status"), reg); err != nil {
+			return err
+		}
+		rec.OnApplied(status.Update)
+	}
 	web, err := agent.NewWeb(agent.WebOptions{
 		ListenAddress: f.listenAddress, ConfigFile: f.webConfigFile, Gatherer: reg, Logger: logger,
 		Ready: func() bool { return watcher.Synced() && rec.Status().Version > 0 },
@@ -107,6 +123,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		},
 		Cluster:    func() agent.ClusterInfo { return clusterInfo(sharding.Status(cluster.Self(), cluster, filter)) },
 		Reconciler: rec,
+		Targets:    targets,
 	}, a)
 	if err != nil {
 		return err
@@ -130,6 +147,9 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	addActor(&g, "reconciler", rec.Run)
 	addActor(&g, "agent", a.Run)
 	addActor(&g, "web", web.Run)
+	if status != nil {
+		addActor(&g, "status", status.Run)
+	}
 	return g.Run()
 }
 
@@ -144,12 +164,12 @@ func addActor(g *run.Group, name string, fn func(context.Context) error) {
 	}, func(error) { cancel() })
 }
 
-func newSharding(f *runFlags, sm *scrape.Manager, logger *slog.Logger, reg prometheus.Registerer) (*sharding.Cluster, *sharding.Filter, error) {
+func newSharding(f *runFlags, webURL string, sm *scrape.Manager, logger *slog.Logger, reg prometheus.Registerer) (*sharding.Cluster, *sharding.Filter, error) {
 	cf := f.cluster
 	cluster, err := sharding.NewCluster(sharding.ClusterConfig{
 		NodeName: cf.nodeName, ListenAddress: cf.listenAddress, AdvertiseAddress: cf.advertiseAddress,
 		Join: cf.join, SecretKeyFile: cf.secretKeyFile, ClusterName: cf.name, KubernetesNode: cf.localNode,
-		WaitForSize: cf.waitForSize, WaitTimeout: cf.waitTimeout,
+		WaitForSize: cf.waitForSize, WaitTimeout: cf.waitTimeout, WebURL: webURL,
 	}, logger.With("component", "cluster"), reg)
 	if err != nil {
 		return nil, nil, err
