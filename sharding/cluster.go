@@ -306,6 +306,14 @@ func advertisedWebURL(webURL string, ip net.IP) string {
 	return u.String()
 }
 
+// ReloadKeyring re-reads the gossip keyring file now (it is also re-read
+// every KeyringReloadInterval). It does nothing when gossip is not encrypted.
+func (c *Cluster) ReloadKeyring() {
+	if c.keys != nil {
+		c.keys.reload(c.logger)
+	}
+}
+
 // Self returns this member's name.
 func (c *Cluster) Self() string { return c.cfg.NodeName }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/memberlist"
@@ -115,6 +116,7 @@ func updateKeyring(kr *memberlist.Keyring, keys [][]byte) (bool, error) {
 type keyringState struct {
 	path string
 	ring *memberlist.Keyring
+	mtx  sync.Mutex // serialises reloads
 
 	reloads, failures atomic.Int64
 }
@@ -122,6 +124,8 @@ type keyringState struct {
 // reload re-reads the keyring file and installs what changed. A file that
 // cannot be read or holds no valid key leaves the keyring as it is.
 func (k *keyringState) reload(logger *slog.Logger) {
+	k.mtx.Lock()
+	defer k.mtx.Unlock()
 	keys, err := readKeyring(k.path)
 	if err == nil {
 		var changed bool

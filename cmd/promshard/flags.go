@@ -27,6 +27,7 @@ type runFlags struct {
 	listenAddress     string
 	webConfigFile     string
 	peerConfigFile    string
+	statusInterval    time.Duration
 	storagePath       string
 	prometheusAgent   string
 	remoteWriteURLs   []string
@@ -51,6 +52,7 @@ func registerRunFlags(cmd *kingpin.CmdClause) *runFlags {
 	cmd.Flag("web.listen-address", "Address for /metrics, /-/healthy, /-/ready, /api/v1/targets, /api/v1/cluster and the status page.").Default(":9090").StringVar(&f.listenAddress)
 	cmd.Flag("web.config.file", "exporter-toolkit web configuration file (TLS, client certificates, basic auth; the format of Prometheus' --web.config.file) protecting every HTTP endpoint, probes included. Re-read on each connection. Empty: plain HTTP, no authentication.").StringVar(&f.webConfigFile)
 	cmd.Flag("web.peer-config-file", "HTTP client configuration (Prometheus' http_config format: tls_config, basic_auth, authorization) for requests to other members' endpoints (/api/v1/targets?scope=cluster, the status page, status reporting). Needed when --web.config.file demands TLS or credentials. Empty: plain HTTP client.").StringVar(&f.peerConfigFile)
+	cmd.Flag("status.target-health-interval", "With --prometheus-agent: shortest time between two status writes of one monitor that only change its target counts (acceptance changes are written at once). Lower gives fresher messages and more API writes.").Default("1m").DurationVar(&f.statusInterval)
 	cmd.Flag("storage.agent.path", "Directory of the agent WAL; samples survive restarts and receiver outages here.").Default("data-agent/").StringVar(&f.storagePath)
 	cmd.Flag("prometheus-agent", "namespace/name of a PrometheusAgent whose settings (selectors, remoteWrite, externalLabels, intervals, limits, scrape classes) apply live. Empty: flags-only mode.").StringVar(&f.prometheusAgent)
 	cmd.Flag("remote-write.url", "Remote-write endpoint in flags-only mode. Repeatable.").StringsVar(&f.remoteWriteURLs)
@@ -99,6 +101,9 @@ func (f *runFlags) validate() error {
 	}
 	if err := web.Validate(f.webConfigFile); err != nil {
 		return fmt.Errorf("--web.config.file %s: %w", f.webConfigFile, err)
+	}
+	if f.statusInterval <= 0 {
+		return errors.New("--status.target-health-interval must be positive")
 	}
 	if f.peerConfigFile != "" {
 		if _, _, err := commoncfg.LoadHTTPConfigFile(f.peerConfigFile); err != nil {

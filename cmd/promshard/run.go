@@ -110,7 +110,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	targets := clusterTargets(a, cluster, client)
 	var status *discovery.StatusWriter
 	if f.prometheusAgent != "" {
-		if status, err = newStatusWriter(rc, f.prometheusAgent, cluster, filter, targets, logger.With("component", "status"), reg); err != nil {
+		if status, err = newStatusWriter(rc, f.prometheusAgent, f.statusInterval, cluster, filter, targets, logger.With("component", "status"), reg); err != nil {
 			return err
 		}
 		rec.OnApplied(status.Update)
@@ -133,14 +133,23 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	var g run.Group
 	addActor(&g, "signals", func(ctx context.Context) error {
 		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 		defer signal.Stop(sig)
-		select {
-		case s := <-sig:
-			logger.Info("received signal, shutting down", "signal", s.String())
-		case <-ctx.Done():
+		for {
+			select {
+			case s := <-sig:
+				if s == syscall.SIGHUP {
+					// Like Prometheus' reload signal: re-read files now.
+					logger.Info("received SIGHUP, reloading the gossip keyring")
+					cluster.ReloadKeyring()
+					continue
+				}
+				logger.Info("received signal, shutting down", "signal", s.String())
+				return nil
+			case <-ctx.Done():
+				return nil
+			}
 		}
-		return nil
 	})
 	addActor(&g, "cluster", cluster.Run)
 	addActor(&g, "kubernetes", watcher.Run)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	commoncfg "github.com/prometheus/common/config"
@@ -82,12 +83,12 @@ func clusterTargets(a *agent.Agent, cluster *sharding.Cluster, client *http.Clie
 
 // newStatusWriter wires status reporting: one member (the rendezvous owner
 // of the object's key among alive members) writes each object's status.
-func newStatusWriter(rc *rest.Config, agentName string, cluster *sharding.Cluster, filter *sharding.Filter,
+func newStatusWriter(rc *rest.Config, agentName string, healthInterval time.Duration, cluster *sharding.Cluster, filter *sharding.Filter,
 	ct *agent.ClusterTargets, logger *slog.Logger, reg prometheus.Registerer,
 ) (*discovery.StatusWriter, error) {
 	self := cluster.Self()
 	return discovery.NewStatusWriter(discovery.StatusOptions{
-		RESTConfig: rc, Agent: agentName, Logger: logger, Registerer: reg,
+		RESTConfig: rc, Agent: agentName, HealthInterval: healthInterval, Logger: logger, Registerer: reg,
 		Owns: func(key string) bool {
 			return sharding.OwnerOf(sharding.StringKey(key), cluster.Members()) == self
 		},
