@@ -80,15 +80,19 @@ func (w *StatusWriter) syncObject(ctx context.Context, o monitoredObject, result
 // apply server-side applies the object's status with binding b as the only
 // entry this writer owns; nil removes the entry. It reports success.
 func (w *StatusWriter) apply(ctx context.Context, o monitoredObject, b *monitoringv1.WorkloadBinding) bool {
-	status := map[string]any{}
+	// An empty list (not an empty status, which the API server reads as
+	// null) tells server-side apply that this manager owns no entry any
+	// more: its binding is removed, other managers' bindings stay.
+	bindings := []any{}
 	if b != nil {
 		ub, err := runtime.DefaultUnstructuredConverter.ToUnstructured(b)
 		if err != nil {
 			w.logger.Error("Encoding a status binding failed", "object", o.key.String(), "err", err)
 			return false
 		}
-		status["bindings"] = []any{ub}
+		bindings = append(bindings, ub)
 	}
+	status := map[string]any{"bindings": bindings}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": o.apiVer, "kind": o.key.Kind,
 		"metadata": map[string]any{"name": o.key.Name, "namespace": o.key.Namespace},
