@@ -46,9 +46,9 @@ var pageTmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
 }).ParseFS(pageFS, "page.html"))
 
 type pageTarget struct {
-	Pool, URL, Health, LastError string
-	LastScrape                   time.Time
-	Labels                       string
+	Pool, URL, Health, LastError, Owner string
+	LastScrape                          time.Time
+	Labels                              string
 }
 
 type pageData struct {
@@ -57,12 +57,19 @@ type pageData struct {
 	Cluster  ClusterInfo
 	Targets  []pageTarget
 	Up, Down int
+	// Scope is "cluster" (every member's targets) or "this member";
+	// Object, when set, keeps only the targets of that object
+	// ("Kind/namespace/name"); Objects lists the objects to choose from.
+	Scope    string
+	Object   string
+	Objects  []string
+	Warnings []string
 	Config   Status
 	Rejected []config.Result
 }
 
-func (w *Web) statusPage(rw http.ResponseWriter, _ *http.Request) {
-	d := pageData{Version: version.Version, Now: time.Now()}
+func (w *Web) statusPage(rw http.ResponseWriter, r *http.Request) {
+	d := pageData{Version: version.Version, Now: time.Now(), Object: r.URL.Query().Get("object")}
 	if d.Version == "" {
 		d.Version = "dev (unstamped build)"
 	}
@@ -77,28 +84,54 @@ func (w *Web) statusPage(rw http.ResponseWriter, _ *http.Request) {
 			}
 		}
 	}
-	for _, t := range targetsOf(w.agent.ScrapeManager()).ActiveTargets {
-		pt := pageTarget{Pool: t.ScrapePool, URL: t.ScrapeURL, Health: t.Health, LastError: t.LastError, LastScrape: t.LastScrape}
-		keys := make([]string, 0, len(t.Labels))
-		for k := range t.Labels {
-			keys = append(keys, k)
+	d.Scope = "this member"
+	td := targetsOf(w.agent.ScrapeManager())
+	if w.opts.Targets != nil {
+		d.Scope = "cluster"
+		var err error
+		if td, err = w.opts.Targets.Gather(r.Context()); err != nil {
+			d.Warnings = append(d.Warnings, err.Error())
 		}
-		sort.Strings(keys)
-		for i, k := range keys {
-			if i > 0 {
-				pt.Labels += ", "
-			}
-			pt.Labels += k + "=" + t.Labels[k]
+	}
+	objects := map[string]bool{}
+	for _, t := range td.ActiveTargets {
+		obj := t.ScrapePool
+		if key, ok := config.JobObject(t.ScrapePool); ok {
+			obj = key.String()
 		}
+		objects[obj] = true
+		if d.Object != "" && obj != d.Object {
+			continue
+		}
+		d.Targets = append(d.Targets, newPageTarget(t))
 		if t.Health == "up" {
 			d.Up++
 		} else {
 			d.Down++
 		}
-		d.Targets = append(d.Targets, pt)
 	}
+	for o := range objects {
+		d.Objects = append(d.Objects, o)
+	}
+	sort.Strings(d.Objects)
 	rw.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := pageTmpl.Execute(rw, d); err != nil {
 		w.opts.Logger.Error("rendering status page", "err", err)
 	}
+}
+
+func newPageTarget(t Target) pageTarget {
+	pt := pageTarget{Pool: t.ScrapePool, URL: t.ScrapeURL, Health: t.Health, LastError: t.LastError, LastScrape: t.LastScrape, Owner: t.Owner}
+	keys := make([]string, 0, len(t.Labels))
+	for k := range t.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		if i > 0 {
+			pt.Labels += ", "
+		}
+		pt.Labels += k + "=" + t.Labels[k]
+	}
+	return pt
 }

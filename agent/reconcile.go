@@ -72,6 +72,7 @@ type Reconciler struct {
 	// lastAgent is the PrometheusAgent of the last applied configuration;
 	// only the Run goroutine uses it.
 	lastAgent *monitoringv1alpha1.PrometheusAgent
+	onApplied func(*config.Snapshot, []config.Result)
 
 	mtx       sync.Mutex
 	results   []config.Result
@@ -205,6 +206,9 @@ func (r *Reconciler) reconcile(snap *config.Snapshot) {
 		results = append(results, *agentRes)
 	}
 	r.record(results)
+	if r.onApplied != nil {
+		r.onApplied(snap, results)
+	}
 	if snap.Agent != nil {
 		r.lastAgent = snap.Agent
 	}
@@ -337,6 +341,11 @@ func (r *Reconciler) agentStatus() string {
 	defer r.mtx.Unlock()
 	return r.agent.state
 }
+
+// OnApplied registers fn, called after every applied configuration with the
+// snapshot it was generated from and the per-object results of what now
+// runs. fn must not block. Call it before Run.
+func (r *Reconciler) OnApplied(fn func(*config.Snapshot, []config.Result)) { r.onApplied = fn }
 
 // record keeps the results, updates the metric and logs each rejection once
 // per distinct reason so a rejected object is easy to find without flooding

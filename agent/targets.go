@@ -3,7 +3,6 @@ package agent
 import (
 	"encoding/json"
 	"net/http"
-	"sort"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -12,8 +11,9 @@ import (
 	"github.com/promshard/promshard/config"
 )
 
-// apiTarget is one active target in Prometheus' /api/v1/targets shape.
-type apiTarget struct {
+// Target is one active target in Prometheus' /api/v1/targets shape, plus
+// the member that scrapes it.
+type Target struct {
 	DiscoveredLabels   map[string]string `json:"discoveredLabels"`
 	Labels             map[string]string `json:"labels"`
 	ScrapePool         string            `json:"scrapePool"`
@@ -25,26 +25,31 @@ type apiTarget struct {
 	Health             string            `json:"health"`
 	ScrapeInterval     string            `json:"scrapeInterval"`
 	ScrapeTimeout      string            `json:"scrapeTimeout"`
+	Owner              string            `json:"owner,omitempty"`
 }
 
-type apiDroppedTarget struct {
+// DroppedTarget is a target dropped by relabeling, as Prometheus reports it
+// (bounded per job by keep_dropped_targets), plus the member reporting it.
+type DroppedTarget struct {
 	DiscoveredLabels map[string]string `json:"discoveredLabels"`
 	ScrapePool       string            `json:"scrapePool"`
+	Owner            string            `json:"owner,omitempty"`
 }
 
-type targetDiscovery struct {
-	ActiveTargets       []apiTarget        `json:"activeTargets"`
-	DroppedTargets      []apiDroppedTarget `json:"droppedTargets"`
-	DroppedTargetCounts map[string]int     `json:"droppedTargetCounts"`
+// TargetDiscovery is the data of /api/v1/targets.
+type TargetDiscovery struct {
+	ActiveTargets       []Target        `json:"activeTargets"`
+	DroppedTargets      []DroppedTarget `json:"droppedTargets"`
+	DroppedTargetCounts map[string]int  `json:"droppedTargetCounts"`
 }
 
 // targetsOf returns this member's active and dropped targets, sorted by scrape
 // pool and scrape URL, in the shape of Prometheus' /api/v1/targets.
-func targetsOf(sm *scrape.Manager) targetDiscovery {
+func targetsOf(sm *scrape.Manager) TargetDiscovery {
 	lb := labels.NewBuilder(labels.EmptyLabels())
-	td := targetDiscovery{
-		ActiveTargets:       []apiTarget{},
-		DroppedTargets:      []apiDroppedTarget{},
+	td := TargetDiscovery{
+		ActiveTargets:       []Target{},
+		DroppedTargets:      []DroppedTarget{},
 		DroppedTargetCounts: sm.TargetsDroppedCounts(),
 	}
 	for pool, ts := range sm.TargetsActive() {
@@ -57,7 +62,7 @@ func targetsOf(sm *scrape.Manager) targetDiscovery {
 			timeout := t.GetValue("__scrape_timeout__")
 			// A password in the address (user:pw@host) is never shown.
 			u := t.URL().Redacted()
-			td.ActiveTargets = append(td.ActiveTargets, apiTarget{
+			td.ActiveTargets = append(td.ActiveTargets, Target{
 				DiscoveredLabels:   t.DiscoveredLabels(lb).Map(),
 				Labels:             t.Labels(lb).Map(),
 				ScrapePool:         pool,
@@ -74,30 +79,23 @@ func targetsOf(sm *scrape.Manager) targetDiscovery {
 	}
 	for pool, ts := range sm.TargetsDropped() {
 		for _, t := range ts {
-			td.DroppedTargets = append(td.DroppedTargets, apiDroppedTarget{
+			td.DroppedTargets = append(td.DroppedTargets, DroppedTarget{
 				DiscoveredLabels: t.DiscoveredLabels(lb).Map(),
 				ScrapePool:       pool,
 			})
 		}
 	}
-	sort.Slice(td.ActiveTargets, func(i, j int) bool {
-		a, b := td.ActiveTargets[i], td.ActiveTargets[j]
-		if a.ScrapePool != b.ScrapePool {
-			return a.ScrapePool < b.ScrapePool
-		}
-		return a.ScrapeURL < b.ScrapeURL
-	})
-	sort.SliceStable(td.DroppedTargets, func(i, j int) bool {
-		return td.DroppedTargets[i].ScrapePool < td.DroppedTargets[j].ScrapePool
-	})
+	td.sort()
 	return td
 }
 
 // apiResponse is Prometheus' HTTP API envelope.
 type apiResponse struct {
-	Status string `json:"status"`
-	Data   any    `json:"data,omitempty"`
-	Error  string `json:"error,omitempty"`
+	Status    string   `json:"status"`
+	Data      any      `json:"data,omitempty"`
+	ErrorType string   `json:"errorType,omitempty"`
+	Error     string   `json:"error,omitempty"`
+	Warnings  []string `json:"warnings,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -12,12 +12,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/exporter-toolkit/web"
 )
 
 // WebOptions configure the HTTP server.
 type WebOptions struct {
 	// ListenAddress is host:port to listen on, e.g. ":9090".
 	ListenAddress string
+	// ConfigFile is an exporter-toolkit web configuration file (TLS, client
+	// certificates, basic auth, as Prometheus' --web.config.file) protecting
+	// every endpoint. It is validated by NewWeb and re-read by the server on
+	// each new connection, so certificates and users can change without a
+	// restart. Empty: plain HTTP without authentication.
+	ConfigFile string
 	// Gatherer serves /metrics. Nil means prometheus.DefaultGatherer.
 	Gatherer prometheus.Gatherer
 	// Ready reports readiness for /-/ready: in promshard, the member
@@ -32,6 +39,9 @@ type WebOptions struct {
 	Handlers map[string]http.Handler
 	// Cluster feeds the status page's cluster section. Nil shows none.
 	Cluster func() ClusterInfo
+	// Targets answers /api/v1/targets?scope=cluster and the status page's
+	// cluster-wide target list. Nil: both show this member's targets only.
+	Targets *ClusterTargets
 	// Reconciler feeds the status page's configuration and rejected
 	// objects sections. Nil shows none.
 	Reconciler *Reconciler
@@ -54,6 +64,9 @@ func NewWeb(opts WebOptions, a *Agent) (*Web, error) {
 	}
 	if opts.Gatherer == nil {
 		opts.Gatherer = prometheus.DefaultGatherer
+	}
+	if err := web.Validate(opts.ConfigFile); err != nil {
+		return nil, fmt.Errorf("web config file %s: %w", opts.ConfigFile, err)
 	}
 	ln, err := net.Listen("tcp", opts.ListenAddress)
 	if err != nil {
@@ -88,9 +101,7 @@ func (w *Web) routes() {
 		}
 		fmt.Fprintln(rw, "promshard is Ready.")
 	})
-	w.mux.HandleFunc("GET /api/v1/targets", func(rw http.ResponseWriter, _ *http.Request) {
-		writeJSON(rw, http.StatusOK, apiResponse{Status: "success", Data: targetsOf(w.agent.ScrapeManager())})
-	})
+	w.mux.HandleFunc("GET /api/v1/targets", w.targetsHandler)
 	w.mux.HandleFunc("GET /{$}", w.statusPage)
 	for p, h := range w.opts.Handlers {
 		w.mux.Handle(p, h)
@@ -101,7 +112,9 @@ func (w *Web) routes() {
 func (w *Web) Run(ctx context.Context) error {
 	srv := &http.Server{Handler: w.mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(w.ln) }()
+	go func() {
+		errc <- web.Serve(w.ln, srv, &web.FlagConfig{WebConfigFile: &w.opts.ConfigFile}, w.opts.Logger.With("component", "web"))
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("web server: %w", err)

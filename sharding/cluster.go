@@ -7,6 +7,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -50,6 +51,8 @@ type Member struct {
 	KubernetesNode string `json:"kubernetesNode,omitempty"`
 	// Zone is the member's zone (--sharding.zone), if it said.
 	Zone string `json:"zone,omitempty"`
+	// WebURL is the base URL of the member's HTTP endpoints, if it said.
+	WebURL string `json:"webURL,omitempty"`
 }
 
 // departedRetention is how long dead and left members stay listed.
@@ -62,6 +65,7 @@ type Cluster struct {
 	logger  *slog.Logger
 	ml      *memberlist.Memberlist // nil when standalone
 	addr    string                 // this member's gossip address
+	keys    *keyringState          // nil when gossip is not encrypted
 	meta    *nodeMeta
 	changes chan struct{}
 	ready   atomic.Bool
@@ -109,6 +113,11 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 			return nil, fmt.Errorf("cluster config: %w", err)
 		}
 		mc.Logger = log.New(&memberlistLogWriter{logger: logger}, "", 0)
+		if mc.Keyring != nil {
+			c.keys = &keyringState{path: cfg.SecretKeyFile, ring: mc.Keyring}
+		} else {
+			logger.Warn("Gossip is not encrypted: set --cluster.secret-key-file so that only members holding the key can join and read membership traffic")
+		}
 		c.meta = &nodeMeta{node: cfg.KubernetesNode, zone: cfg.Zone}
 		c.meta.state.Store(metaJoining)
 		mc.Delegate = c.meta
@@ -118,6 +127,16 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 		}
 		// LocalNode's fields are rewritten by UpdateNode: read them once.
 		c.addr = c.ml.LocalNode().Address()
+		if web := advertisedWebURL(cfg.WebURL, net.ParseIP(c.ml.LocalNode().Addr.String())); web != "" {
+			// Set after Create: an unspecified host becomes the address
+			// memberlist advertises. Nobody has joined yet, so the
+			// update only changes the local node's state.
+			c.meta.web.Store(&web)
+			if err := c.ml.UpdateNode(time.Second); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("announce web URL: %w", err)
+			}
+		}
 		c.checkReady()
 	}
 	if reg != nil {
@@ -149,6 +168,12 @@ func (c *Cluster) Run(ctx context.Context) error {
 	}
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
+	var reloadKeys <-chan time.Time
+	if c.keys != nil && c.cfg.KeyringReloadInterval > 0 {
+		t := time.NewTicker(c.cfg.KeyringReloadInterval)
+		defer t.Stop()
+		reloadKeys = t.C
+	}
 	join := time.NewTimer(0)
 	defer join.Stop()
 	joined, fast := false, fastJoins
@@ -172,6 +197,8 @@ func (c *Cluster) Run(ctx context.Context) error {
 			}
 		case <-prune.C:
 			c.pruneDeparted(time.Now())
+		case <-reloadKeys:
+			c.keys.reload(c.logger)
 		case <-join.C:
 			joined = c.join(ctx, joined) || joined
 			if joined {
@@ -373,6 +400,28 @@ func (c *Cluster) shutdownLocked() {
 	}
 }
 
+// advertisedWebURL returns webURL with an empty or unspecified host
+// (0.0.0.0, ::) replaced by ip, or webURL unchanged.
+func advertisedWebURL(webURL string, ip net.IP) string {
+	u, err := url.Parse(webURL)
+	if err != nil || webURL == "" {
+		return webURL
+	}
+	host := u.Hostname()
+	if h := net.ParseIP(host); host == "" || (h != nil && h.IsUnspecified()) {
+		u.Host = net.JoinHostPort(ip.String(), u.Port())
+	}
+	return u.String()
+}
+
+// ReloadKeyring re-reads the gossip keyring file now (it is also re-read
+// every KeyringReloadInterval). It does nothing when gossip is not encrypted.
+func (c *Cluster) ReloadKeyring() {
+	if c.keys != nil {
+		c.keys.reload(c.logger)
+	}
+}
+
 // Self returns this member's name.
 func (c *Cluster) Self() string { return c.cfg.NodeName }
 
@@ -453,8 +502,8 @@ func (c *Cluster) pruneDeparted(now time.Time) {
 // runs inside memberlist with its locks held: it must not call back into
 // memberlist.
 func (c *Cluster) setMember(n *memberlist.Node, departed bool) {
-	state, node, zone := decodeMeta(n.Meta)
-	m := Member{Name: n.Name, Address: n.Address(), State: state, KubernetesNode: node, Zone: zone}
+	state, node, zone, web := decodeMeta(n.Meta)
+	m := Member{Name: n.Name, Address: n.Address(), State: state, KubernetesNode: node, Zone: zone, WebURL: web}
 	c.mtx.Lock()
 	old, had := c.members[n.Name]
 	switch {
@@ -497,13 +546,14 @@ func (e *clusterEvents) NotifyUpdate(n *memberlist.Node) { (*Cluster)(e).setMemb
 func (e *clusterEvents) NotifyLeave(n *memberlist.Node)  { (*Cluster)(e).setMember(n, true) }
 
 // nodeMeta is a memberlist.Delegate that only shares node metadata: the
-// member's state flag, its Kubernetes node name and its zone, encoded as
-// flag byte, node, NUL, zone. memberlist's events do not tell a graceful
-// leave from a failure, so a stopping member first gossips the leaving flag;
+// member's state flag, its Kubernetes node name, its zone and its web URL,
+// encoded as flag byte, node, NUL, zone, NUL, web URL. memberlist's events
+// do not tell a graceful leave from a failure, so a stopping member first gossips the leaving flag;
 // peers then report it left (and stop giving it targets) before it is even
 // gone. The joining and participant flags gate ownership.
 type nodeMeta struct {
 	node, zone string
+	web        atomic.Pointer[string]
 	state      atomic.Uint32 // one of the meta* flags
 }
 
@@ -516,21 +566,25 @@ const (
 	metaLeaving     = 'l'
 )
 
-// NodeMeta implements memberlist.Delegate.
+// NodeMeta implements memberlist.Delegate: flag byte, node, NUL, zone and,
+// when set, NUL and the web URL.
 func (d *nodeMeta) NodeMeta(limit int) []byte {
 	meta := append([]byte{byte(d.state.Load())}, d.node...)
 	meta = append(append(meta, 0), d.zone...)
+	if web := d.web.Load(); web != nil && *web != "" {
+		meta = append(append(meta, 0), *web...)
+	}
 	if len(meta) > limit {
 		return meta[:1]
 	}
 	return meta
 }
 
-// decodeMeta returns the state, Kubernetes node and zone of a peer's
-// metadata. A peer without metadata counts as participant.
-func decodeMeta(meta []byte) (state MemberState, node, zone string) {
+// decodeMeta returns the state, Kubernetes node, zone and web URL of a
+// peer's metadata. A peer without metadata counts as participant.
+func decodeMeta(meta []byte) (state MemberState, node, zone, web string) {
 	if len(meta) == 0 {
-		return StateParticipant, "", ""
+		return StateParticipant, "", "", ""
 	}
 	switch meta[0] {
 	case metaJoining:
@@ -540,8 +594,9 @@ func decodeMeta(meta []byte) (state MemberState, node, zone string) {
 	default:
 		state = StateParticipant
 	}
-	node, zone, _ = strings.Cut(string(meta[1:]), "\x00")
-	return state, node, zone
+	node, rest, _ := strings.Cut(string(meta[1:]), "\x00")
+	zone, web, _ = strings.Cut(rest, "\x00")
+	return state, node, zone, web
 }
 
 func (*nodeMeta) NotifyMsg([]byte)                           {}

@@ -1,7 +1,6 @@
 package sharding
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -44,6 +43,10 @@ const (
 	// DefaultLeaveTimeout bounds how long a graceful leave waits for its
 	// broadcast to go out.
 	DefaultLeaveTimeout = 5 * time.Second
+	// DefaultKeyringReloadInterval is how often the gossip keyring file is
+	// re-read. Kubernetes takes up to about a minute to update a mounted
+	// Secret; a reload costs one small file read.
+	DefaultKeyringReloadInterval = 10 * time.Second
 	// nodeMetaLimit is memberlist's limit for node metadata.
 	nodeMetaLimit = memberlist.MetaMaxSize
 )
@@ -75,10 +78,16 @@ type ClusterConfig struct {
 	// resolved (A/AAAA) again on every join attempt; one that resolves to
 	// nothing is not an error (e.g. a headless Service with no ready pod).
 	Join []string
-	// SecretKeyFile is a file holding the gossip encryption key: 16, 24 or 32
-	// bytes, raw or base64-encoded. Members with different keys never merge.
-	// Empty: gossip is not encrypted.
+	// SecretKeyFile is a gossip keyring file: one or more keys of 16, 24 or
+	// 32 bytes, base64-encoded, one per line (or a single raw key). The first
+	// key encrypts, all are accepted; members sharing no key never merge.
+	// The file is re-read every KeyringReloadInterval, so the key can be
+	// rotated without a restart (see keyring.go for the three steps).
+	// Empty: gossip is not encrypted (a warning is logged).
 	SecretKeyFile string
+	// KeyringReloadInterval is how often SecretKeyFile is re-read.
+	// Default: DefaultKeyringReloadInterval. Negative: never.
+	KeyringReloadInterval time.Duration
 	// ClusterName is sent as memberlist's label with every packet; members
 	// with different names never merge. Empty: no label.
 	ClusterName string
@@ -89,6 +98,10 @@ type ClusterConfig struct {
 	// Zone is this member's zone, shared with peers in memberlist node
 	// metadata for the "zone" sharding strategy. Empty: no zone.
 	Zone string
+	// WebURL is the base URL of this member's HTTP endpoints as peers reach
+	// them (e.g. "https://10.0.0.5:9090"), shared in node metadata for the
+	// cluster-wide targets view. Empty: peers cannot query this member.
+	WebURL string
 	// WaitForSize is the number of alive members (this one included) the
 	// cluster must reach before Ready reports true. 0 or 1: ready at once.
 	// Readiness latches: a cluster that shrinks again stays ready.
@@ -139,6 +152,9 @@ func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
 	if c.RejoinInterval == 0 {
 		c.RejoinInterval = DefaultRejoinInterval
 	}
+	if c.KeyringReloadInterval == 0 {
+		c.KeyringReloadInterval = DefaultKeyringReloadInterval
+	}
 	setDefault(&c.ProbeInterval, DefaultProbeInterval)
 	setDefault(&c.ProbeTimeout, DefaultProbeTimeout)
 	setDefault(&c.SuspicionMult, DefaultSuspicionMult)
@@ -149,11 +165,11 @@ func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
 	if c.WaitForSize < 0 || c.WaitTimeout < 0 {
 		return c, errors.New("wait-for-size and wait-timeout must not be negative")
 	}
-	if len(c.KubernetesNode)+len(c.Zone)+2 > nodeMetaLimit {
-		return c, fmt.Errorf("kubernetes node and zone names longer than %d bytes together", nodeMetaLimit-2)
+	if len(c.KubernetesNode)+len(c.Zone)+len(c.WebURL)+3 > nodeMetaLimit {
+		return c, fmt.Errorf("kubernetes node, zone and web URL longer than %d bytes together", nodeMetaLimit-3)
 	}
-	if strings.ContainsRune(c.KubernetesNode, 0) || strings.ContainsRune(c.Zone, 0) {
-		return c, errors.New("kubernetes node and zone names must not contain NUL")
+	if strings.ContainsRune(c.KubernetesNode, 0) || strings.ContainsRune(c.Zone, 0) || strings.ContainsRune(c.WebURL, 0) {
+		return c, errors.New("kubernetes node, zone and web URL must not contain NUL")
 	}
 	for _, j := range c.Join {
 		if _, _, err := net.SplitHostPort(strings.TrimPrefix(j, dnsPrefix)); err != nil {
@@ -200,11 +216,13 @@ func (c ClusterConfig) memberlistConfig() (*memberlist.Config, error) {
 	mc.DeadNodeReclaimTime = time.Millisecond
 	mc.Label = c.ClusterName
 	if c.SecretKeyFile != "" {
-		key, err := readSecretKey(c.SecretKeyFile)
+		keys, err := readKeyring(c.SecretKeyFile)
 		if err != nil {
 			return nil, err
 		}
-		mc.SecretKey = key
+		if mc.Keyring, err = newKeyring(keys); err != nil {
+			return nil, err
+		}
 	}
 	return mc, nil
 }
@@ -222,28 +240,6 @@ func splitHostPort(addr string) (string, int, error) {
 		host = "0.0.0.0"
 	}
 	return host, port, nil
-}
-
-// readSecretKey reads a gossip key file: 16/24/32 bytes, base64-encoded
-// (surrounding whitespace ignored) or raw. Base64 is tried first: a text key
-// of 24 or 32 characters could otherwise be mistaken for a raw one, while
-// random raw bytes are almost never valid base64.
-func readSecretKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read secret key: %w", err)
-	}
-	key, decErr := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
-	switch {
-	case decErr == nil && validKeyLen(len(key)):
-		return key, nil
-	case validKeyLen(len(b)):
-		return b, nil
-	case decErr != nil:
-		return nil, fmt.Errorf("secret key in %s is neither base64 nor 16, 24 or 32 raw bytes: %w", path, decErr)
-	default:
-		return nil, fmt.Errorf("secret key in %s decodes to %d bytes, want 16, 24 or 32", path, len(key))
-	}
 }
 
 func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }

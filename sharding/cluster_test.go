@@ -87,11 +87,12 @@ func startThree(t *testing.T, base ClusterConfig) ([]*Cluster, []func()) {
 }
 
 func TestClusterJoinAndGracefulLeave(t *testing.T) {
-	cs, stops := startThree(t, ClusterConfig{ClusterName: "test", KubernetesNode: "node-a", Zone: "zone-1"})
+	cs, stops := startThree(t, ClusterConfig{ClusterName: "test", KubernetesNode: "node-a", Zone: "zone-1", WebURL: "https://127.0.0.1:9090"})
 	require.Equal(t, []string{"n0", "n1", "n2"}, aliveNames(cs[1]))
 	for _, m := range cs[0].Members() {
 		require.Equal(t, "node-a", m.KubernetesNode, "node name travels in memberlist meta")
 		require.Equal(t, "zone-1", m.Zone, "zone travels in memberlist meta")
+		require.Equal(t, "https://127.0.0.1:9090", m.WebURL, "web URL travels in memberlist meta")
 		require.Equal(t, StateJoining, m.State, "members start joining")
 		require.True(t, strings.HasPrefix(m.Address, "127.0.0.1:"))
 	}
@@ -228,6 +229,15 @@ func TestStandaloneCluster(t *testing.T) {
 	cancel()
 	require.NoError(t, c.Run(ctx))
 	require.NoError(t, testutil.CollectAndCompare(reg, strings.NewReader(`
+# HELP promshard_cluster_gossip_keys Gossip encryption keys installed (the first encrypts, all decrypt); 0 means gossip is not encrypted.
+# TYPE promshard_cluster_gossip_keys gauge
+promshard_cluster_gossip_keys 0
+# HELP promshard_cluster_keyring_reload_failures_total Times the gossip keyring file could not be read or installed (the previous keys stay).
+# TYPE promshard_cluster_keyring_reload_failures_total counter
+promshard_cluster_keyring_reload_failures_total 0
+# HELP promshard_cluster_keyring_reloads_total Times a changed gossip keyring file was installed.
+# TYPE promshard_cluster_keyring_reloads_total counter
+promshard_cluster_keyring_reloads_total 0
 # HELP promshard_cluster_members Cluster members known to this member, by state: joining (alive, not owning targets yet), participant, left, dead.
 # TYPE promshard_cluster_members gauge
 promshard_cluster_members{state="joining"} 0
@@ -258,28 +268,6 @@ func TestClusterConfigErrors(t *testing.T) {
 			require.ErrorContains(t, err, tc.err)
 		})
 	}
-}
-
-func TestReadSecretKey(t *testing.T) {
-	raw24 := bytes.Repeat([]byte{0xff}, 24)
-	for _, tc := range []struct {
-		name    string
-		content []byte
-		want    []byte
-	}{
-		{"raw 16", bytes.Repeat([]byte{0xfe}, 16), bytes.Repeat([]byte{0xfe}, 16)},
-		{"raw 24", raw24, raw24},
-		{"base64 32 with newline", []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)) + "\n"), bytes.Repeat([]byte{7}, 32)},
-		{"base64 16", []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 16))), bytes.Repeat([]byte{9}, 16)},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := readSecretKey(writeKey(t, tc.content))
-			require.NoError(t, err)
-			require.Equal(t, tc.want, got)
-		})
-	}
-	_, err := readSecretKey(writeKey(t, []byte(base64.StdEncoding.EncodeToString([]byte("12345")))))
-	require.ErrorContains(t, err, "decodes to 5 bytes")
 }
 
 func TestMemberlistLogWriter(t *testing.T) {
@@ -351,5 +339,19 @@ func TestClusterResolveJoin(t *testing.T) {
 	b, _ := startCluster(t, ClusterConfig{NodeName: "b", ListenAddress: self, Join: []string{self, "dns+localhost:" + port}})
 	for _, a := range b.resolveJoin(context.Background()) {
 		require.NotEqual(t, self, a, "never joins itself")
+	}
+}
+
+func TestAdvertisedWebURL(t *testing.T) {
+	ip := net.ParseIP("10.0.0.5")
+	for in, want := range map[string]string{
+		"":                        "",
+		"http://:9090":            "http://10.0.0.5:9090",
+		"https://0.0.0.0:9090":    "https://10.0.0.5:9090",
+		"http://[::]:9090":        "http://10.0.0.5:9090",
+		"http://127.0.0.7:9090":   "http://127.0.0.7:9090",
+		"https://promshard-0:443": "https://promshard-0:443",
+	} {
+		require.Equal(t, want, advertisedWebURL(in, ip), in)
 	}
 }

@@ -6,9 +6,12 @@ import (
 
 // clusterCollector exports membership gauges computed at scrape time.
 type clusterCollector struct {
-	c       *Cluster
-	members *prometheus.Desc
-	ready   *prometheus.Desc
+	c        *Cluster
+	members  *prometheus.Desc
+	ready    *prometheus.Desc
+	keys     *prometheus.Desc
+	reloads  *prometheus.Desc
+	failures *prometheus.Desc
 }
 
 func newClusterCollector(c *Cluster) *clusterCollector {
@@ -18,6 +21,12 @@ func newClusterCollector(c *Cluster) *clusterCollector {
 			"Cluster members known to this member, by state: joining (alive, not owning targets yet), participant, left, dead.", []string{"state"}, nil),
 		ready: prometheus.NewDesc("promshard_cluster_ready",
 			"1 once the cluster reached its wait-for-size or its wait timeout passed.", nil, nil),
+		keys: prometheus.NewDesc("promshard_cluster_gossip_keys",
+			"Gossip encryption keys installed (the first encrypts, all decrypt); 0 means gossip is not encrypted.", nil, nil),
+		reloads: prometheus.NewDesc("promshard_cluster_keyring_reloads_total",
+			"Times a changed gossip keyring file was installed.", nil, nil),
+		failures: prometheus.NewDesc("promshard_cluster_keyring_reload_failures_total",
+			"Times the gossip keyring file could not be read or installed (the previous keys stay).", nil, nil),
 	}
 }
 
@@ -25,6 +34,9 @@ func newClusterCollector(c *Cluster) *clusterCollector {
 func (cc *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- cc.members
 	ch <- cc.ready
+	ch <- cc.keys
+	ch <- cc.reloads
+	ch <- cc.failures
 }
 
 // Collect implements prometheus.Collector.
@@ -41,6 +53,14 @@ func (cc *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		ready = 1
 	}
 	ch <- prometheus.MustNewConstMetric(cc.ready, prometheus.GaugeValue, ready)
+	ks := cc.c.keys
+	ch <- prometheus.MustNewConstMetric(cc.keys, prometheus.GaugeValue, float64(ks.size()))
+	var reloads, failures int64
+	if ks != nil {
+		reloads, failures = ks.reloads.Load(), ks.failures.Load()
+	}
+	ch <- prometheus.MustNewConstMetric(cc.reloads, prometheus.CounterValue, float64(reloads))
+	ch <- prometheus.MustNewConstMetric(cc.failures, prometheus.CounterValue, float64(failures))
 }
 
 // filterMetrics are the ownership filter's metrics.

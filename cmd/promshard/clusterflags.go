@@ -36,7 +36,7 @@ func registerClusterFlags(cmd *kingpin.CmdClause, f *clusterFlags) {
 	cmd.Flag("cluster.listen-address", "host:port for gossip (TCP and UDP). Empty with no --cluster.join: run alone.").StringVar(&f.listenAddress)
 	cmd.Flag("cluster.advertise-address", "host:port peers use to reach this member. Default: derived from the listen address.").StringVar(&f.advertiseAddress)
 	cmd.Flag("cluster.join", "Peer to join: host:port, or dns+name:port re-resolved periodically (e.g. a headless Service). Repeatable.").StringsVar(&f.join)
-	cmd.Flag("cluster.secret-key-file", "File with the gossip encryption key (16, 24 or 32 bytes, raw or base64). Members with different keys never join.").StringVar(&f.secretKeyFile)
+	cmd.Flag("cluster.secret-key-file", "Gossip keyring file: keys of 16, 24 or 32 bytes, base64, one per line (or one raw key). The first key encrypts, all are accepted; members sharing no key never join. Re-read every 10s, so keys rotate without a restart: add the new key as second line, then put it first, then remove the old one. Empty: gossip is not encrypted (logged as a warning).").StringVar(&f.secretKeyFile)
 	cmd.Flag("cluster.name", "Cluster name; members of clusters with different names never merge.").Default("promshard").StringVar(&f.name)
 	cmd.Flag("cluster.wait-for-size", "Own no target until the cluster has at least this many members (or --cluster.wait-timeout passes). 0 or 1: no wait.").Default("0").IntVar(&f.waitForSize)
 	cmd.Flag("cluster.wait-timeout", "Longest wait for --cluster.wait-for-size; after it the member owns its share anyway.").Default("5m").DurationVar(&f.waitTimeout)

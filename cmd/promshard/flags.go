@@ -10,8 +10,10 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/exporter-toolkit/web"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -23,6 +25,9 @@ import (
 type runFlags struct {
 	kubeconfig        string
 	listenAddress     string
+	webConfigFile     string
+	peerConfigFile    string
+	statusInterval    time.Duration
 	storagePath       string
 	prometheusAgent   string
 	remoteWriteURLs   []string
@@ -45,6 +50,9 @@ func registerRunFlags(cmd *kingpin.CmdClause) *runFlags {
 	f := &runFlags{logLevel: promslog.NewLevel(), logFormat: promslog.NewFormat()}
 	cmd.Flag("kubeconfig", "Path to a kubeconfig. Empty: in-cluster configuration, then $KUBECONFIG.").Envar("KUBECONFIG").StringVar(&f.kubeconfig)
 	cmd.Flag("web.listen-address", "Address for /metrics, /-/healthy, /-/ready, /api/v1/targets, /api/v1/cluster and the status page.").Default(":9090").StringVar(&f.listenAddress)
+	cmd.Flag("web.config.file", "exporter-toolkit web configuration file (TLS, client certificates, basic auth; the format of Prometheus' --web.config.file) protecting every HTTP endpoint, probes included. Re-read on each connection. Empty: plain HTTP, no authentication.").StringVar(&f.webConfigFile)
+	cmd.Flag("web.peer-config-file", "HTTP client configuration (Prometheus' http_config format: tls_config, basic_auth, authorization) for requests to other members' endpoints (/api/v1/targets?scope=cluster, the status page, status reporting). Needed when --web.config.file demands TLS or credentials. Empty: plain HTTP client.").StringVar(&f.peerConfigFile)
+	cmd.Flag("status.target-health-interval", "With --prometheus-agent: shortest time between two status writes of one monitor that only change its target counts (acceptance changes are written at once). Lower gives fresher messages and more API writes.").Default("1m").DurationVar(&f.statusInterval)
 	cmd.Flag("storage.agent.path", "Directory of the agent WAL; samples survive restarts and receiver outages here.").Default("data-agent/").StringVar(&f.storagePath)
 	cmd.Flag("prometheus-agent", "namespace/name of a PrometheusAgent whose settings (selectors, remoteWrite, externalLabels, intervals, limits, scrape classes) apply live. Until it exists nothing is scraped; when deleted, its last applied settings keep running. Empty: flags-only mode.").StringVar(&f.prometheusAgent)
 	cmd.Flag("remote-write.url", "Remote-write endpoint in flags-only mode. Repeatable.").StringsVar(&f.remoteWriteURLs)
@@ -90,6 +98,17 @@ func (f *runFlags) validate() error {
 	}
 	if _, err := metav1.ParseToLabelSelector(f.namespaceSelector); err != nil {
 		return fmt.Errorf("--namespace.selector: %w", err)
+	}
+	if err := web.Validate(f.webConfigFile); err != nil {
+		return fmt.Errorf("--web.config.file %s: %w", f.webConfigFile, err)
+	}
+	if f.statusInterval <= 0 {
+		return errors.New("--status.target-health-interval must be positive")
+	}
+	if f.peerConfigFile != "" {
+		if _, _, err := commoncfg.LoadHTTPConfigFile(f.peerConfigFile); err != nil {
+			return fmt.Errorf("--web.peer-config-file: %w", err)
+		}
 	}
 	if f.kubeconfig != "" {
 		if _, err := os.Stat(f.kubeconfig); err != nil {

@@ -76,7 +76,11 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	cluster, filter, err := newSharding(f, a.ScrapeManager(), logger, reg)
+	peerURL, err := webURL(f.listenAddress, f.webConfigFile)
+	if err != nil {
+		return fmt.Errorf("--web.listen-address: %w", err)
+	}
+	cluster, filter, err := newSharding(f, peerURL, a.ScrapeManager(), logger, reg)
 	if err != nil {
 		return err
 	}
@@ -115,8 +119,20 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		func() bool { return rec.Status().Version > 0 }, // first configuration applied
 		filter.Primed, // discovery delivered its first result for it
 	)
+	client, err := peerClient(f.peerConfigFile)
+	if err != nil {
+		return err
+	}
+	targets := clusterTargets(a, cluster, client)
+	var status *discovery.StatusWriter
+	if f.prometheusAgent != "" {
+		if status, err = newStatusWriter(rc, f.prometheusAgent, f.statusInterval, cluster, targets, logger.With("component", "status"), reg); err != nil {
+			return err
+		}
+		rec.OnApplied(status.Update)
+	}
 	web, err := agent.NewWeb(agent.WebOptions{
-		ListenAddress: f.listenAddress, Gatherer: reg, Logger: logger,
+		ListenAddress: f.listenAddress, ConfigFile: f.webConfigFile, Gatherer: reg, Logger: logger,
 		Ready:          cluster.Participant,
 		NotReadyReason: rec.NotReadyReason,
 		Handlers: map[string]http.Handler{
@@ -124,6 +140,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		},
 		Cluster:    func() agent.ClusterInfo { return clusterInfo(sharding.Status(cluster.Self(), cluster, filter)) },
 		Reconciler: rec,
+		Targets:    targets,
 	}, a)
 	if err != nil {
 		return err
@@ -133,15 +150,24 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	var g run.Group
 	addActor(&g, "signals", func(ctx context.Context) error {
 		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 		defer signal.Stop(sig)
-		select {
-		case s := <-sig:
-			logger.Info("received signal, shutting down", "signal", s.String())
-			gracefulLeave(ctx, cluster, filter, a.ScrapeManager(), logger)
-		case <-ctx.Done():
+		for {
+			select {
+			case s := <-sig:
+				if s == syscall.SIGHUP {
+					// Like Prometheus' reload signal: re-read files now.
+					logger.Info("received SIGHUP, reloading the gossip keyring")
+					cluster.ReloadKeyring()
+					continue
+				}
+				logger.Info("received signal, shutting down", "signal", s.String())
+				gracefulLeave(ctx, cluster, filter, a.ScrapeManager(), logger)
+				return nil
+			case <-ctx.Done():
+				return nil
+			}
 		}
-		return nil
 	})
 	addActor(&g, "cluster", cluster.Run)
 	addActor(&g, "participation", func(ctx context.Context) error {
@@ -151,6 +177,9 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	addActor(&g, "reconciler", rec.Run)
 	addActor(&g, "agent", a.Run)
 	addActor(&g, "web", web.Run)
+	if status != nil {
+		addActor(&g, "status", status.Run)
+	}
 	return g.Run()
 }
 
@@ -201,12 +230,12 @@ func addActor(g *run.Group, name string, fn func(context.Context) error) {
 	}, func(error) { cancel() })
 }
 
-func newSharding(f *runFlags, sm *scrape.Manager, logger *slog.Logger, reg prometheus.Registerer) (*sharding.Cluster, *sharding.Filter, error) {
+func newSharding(f *runFlags, webURL string, sm *scrape.Manager, logger *slog.Logger, reg prometheus.Registerer) (*sharding.Cluster, *sharding.Filter, error) {
 	cf := f.cluster
 	cluster, err := sharding.NewCluster(sharding.ClusterConfig{
 		NodeName: cf.nodeName, ListenAddress: cf.listenAddress, AdvertiseAddress: cf.advertiseAddress,
 		Join: cf.join, SecretKeyFile: cf.secretKeyFile, ClusterName: cf.name, KubernetesNode: cf.localNode,
-		WaitForSize: cf.waitForSize, WaitTimeout: cf.waitTimeout, Zone: cf.zone,
+		WaitForSize: cf.waitForSize, WaitTimeout: cf.waitTimeout, Zone: cf.zone, WebURL: webURL,
 	}, logger.With("component", "cluster"), reg)
 	if err != nil {
 		return nil, nil, err

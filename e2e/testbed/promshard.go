@@ -69,14 +69,21 @@ type PromshardOptions struct {
 	// Kubeconfig overrides the bed's admin kubeconfig, e.g. to run with a
 	// ServiceAccount token.
 	Kubeconfig string
+	// SecureWeb protects the replica's endpoints with TLS (a certificate
+	// from the bed's CA) and basic auth (WebUser, WebPassword), and gives it
+	// the same credentials for its peers. The test bed's requests use them.
+	SecureWeb bool
 }
 
 // Promshard is a running promshard replica.
 type Promshard struct {
 	bed  *Bed
 	opts PromshardOptions
-	// WebURL is http://IP:port of the replica's HTTP server.
+	// WebURL is http(s)://IP:port of the replica's HTTP server.
 	WebURL string
+	// client makes the bed's requests to the replica (TLS and credentials
+	// with SecureWeb).
+	client *http.Client
 	// GossipAddr is IP:port of memberlist, when Gossip is set.
 	GossipAddr string
 	// LogPath is the replica's log file.
@@ -109,6 +116,16 @@ func (b *Bed) StartPromshard(ctx context.Context, opts PromshardOptions) (*Proms
 		bed: b, opts: opts,
 		WebURL:  "http://" + net.JoinHostPort(opts.IP, strconv.Itoa(webPort)),
 		LogPath: filepath.Join(b.dir, "promshard-"+opts.Name+".log"),
+		client:  &http.Client{Timeout: 5 * time.Second},
+	}
+	if opts.SecureWeb {
+		flags, err := b.writeSecureWeb(opts.Name, net.ParseIP(opts.IP))
+		if err != nil {
+			return nil, fmt.Errorf("secure web for %s: %w", opts.Name, err)
+		}
+		opts.Args = append(flags, opts.Args...)
+		p.WebURL = "https://" + net.JoinHostPort(opts.IP, strconv.Itoa(webPort))
+		p.client = b.TLSClient()
 	}
 	args := []string{opts.Binary, "run",
 		"--kubeconfig=" + opts.Kubeconfig,
@@ -153,12 +170,14 @@ func (p *Promshard) start(ctx context.Context, args []string) error {
 	if p.opts.NoWaitReady {
 		path = "/-/healthy"
 	}
-	client := &http.Client{Timeout: 2 * time.Second}
 	for {
 		if pr.exited() {
 			return fmt.Errorf("promshard %s exited: %v; log:\n%s", p.opts.Name, pr.waitErr, p.LogTail(30))
 		}
-		if _, code, err := httpGet(ctx, client, p.WebURL+path, ""); err == nil && code == http.StatusOK {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		code, _, err := p.do(cctx, path)
+		cancel()
+		if err == nil && code == http.StatusOK {
 			return nil
 		}
 		select {
@@ -281,23 +300,32 @@ func (p *Promshard) GetJSON(ctx context.Context, path string, v any) error {
 // Get returns the body of GET path on the replica's web server; an answer
 // other than 200 OK is an error.
 func (p *Promshard) Get(ctx context.Context, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.WebURL+path, nil)
+	code, body, err := p.do(ctx, path)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %d %s: %s", path, code, http.StatusText(code), strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+// do sends GET path with the bed's credentials for the replica.
+func (p *Promshard) do(ctx context.Context, path string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.WebURL+path, nil)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
+	}
+	if p.opts.SecureWeb {
+		req.SetBasicAuth(WebUser, WebPassword)
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return body, nil
+	return resp.StatusCode, body, err
 }
 
 // Metric returns the value of the first sample of /metrics whose line

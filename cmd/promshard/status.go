@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	commoncfg "github.com/prometheus/common/config"
+	"github.com/prometheus/exporter-toolkit/web"
+	"go.yaml.in/yaml/v2"
+	"k8s.io/client-go/rest"
+
+	"github.com/promshard/promshard/agent"
+	"github.com/promshard/promshard/discovery"
+	"github.com/promshard/promshard/sharding"
+)
+
+// webURL is the base URL peers reach this member's HTTP endpoints at: https
+// when --web.config.file enables TLS, the listen address's host (an empty or
+// unspecified host is replaced by the gossip advertise address) and port.
+func webURL(listenAddress, webConfigFile string) (string, error) {
+	scheme := "http"
+	if webConfigFile != "" {
+		b, err := os.ReadFile(webConfigFile)
+		if err != nil {
+			return "", err
+		}
+		var c web.Config
+		if err := yaml.Unmarshal(b, &c); err != nil {
+			return "", fmt.Errorf("%s: %w", webConfigFile, err)
+		}
+		if c.TLSConfig.IsEnabled() {
+			scheme = "https"
+		}
+	}
+	host, port, err := net.SplitHostPort(listenAddress)
+	if err != nil {
+		return "", err
+	}
+	return (&url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port)}).String(), nil
+}
+
+// peerClient is the HTTP client for requests to other members, configured
+// by --web.peer-config-file (Prometheus' http_config format).
+func peerClient(path string) (*http.Client, error) {
+	if path == "" {
+		return &http.Client{Timeout: agent.DefaultPeerTimeout}, nil
+	}
+	cfg, _, err := commoncfg.LoadHTTPConfigFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--web.peer-config-file: %w", err)
+	}
+	c, err := commoncfg.NewClientFromConfig(*cfg, "promshard_peer")
+	if err != nil {
+		return nil, fmt.Errorf("--web.peer-config-file: %w", err)
+	}
+	c.Timeout = agent.DefaultPeerTimeout
+	return c, nil
+}
+
+// clusterTargets wires the cluster-wide targets view: peers are the alive
+// members that announced a web URL.
+func clusterTargets(a *agent.Agent, cluster *sharding.Cluster, client *http.Client) *agent.ClusterTargets {
+	ct := agent.NewClusterTargets(a, cluster.Self())
+	ct.Client = client
+	ct.Peers = func() []agent.Peer {
+		var out []agent.Peer
+		for _, m := range cluster.Members() {
+			if m.Name != cluster.Self() && m.State.Alive() && m.WebURL != "" {
+				out = append(out, agent.Peer{Name: m.Name, URL: m.WebURL})
+			}
+		}
+		return out
+	}
+	return ct
+}
+
+// participants returns the members that own targets (a joining member has
+// applied no configuration yet, so it writes no status either).
+func participants(cluster *sharding.Cluster) []sharding.Member {
+	var out []sharding.Member
+	for _, m := range cluster.Members() {
+		if m.State == sharding.StateParticipant {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// newStatusWriter wires status reporting: one member (the rendezvous owner
+// of the object's key among the participants) writes each object's status.
+func newStatusWriter(rc *rest.Config, agentName string, healthInterval time.Duration, cluster *sharding.Cluster,
+	ct *agent.ClusterTargets, logger *slog.Logger, reg prometheus.Registerer,
+) (*discovery.StatusWriter, error) {
+	self := cluster.Self()
+	return discovery.NewStatusWriter(discovery.StatusOptions{
+		RESTConfig: rc, Agent: agentName, HealthInterval: healthInterval, Logger: logger, Registerer: reg,
+		Owns: func(key string) bool {
+			return sharding.OwnerOf(sharding.StringKey(key), participants(cluster)) == self
+		},
+		Targets: func(ctx context.Context) ([]discovery.ClusterTarget, error) {
+			td, err := ct.Gather(ctx)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]discovery.ClusterTarget, 0, len(td.ActiveTargets))
+			for _, t := range td.ActiveTargets {
+				instance := t.Labels["instance"]
+				if u, err := url.Parse(t.ScrapeURL); err == nil && instance == "" {
+					instance = u.Host
+				}
+				out = append(out, discovery.ClusterTarget{Job: t.ScrapePool, Instance: instance, Health: t.Health, LastError: t.LastError})
+			}
+			return out, nil
+		},
+		// replicas: live members; available: those owning targets.
+		Replicas: func() (int, int) {
+			members := 0
+			for _, m := range cluster.Members() {
+				if m.State.Alive() {
+					members++
+				}
+			}
+			return members, len(participants(cluster))
+		},
+	})
+}

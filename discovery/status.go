@@ -1,0 +1,253 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	monitoringv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/promslog"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/promshard/promshard/config"
+)
+
+// Defaults of StatusOptions.
+const (
+	// DefaultStatusInterval is how often statuses are compared with what
+	// runs, besides right after every applied configuration.
+	DefaultStatusInterval = 10 * time.Second
+	// DefaultHealthInterval is the shortest time between two writes of one
+	// object's status that change only its target counts.
+	DefaultHealthInterval = time.Minute
+)
+
+// StatusOptions configure a StatusWriter.
+type StatusOptions struct {
+	// RESTConfig reaches the API server. Required.
+	RESTConfig *rest.Config
+	// Agent is the PrometheusAgent the bindings name, "<namespace>/<name>".
+	// Required: in flags-only mode there is no workload to bind to.
+	Agent string
+	// Owns reports whether this member writes the status of the object
+	// whose key (config.ObjectKey.String()) is given. Exactly one member
+	// must own each key at a time (the sharding package's OwnerOf). Required.
+	Owns func(key string) bool
+	// Targets returns the active targets of every member. Nil, or an
+	// error, leaves the target counts of the messages as they are.
+	Targets func(ctx context.Context) ([]ClusterTarget, error)
+	// Replicas returns the number of members and of members ready to own
+	// targets, for the PrometheusAgent's status. Nil: the agent's status is
+	// not written.
+	Replicas func() (members, available int)
+	// Interval is how often statuses are checked. Default DefaultStatusInterval.
+	Interval time.Duration
+	// HealthInterval bounds writes that only change target counts, per
+	// object. Default DefaultHealthInterval.
+	HealthInterval time.Duration
+	// Logger logs; nil logs nothing.
+	Logger *slog.Logger
+	// Registerer registers the promshard_status_* metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+// StatusWriter reports, on every selected ServiceMonitor, PodMonitor, Probe
+// and ScrapeConfig, whether promshard accepted it and how its targets are
+// doing (status.bindings, in prometheus-operator's shape), emits a Warning
+// Event for each rejection, and keeps the PrometheusAgent's status. It is
+// one oklog/run actor; feed it with Update after every applied
+// configuration.
+//
+// Writes use server-side apply on the status subresource with a field
+// manager of their own, so bindings of other workloads (a Prometheus run by
+// prometheus-operator) are left alone, and a binding promshard no longer
+// wants is removed by applying without it.
+type StatusWriter struct {
+	opts         StatusOptions
+	logger       *slog.Logger
+	dyn          dynamic.Interface
+	kube         kubernetes.Interface
+	agentNS      string
+	agentName    string
+	fieldManager string
+	metrics      *statusMetrics
+
+	mtx     sync.Mutex
+	snap    *config.Snapshot
+	results []config.Result
+	trigger chan struct{}
+
+	// Owned by Run.
+	written   map[config.ObjectKey]writtenCondition
+	events    map[config.ObjectKey]string // reason of the last Event emitted
+	health    map[config.ObjectKey]*TargetHealth
+	healthAt  time.Time
+	agentLast string
+}
+
+// writtenCondition is what this member last wrote on an object, and when.
+type writtenCondition struct {
+	cond monitoringv1.ConfigResourceCondition
+	at   time.Time
+}
+
+// NewStatusWriter validates opts and builds the API clients.
+func NewStatusWriter(opts StatusOptions) (*StatusWriter, error) {
+	if opts.RESTConfig == nil || opts.Owns == nil {
+		return nil, errors.New("status writer: RESTConfig and Owns are required")
+	}
+	ns, name, err := splitAgent(opts.Agent)
+	if err != nil {
+		return nil, fmt.Errorf("status writer: %w", err)
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = DefaultStatusInterval
+	}
+	if opts.HealthInterval <= 0 {
+		opts.HealthInterval = DefaultHealthInterval
+	}
+	if opts.Logger == nil {
+		opts.Logger = promslog.NewNopLogger()
+	}
+	dyn, err := dynamic.NewForConfig(opts.RESTConfig)
+	if err != nil {
+		return nil, fmt.Errorf("status writer: %w", err)
+	}
+	kube, err := kubernetes.NewForConfig(opts.RESTConfig)
+	if err != nil {
+		return nil, fmt.Errorf("status writer: %w", err)
+	}
+	m, err := newStatusMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("status writer: %w", err)
+	}
+	return &StatusWriter{
+		opts: opts, logger: opts.Logger, dyn: dyn, kube: kube, agentNS: ns, agentName: name,
+		// One manager per PrometheusAgent: two promshard deployments
+		// binding the same monitor must not remove each other's entries.
+		fieldManager: truncate("promshard/"+ns+"/"+name, 128),
+		metrics:      m,
+		trigger:      make(chan struct{}, 1),
+		written:      map[config.ObjectKey]writtenCondition{},
+		events:       map[config.ObjectKey]string{},
+	}, nil
+}
+
+// splitAgent parses "<namespace>/<name>".
+func splitAgent(s string) (string, string, error) {
+	for i := range len(s) {
+		if s[i] == '/' && i > 0 && i < len(s)-1 {
+			return s[:i], s[i+1:], nil
+		}
+	}
+	return "", "", fmt.Errorf("agent %q: want namespace/name", s)
+}
+
+// Update hands over the snapshot a configuration was generated from and the
+// results of that configuration as applied. It does not block.
+func (w *StatusWriter) Update(snap *config.Snapshot, results []config.Result) {
+	w.mtx.Lock()
+	w.snap, w.results = snap, results
+	w.mtx.Unlock()
+	select {
+	case w.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Run writes statuses until ctx is done.
+func (w *StatusWriter) Run(ctx context.Context) error {
+	t := time.NewTicker(w.opts.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.trigger:
+		case <-t.C:
+		}
+		w.sync(ctx, time.Now())
+	}
+}
+
+// sync brings every owned status in line with what runs.
+func (w *StatusWriter) sync(ctx context.Context, now time.Time) {
+	w.mtx.Lock()
+	snap, results := w.snap, w.results
+	w.mtx.Unlock()
+	if snap == nil {
+		return
+	}
+	w.refreshHealth(ctx, now)
+	byKey := make(map[config.ObjectKey]config.Result, len(results))
+	for _, r := range results {
+		byKey[r.Key()] = r
+	}
+	for _, o := range monitoringObjects(snap) {
+		if ctx.Err() != nil {
+			return
+		}
+		w.syncObject(ctx, o, byKey, now)
+	}
+	if w.opts.Replicas != nil && snap.Agent != nil {
+		w.syncAgent(ctx, snap.Agent, results, now)
+	}
+}
+
+// refreshHealth gathers the cluster's targets at most twice per
+// HealthInterval; on failure the previous counts stay.
+func (w *StatusWriter) refreshHealth(ctx context.Context, now time.Time) {
+	if w.opts.Targets == nil || now.Sub(w.healthAt) < w.opts.HealthInterval/2 {
+		return
+	}
+	targets, err := w.opts.Targets(ctx)
+	if err != nil {
+		w.logger.Warn("Cluster-wide targets unavailable, keeping the previous target counts in statuses", "err", err)
+		return
+	}
+	w.health, w.healthAt = healthByObject(targets), now
+}
+
+// monitoredObject is one monitoring object with what status writing needs.
+type monitoredObject struct {
+	key      config.ObjectKey
+	gvr      schema.GroupVersionResource
+	apiVer   string
+	uid      string
+	bindings []monitoringv1.WorkloadBinding
+}
+
+func monitoringObjects(snap *config.Snapshot) []monitoredObject {
+	v1, v1alpha1 := monitoringv1.SchemeGroupVersion, monitoringv1alpha1.SchemeGroupVersion
+	var out []monitoredObject
+	for _, o := range snap.ServiceMonitors {
+		out = append(out, monitoredObject{config.ObjectKey{Kind: config.KindServiceMonitor, Namespace: o.Namespace, Name: o.Name},
+			v1.WithResource(resServiceMonitors), v1.String(), string(o.UID), o.Status.Bindings})
+	}
+	for _, o := range snap.PodMonitors {
+		out = append(out, monitoredObject{config.ObjectKey{Kind: config.KindPodMonitor, Namespace: o.Namespace, Name: o.Name},
+			v1.WithResource(resPodMonitors), v1.String(), string(o.UID), o.Status.Bindings})
+	}
+	for _, o := range snap.Probes {
+		out = append(out, monitoredObject{config.ObjectKey{Kind: config.KindProbe, Namespace: o.Namespace, Name: o.Name},
+			v1.WithResource(resProbes), v1.String(), string(o.UID), o.Status.Bindings})
+	}
+	for _, o := range snap.ScrapeConfigs {
+		out = append(out, monitoredObject{config.ObjectKey{Kind: config.KindScrapeConfig, Namespace: o.Namespace, Name: o.Name},
+			v1alpha1.WithResource(resScrapeConfigs), v1alpha1.String(), string(o.UID), o.Status.Bindings})
+	}
+	return out
+}
+
+// binding is the identity of the binding this writer maintains.
+func (w *StatusWriter) binding() monitoringv1.WorkloadBinding {
+	return monitoringv1.WorkloadBinding{Group: monitoringv1.SchemeGroupVersion.Group, Resource: resPrometheusAgents, Namespace: w.agentNS, Name: w.agentName}
+}

@@ -1,0 +1,107 @@
+package discovery
+
+import (
+	"testing"
+	"time"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	monitoringv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/promshard/promshard/config"
+)
+
+func TestDesiredCondition(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := t0.Add(time.Hour)
+	accepted := config.Result{Kind: config.KindServiceMonitor, Namespace: "a", Name: "api", Generation: 3, Accepted: true}
+	rejected := config.Result{Kind: config.KindServiceMonitor, Namespace: "a", Name: "api", Generation: 4, Reason: "endpoint 0: invalid regex \"(\""}
+	wasTrue := &monitoringv1.ConfigResourceCondition{Type: monitoringv1.Accepted, Status: monitoringv1.ConditionTrue,
+		LastTransitionTime: metav1.NewTime(t0), Reason: ReasonAccepted, Message: "3 targets, 3 up", ObservedGeneration: 3}
+	for _, tc := range []struct {
+		name     string
+		res      config.Result
+		health   *TargetHealth
+		prev     *monitoringv1.ConfigResourceCondition
+		status   monitoringv1.ConditionStatus
+		reason   string
+		message  string
+		kept     bool // transition time kept from prev
+		compared conditionChange
+	}{
+		{"new, healthy", accepted, &TargetHealth{Targets: 12, Up: 12}, nil, monitoringv1.ConditionTrue, ReasonAccepted, "12 targets, 12 up", false, changeVerdict},
+		{"one down", accepted, &TargetHealth{Targets: 12, Up: 11, Down: "10.0.3.7:8080 connection refused"}, wasTrue,
+			monitoringv1.ConditionTrue, ReasonAccepted, "12 targets, 11 up; down: 10.0.3.7:8080 connection refused", true, changeHealth},
+		{"selects nothing", accepted, &TargetHealth{}, wasTrue, monitoringv1.ConditionTrue, ReasonAccepted,
+			"0 targets: no target is discovered for the object's selectors and endpoints", true, changeHealth},
+		{"unchanged", accepted, &TargetHealth{Targets: 3, Up: 3}, wasTrue, monitoringv1.ConditionTrue, ReasonAccepted, "3 targets, 3 up", true, changeNone},
+		{"health unknown keeps message", accepted, nil, wasTrue, monitoringv1.ConditionTrue, ReasonAccepted, "3 targets, 3 up", true, changeNone},
+		{"health unknown, new", accepted, nil, nil, monitoringv1.ConditionTrue, ReasonAccepted, "accepted; target counts are not known yet", false, changeVerdict},
+		{"rejected", rejected, &TargetHealth{Targets: 3, Up: 3}, wasTrue, monitoringv1.ConditionFalse, ReasonInvalidConfiguration, rejected.Reason, false, changeVerdict},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := desiredCondition(tc.res, tc.health, tc.prev, now)
+			require.Equal(t, monitoringv1.Accepted, got.Type)
+			require.Equal(t, tc.status, got.Status)
+			require.Equal(t, tc.reason, got.Reason)
+			require.Equal(t, tc.message, got.Message)
+			require.Equal(t, tc.res.Generation, got.ObservedGeneration)
+			if tc.kept {
+				require.True(t, got.LastTransitionTime.Equal(&tc.prev.LastTransitionTime))
+			} else {
+				require.True(t, got.LastTransitionTime.Time.Equal(now))
+			}
+			require.Equal(t, tc.compared, compareCondition(tc.prev, got))
+		})
+	}
+	t.Run("new generation is a verdict change", func(t *testing.T) {
+		res := accepted
+		res.Generation = 4
+		got := desiredCondition(res, &TargetHealth{Targets: 3, Up: 3}, wasTrue, now)
+		require.Equal(t, changeVerdict, compareCondition(wasTrue, got))
+	})
+	t.Run("long reasons are cut", func(t *testing.T) {
+		res := rejected
+		res.Reason = string(make([]byte, 5000))
+		require.Len(t, desiredCondition(res, nil, nil, now).Message, maxMessage)
+	})
+}
+
+func TestHealthByObject(t *testing.T) {
+	got := healthByObject([]ClusterTarget{
+		{Job: "serviceMonitor/a/api/0", Instance: "10.0.0.2:80", Health: "up"},
+		{Job: "serviceMonitor/a/api/1", Instance: "10.0.0.9:80", Health: "down", LastError: "timeout"},
+		{Job: "serviceMonitor/a/api/0", Instance: "10.0.0.3:80", Health: "down", LastError: "connection refused"},
+		{Job: "probe/b/ping", Instance: "x:1", Health: "up"},
+		{Job: "unrelated", Health: "down"},
+	})
+	require.Equal(t, map[config.ObjectKey]*TargetHealth{
+		{Kind: config.KindServiceMonitor, Namespace: "a", Name: "api"}: {Targets: 3, Up: 1, Down: "10.0.0.3:80 connection refused"},
+		{Kind: config.KindProbe, Namespace: "b", Name: "ping"}:         {Targets: 1, Up: 1},
+	}, got)
+}
+
+func TestAgentStatus(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := t0.Add(time.Hour)
+	a := &monitoringv1alpha1.PrometheusAgent{ObjectMeta: metav1.ObjectMeta{Generation: 7}}
+	a.Status.Conditions = []monitoringv1.Condition{{Type: monitoringv1.Available, Status: monitoringv1.ConditionTrue, LastTransitionTime: metav1.NewTime(t0)}}
+	results := []config.Result{
+		{Kind: config.KindServiceMonitor, Namespace: "a", Name: "ok", Accepted: true},
+		{Kind: config.KindPodMonitor, Namespace: "a", Name: "bad", Reason: "invalid regex"},
+	}
+	st := agentStatus(a, results, 3, 3, now)
+	require.EqualValues(t, 3, st.Replicas)
+	require.EqualValues(t, 3, st.AvailableReplicas)
+	require.EqualValues(t, 0, st.UnavailableReplicas)
+	require.Equal(t, monitoringv1.ConditionTrue, st.Conditions[0].Status)
+	require.True(t, st.Conditions[0].LastTransitionTime.Equal(&a.Status.Conditions[0].LastTransitionTime), "unchanged status keeps its transition time")
+	require.Equal(t, "2 objects selected, 1 rejected (first: PodMonitor/a/bad: invalid regex)", st.Conditions[1].Message)
+	require.EqualValues(t, 7, st.Conditions[1].ObservedGeneration)
+
+	st = agentStatus(a, results, 3, 2, now)
+	require.Equal(t, monitoringv1.ConditionDegraded, st.Conditions[0].Status)
+	require.True(t, st.Conditions[0].LastTransitionTime.Time.Equal(now))
+	require.Equal(t, monitoringv1.ConditionFalse, agentStatus(a, results, 1, 0, now).Conditions[0].Status)
+}
