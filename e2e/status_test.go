@@ -90,12 +90,12 @@ func (e *statusEnv) allSeeMembers(n int) func(context.Context) error {
 			if r.Exited() {
 				continue
 			}
-			v, _, err := r.Metric(ctx, `promshard_cluster_members{state="alive"}`)
+			v, _, err := r.Metric(ctx, `promshard_cluster_members{state="participant"}`)
 			if err != nil {
 				return err
 			}
 			if int(v) != n {
-				return fmt.Errorf("a replica sees %v alive members, want %d", v, n)
+				return fmt.Errorf("a replica sees %v participants, want %d", v, n)
 			}
 		}
 		return nil

@@ -32,6 +32,11 @@ type preparedEntry struct {
 	key     uint64        // ownership key
 	lset    labels.Labels // final labels; empty when dropped or failed
 	dropped bool          // dropped by relabeling or no scrape config: no owner
+	// relabelDropped marks a target the job's relabeling drops. One member
+	// (the owner of key, a hash of the discovered labels) still sends it,
+	// so that its scrape pool lists it under droppedTargets (bounded by
+	// keep_dropped_targets, as in Prometheus) once for the cluster.
+	relabelDropped bool
 	dup     bool          // an earlier entry of the job has the same key
 	all     bool          // __tmp_disable_sharding: every participant owns it
 	node    string        // Kubernetes node from the discovered labels
@@ -117,7 +122,7 @@ func prepareEntry(lb *labels.Builder, keyer *Keyer, job string, jobHash uint64, 
 		// member do so, keyed on the discovered labels.
 		return preparedEntry{key: combine(jobHash, uint64(gl.Merge(tl).Fingerprint())), node: node, zone: zone}
 	case lset.IsEmpty():
-		return preparedEntry{dropped: true}
+		return preparedEntry{dropped: true, relabelDropped: true, key: combine(jobHash, uint64(gl.Merge(tl).Fingerprint()))}
 	default:
 		return preparedEntry{key: keyer.Key(job, lset), lset: lset, all: lset.Get(DisableShardingLabel) != "", node: node, zone: zone}
 	}
@@ -268,6 +273,9 @@ func (f *Filter) assign(v memberView) (map[string][]*targetgroup.Group, Stats) {
 			for i := range pg.entries {
 				e := &pg.entries[i]
 				if e.dropped {
+					if e.relabelDropped && f.reportsDropped(&v, e) {
+						og.Targets = append(og.Targets, pg.tg.Targets[i])
+					}
 					continue
 				}
 				owners = f.owners(&v, e, owners[:0])
@@ -309,6 +317,18 @@ func (f *Filter) assign(v memberView) (map[string][]*targetgroup.Group, Stats) {
 		}
 	}
 	return res, stats
+}
+
+// reportsDropped tells whether this member hands a target that relabeling
+// drops to its scrape pool, which only records it as dropped: the one
+// participant that owns the entry's key does.
+func (f *Filter) reportsDropped(v *memberView, e *preparedEntry) bool {
+	if !v.ready || v.self != StateParticipant {
+		return false
+	}
+	var one [1]string
+	owners := f.sharder.Owners(e.key, 1, one[:0])
+	return len(owners) == 1 && owners[0] == f.opts.Self
 }
 
 // count adds a distinct target and its owners to stats.

@@ -506,3 +506,29 @@ func TestFilterRelease(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// A target relabeling drops is scraped by nobody, but exactly one member
+// hands it to its scrape pool, which lists it under droppedTargets.
+func TestFilterDroppedTargetReportedByOneMember(t *testing.T) {
+	tsets := podGroups(20, noNode)
+	tsets[podJob][0].Targets[3]["__meta_kubernetes_pod_annotation_drop"] = "true"
+	reporters := 0
+	for _, self := range three {
+		out := filterOnce(newTestFilter(t, FilterOptions{Self: self, Members: newTestMembers(three...)}), tsets)
+		for _, tg := range out[podJob] {
+			for _, tl := range tg.Targets {
+				if tl["__meta_kubernetes_pod_annotation_drop"] == "true" {
+					reporters++
+				}
+			}
+		}
+	}
+	require.Equal(t, 1, reporters)
+
+	notReady := newTestMembers(three...)
+	notReady.ready = false
+	out := filterOnce(newTestFilter(t, FilterOptions{Self: "n0", Members: notReady}), tsets)
+	for _, tg := range out[podJob] {
+		require.Empty(t, tg.Targets, "a member that owns nothing reports nothing")
+	}
+}
