@@ -94,6 +94,15 @@ type Options struct {
 	// Registerer registers the promshard_discovery_* metrics. Nil means
 	// the metrics are kept but not registered anywhere.
 	Registerer prometheus.Registerer
+
+	// References returns the Secrets and ConfigMaps the translation of a
+	// snapshot can read (cmd passes config.ReferencedObjects with the
+	// process' config.Options). A Secret or ConfigMap change that the last
+	// snapshot does not reference then causes no rebuild and no snapshot:
+	// work stays proportional to the changes that matter. It is called
+	// once per published snapshot, from the worker. Nil means every Secret
+	// and ConfigMap change causes a rebuild.
+	References func(*config.Snapshot) *config.References
 }
 
 // resourceDiscoverer is the part of client-go's discovery client the Watcher
@@ -124,6 +133,7 @@ type Watcher struct {
 	monitorNS  []string
 	resourceNS []string
 	kinds      []*kind
+	refs       refFilter
 
 	// trigger is the cap-1 signal channel informer handlers send to.
 	trigger chan struct{}
@@ -132,6 +142,8 @@ type Watcher struct {
 
 	started atomic.Bool
 	synced  atomic.Bool
+	// stopped is closed when Run returns.
+	stopped chan struct{}
 
 	mu sync.Mutex
 	// running holds the informers of each started resource, by resource.
@@ -154,6 +166,11 @@ func New(opts Options) (*Watcher, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "promshard"
 	}
+	gate := &reachGate{interval: DefaultReadyProbeInterval, logger: opts.Logger}
+	if gate.logger == nil {
+		gate.logger = promslog.NewNopLogger()
+	}
+	cfg.Wrap(gate.wrap)
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("discovery: dynamic client: %w", err)
@@ -167,7 +184,13 @@ func New(opts Options) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discovery: kubernetes client: %w", err)
 	}
-	return newWatcher(opts, clients{kube: kube, dyn: dyn, disc: kube.Discovery()})
+	w, err := newWatcher(opts, clients{kube: kube, dyn: dyn, disc: kube.Discovery()})
+	if err != nil {
+		return nil, err
+	}
+	gate.up, gate.stop = w.metrics.apiserverUp, w.stopped
+	gate.setUp(1)
+	return w, nil
 }
 
 // newWatcher validates opts and builds a Watcher on the given clients.
@@ -192,6 +215,8 @@ func newWatcher(opts Options, c clients) (*Watcher, error) {
 		out:      make(chan *config.Snapshot, 1),
 		running:  map[string]*runningKind{},
 		crdState: map[string]bool{},
+		refs:     refFilter{compute: opts.References},
+		stopped:  make(chan struct{}),
 	}
 	if opts.Agent != "" {
 		w.agentNS, w.agentName, _ = strings.Cut(opts.Agent, "/")
@@ -291,6 +316,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		wg.Wait()
+		close(w.stopped)
 	}()
 
 	w.mu.Lock()
@@ -336,6 +362,7 @@ func (w *Watcher) worker(ctx context.Context) {
 		case <-w.trigger:
 		default:
 		}
+		w.refs.rebuilding()
 		snap, ok := w.rebuild()
 		if !ok {
 			continue
@@ -344,6 +371,9 @@ func (w *Watcher) worker(ctx context.Context) {
 		// must see Synced() true.
 		w.synced.Store(true)
 		w.publish(snap)
+		if w.refs.rebuilt(snap) {
+			w.signal()
+		}
 	}
 }
 
@@ -375,24 +405,30 @@ func (w *Watcher) publish(snap *config.Snapshot) {
 	}
 }
 
-// eventHandler signals the worker for every change of a resource.
+// eventHandler signals the worker for every change of a resource that can
+// change the translation: Secrets and ConfigMaps only when referenced (see
+// Options.References).
 func (w *Watcher) eventHandler(resource string) cache.ResourceEventHandler {
 	events := w.metrics.events.WithLabelValues(resource)
-	return cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) {
-			events.Inc()
-			w.signal()
-		},
-		UpdateFunc: func(oldObj, newObj any) {
-			if !changed(oldObj, newObj) {
+	unreferenced := w.metrics.unreferenced.WithLabelValues(resource)
+	filtered := resource == resSecrets || resource == resConfigMaps
+	handle := func(obj any) {
+		if filtered {
+			if ns, name, ok := informerObjectName(obj); ok && !w.refs.matters(resource, ns, name) {
+				unreferenced.Inc()
 				return
 			}
-			events.Inc()
-			w.signal()
+		}
+		events.Inc()
+		w.signal()
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: handle,
+		UpdateFunc: func(oldObj, newObj any) {
+			if changed(oldObj, newObj) {
+				handle(newObj)
+			}
 		},
-		DeleteFunc: func(any) {
-			events.Inc()
-			w.signal()
-		},
+		DeleteFunc: handle,
 	}
 }

@@ -35,6 +35,7 @@ type runFlags struct {
 	allowFileAccess   bool
 	flushDeadline     time.Duration
 	debounce          time.Duration
+	namespaces        []string
 	logLevel          *promslog.Level
 	logFormat         *promslog.Format
 
@@ -56,6 +57,7 @@ func registerRunFlags(cmd *kingpin.CmdClause) *runFlags {
 	cmd.Flag("namespace.selector", "Label selector for the namespaces monitors are read from in flags-only mode. Empty selects all.").StringVar(&f.namespaceSelector)
 	cmd.Flag("service-discovery-role", "Kubernetes SD role for ServiceMonitors in flags-only mode: EndpointSlice or Endpoints.").Default("EndpointSlice").EnumVar(&f.sdRole, "EndpointSlice", "Endpoints")
 	cmd.Flag("allow-file-access", "Accept file references (bearerTokenFile, tlsConfig.*File) in monitors, like arbitraryFSAccessThroughSMs. Off by default: monitors could read the pod's files.").BoolVar(&f.allowFileAccess)
+	cmd.Flag("kubernetes.namespace", "Namespace to watch monitors (ServiceMonitor, PodMonitor, Probe, ScrapeConfig), Secrets, ConfigMaps and Namespace objects in. Repeatable. Empty (default): all namespaces, which needs cluster-wide list/watch rights; with namespaces given, Roles in those namespaces (plus the PrometheusAgent's, for its Secrets) suffice. Targets are discovered where the monitors say; that needs endpoints/pods/services rights there.").StringsVar(&f.namespaces)
 	cmd.Flag("discovery.debounce", "How long Kubernetes changes are coalesced before a new configuration is generated.").Default("100ms").DurationVar(&f.debounce)
 	cmd.Flag("log.level", "Only log messages with the given severity or above: debug, info, warn, error.").Default("info").SetValue(f.logLevel)
 	cmd.Flag("log.format", "Output format of log messages: logfmt or json.").Default("logfmt").SetValue(f.logFormat)
@@ -90,6 +92,11 @@ func (f *runFlags) validate() error {
 	}
 	if _, err := metav1.ParseToLabelSelector(f.namespaceSelector); err != nil {
 		return fmt.Errorf("--namespace.selector: %w", err)
+	}
+	for _, ns := range f.namespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("--kubernetes.namespace %q: %s", ns, errs[0])
+		}
 	}
 	if f.kubeconfig != "" {
 		if _, err := os.Stat(f.kubeconfig); err != nil {

@@ -81,16 +81,17 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	}
 	a.SetFilter(filter)
 
-	watcher, err := discovery.New(discovery.Options{
-		RESTConfig: rc, Agent: f.prometheusAgent, Debounce: f.debounce,
-		Logger: logger.With("component", "kubernetes"), Registerer: reg,
-	})
-	if err != nil {
-		return err
-	}
 	opts := f.configOptions()
 	if f.cluster.strategy == string(sharding.StrategyNode) {
 		opts.NodeName = f.cluster.localNode
+	}
+	watcher, err := discovery.New(discovery.Options{
+		RESTConfig: rc, Agent: f.prometheusAgent, Namespaces: f.namespaces, Debounce: f.debounce,
+		Logger: logger.With("component", "kubernetes"), Registerer: reg,
+		References: func(s *config.Snapshot) *config.References { return config.ReferencedObjects(s, opts) },
+	})
+	if err != nil {
+		return err
 	}
 	generate := func(s *config.Snapshot) (*promconfig.Config, []config.Result, error) {
 		return config.Generate(s, opts)
