@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/oklog/run"
@@ -34,6 +35,7 @@ func runAgent(f *runFlags, stderr io.Writer) int {
 		return 2
 	}
 	logger := promslog.New(&promslog.Config{Level: f.logLevel, Format: f.logFormat, Writer: stderr})
+	debug.SetGCPercent(f.gogc)
 	// client-go logs through klog (e.g. failing list/watch calls): route it
 	// into the same structured logger.
 	klog.SetSlogLogger(logger.With("component", "client-go"))
