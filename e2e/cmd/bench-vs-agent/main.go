@@ -35,6 +35,7 @@ import (
 const ns = "bench"
 
 type params struct {
+	binary, extraArg        string
 	rounds, targets, series int
 	interval                model.Duration
 	warmup, measure         time.Duration
@@ -42,6 +43,8 @@ type params struct {
 
 func main() {
 	var p params
+	flag.StringVar(&p.binary, "promshard", "", "promshard binary to measure (e.g. a build of an older commit); empty builds ./cmd/promshard")
+	flag.StringVar(&p.extraArg, "promshard-arg", "", "one extra flag for promshard, e.g. --runtime.gogc=100")
 	flag.IntVar(&p.rounds, "rounds", 3, "rounds; each runs promshard then the agent")
 	flag.IntVar(&p.targets, "targets", 200, "targets behind the Service")
 	flag.IntVar(&p.series, "series", 200, "series per target")
@@ -74,9 +77,11 @@ func run(p params) error {
 	if err != nil {
 		return err
 	}
-	bin, err := testbed.BuildPromshard(ctx, logf)
-	if err != nil {
-		return err
+	bin := p.binary
+	if bin == "" {
+		if bin, err = testbed.BuildPromshard(ctx, logf); err != nil {
+			return err
+		}
 	}
 	bed, err := testbed.New(ctx, testbed.Options{Bins: bins, Logf: logf})
 	if err != nil {
@@ -167,8 +172,11 @@ func setup(ctx context.Context, bed *testbed.Bed, p params, writeURL string) (st
 const samplesCounter = "prometheus_agent_samples_appended_total"
 
 func runPromshard(ctx context.Context, bed *testbed.Bed, bin string, p params, writeURL string, round int) (benchutil.Sample, error) {
-	ps, err := bed.StartPromshard(ctx, testbed.PromshardOptions{Binary: bin, Name: "bench-promshard-" + strconv.Itoa(round),
-		Args: []string{"--remote-write.url=" + writeURL, "--scrape.interval=" + p.interval.String()}})
+	args := []string{"--remote-write.url=" + writeURL, "--scrape.interval=" + p.interval.String()}
+	if p.extraArg != "" {
+		args = append(args, p.extraArg)
+	}
+	ps, err := bed.StartPromshard(ctx, testbed.PromshardOptions{Binary: bin, Name: "bench-promshard-" + strconv.Itoa(round), Args: args})
 	if err != nil {
 		return benchutil.Sample{}, err
 	}
