@@ -213,18 +213,26 @@ func (w *Watcher) stopKindLocked(resource string) {
 
 // transform drops what nobody reads from every cached object (managedFields,
 // kubectl's last-applied copy; of a Namespace everything but its name and
-// labels) and converts custom resources to their typed
+// labels, of a Secret or ConfigMap everything but its name and data) and
+// converts custom resources to their typed
 // struct once, when they enter the cache. A custom resource that does not
 // convert is kept as *unstructured.Unstructured, logged, and skipped (and
 // counted) by every rebuild: a transform error would stop the whole
 // informer. The transform is idempotent, as client-go requires.
 func (w *Watcher) transform(k *kind) cache.TransformFunc {
 	return func(obj any) (any, error) {
-		if ns, ok := obj.(*corev1.Namespace); ok {
+		switch o := obj.(type) {
+		case *corev1.Namespace:
 			// Namespace selectors read the name and labels only.
 			return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-				Name: ns.Name, Labels: ns.Labels, ResourceVersion: ns.ResourceVersion, UID: ns.UID,
+				Name: o.Name, Labels: o.Labels, ResourceVersion: o.ResourceVersion, UID: o.UID,
 			}}, nil
+		case *corev1.Secret:
+			// Credentials are read by key; labels, annotations and owners
+			// of every Secret of the cluster would only take memory.
+			return &corev1.Secret{ObjectMeta: trimmedMeta(o.ObjectMeta), Type: o.Type, Data: o.Data}, nil
+		case *corev1.ConfigMap:
+			return &corev1.ConfigMap{ObjectMeta: trimmedMeta(o.ObjectMeta), Data: o.Data, BinaryData: o.BinaryData}, nil
 		}
 		m, err := meta.Accessor(obj)
 		if err != nil {
@@ -250,6 +258,12 @@ func (w *Watcher) transform(k *kind) cache.TransformFunc {
 		}
 		return typed, nil
 	}
+}
+
+// trimmedMeta keeps what the cache and the translation need of a Secret's
+// or ConfigMap's metadata.
+func trimmedMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name, ResourceVersion: m.ResourceVersion, UID: m.UID}
 }
 
 // changed reports whether an update can change the snapshot (for a
