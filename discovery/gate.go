@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -25,8 +26,9 @@ const DefaultReadyProbeInterval = 250 * time.Millisecond
 // reset, timed out: the server is gone) marks the server down and waits,
 // with every other GET, until /readyz answers; then it is retried. The
 // reflectors never see the error, so their backoff does not grow, and they
-// resume within one probe interval of the server being ready. Other verbs,
-// HTTP error responses and cancelled requests pass through unchanged.
+// resume within one probe interval of the server being ready. A GET's
+// Retry-After above one second is lowered to one (see maxRetryAfter). Other
+// verbs, other HTTP answers and cancelled requests pass through unchanged.
 type reachGate struct {
 	interval time.Duration
 	logger   *slog.Logger
@@ -69,10 +71,31 @@ func (t *gatedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		resp, err := t.next.RoundTrip(req)
-		if err == nil || req.Context().Err() != nil {
+		if err == nil {
+			capRetryAfter(resp)
+			return resp, nil
+		}
+		if req.Context().Err() != nil {
 			return resp, err
 		}
 		t.gate.down(t.next, req.URL, err)
+	}
+}
+
+// maxRetryAfter caps the Retry-After of a GET's 429/5xx answer. A
+// restarted kube-apiserver is ready before it serves custom resources and
+// answers their watches with Retry-After: 5, which client-go honours
+// before retrying: a monitor created meanwhile would wait 5 s to be seen.
+// One second is what API Priority and Fairness asks of throttled clients.
+const maxRetryAfter = "1"
+
+// capRetryAfter lowers a Retry-After above maxRetryAfter seconds.
+func capRetryAfter(resp *http.Response) {
+	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode < 500 {
+		return
+	}
+	if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n > 1 {
+		resp.Header.Set("Retry-After", maxRetryAfter)
 	}
 }
 

@@ -20,6 +20,11 @@ func TestReachGateWaitsForReadyServer(t *testing.T) {
 	var ready atomic.Bool
 	ready.Store(true)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/busy" {
+			w.Header().Set("Retry-After", "5")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		if r.URL.Path == "/readyz" && !ready.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
@@ -54,6 +59,10 @@ func TestReachGateWaitsForReadyServer(t *testing.T) {
 	got, err := get(context.Background())
 	require.NoError(t, err)
 	require.Equal(t, "ok", got)
+	busy, err := client.Get("http://" + addr + "/busy")
+	require.NoError(t, err)
+	busy.Body.Close()
+	require.Equal(t, "1", busy.Header.Get("Retry-After"), "Retry-After capped")
 
 	// The server goes away: a GET waits instead of failing.
 	require.NoError(t, srv.Close())

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -68,7 +69,10 @@ func (e *resilienceEnv) receiverAccepts(t *testing.T, c *http.Client) int {
 	t.Helper()
 	resp, err := c.Get(e.rcv.URL() + "/metrics")
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() {
+		_, _ = io.Copy(io.Discard, resp.Body) // read to the end, or the connection is not reused
+		resp.Body.Close()
+	}()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()

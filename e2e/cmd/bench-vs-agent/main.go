@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,15 +36,16 @@ import (
 const ns = "bench"
 
 type params struct {
-	binary, extraArg        string
-	rounds, targets, series int
-	interval                model.Duration
-	warmup, measure         time.Duration
+	binary, extraArg, baseline string
+	rounds, targets, series    int
+	interval                   model.Duration
+	warmup, measure            time.Duration
 }
 
 func main() {
 	var p params
 	flag.StringVar(&p.binary, "promshard", "", "promshard binary to measure (e.g. a build of an older commit); empty builds ./cmd/promshard")
+	flag.StringVar(&p.baseline, "baseline", "", "a second promshard binary (e.g. a build of the previous commit) measured in the same rounds as \"baseline\"")
 	flag.StringVar(&p.extraArg, "promshard-arg", "", "one extra flag for promshard, e.g. --runtime.gogc=100")
 	flag.IntVar(&p.rounds, "rounds", 3, "rounds; each runs promshard then the agent")
 	flag.IntVar(&p.targets, "targets", 200, "targets behind the Service")
@@ -97,14 +99,21 @@ func run(p params) error {
 		return err
 	}
 	series := float64(p.targets * p.series)
+	names := []string{"promshard", "agent"}
+	if p.baseline != "" {
+		names = []string{"promshard", "baseline", "agent"}
+	}
 	var all []result
 	for round := 1; round <= p.rounds; round++ {
-		for _, name := range []string{"promshard", "agent"} {
+		for _, name := range names {
 			logf("round %d: %s", round, name)
 			var s benchutil.Sample
-			if name == "promshard" {
+			switch name {
+			case "promshard":
 				s, err = runPromshard(ctx, bed, bin, p, rcv.WriteURL(), round)
-			} else {
+			case "baseline":
+				s, err = runPromshard(ctx, bed, p.baseline, p, rcv.WriteURL(), round+1000)
+			default:
 				s, err = runAgent(ctx, bed, bins.Prometheus, agentConfig, p, round)
 			}
 			if err != nil {
@@ -116,7 +125,7 @@ func run(p params) error {
 			all = append(all, r)
 		}
 	}
-	report(p, all)
+	report(p, names, all)
 	return nil
 }
 
@@ -227,13 +236,13 @@ func measure(ctx context.Context, pid int, baseURL string, p params) (benchutil.
 	return benchutil.Measure(ctx, pid, p.measure, baseURL+"/metrics", samplesCounter)
 }
 
-func report(p params, all []result) {
-	fmt.Printf("\nbench-vs-agent: %d targets x %d series, interval %s, warmup %s, measured %s per run, %d rounds (A B interleaved)\n",
-		p.targets, p.series, p.interval, p.warmup, p.measure, p.rounds)
+func report(p params, names []string, all []result) {
+	fmt.Printf("\nbench-vs-agent: %d targets x %d series, interval %s, warmup %s, measured %s per run, %d rounds (%s interleaved)\n",
+		p.targets, p.series, p.interval, p.warmup, p.measure, p.rounds, strings.Join(names, ", "))
 	fmt.Printf("%-6s %-10s %10s %12s %12s %10s %14s\n", "round", "process", "cpu_s", "samples", "cpu_s/1M", "rss_MB", "rss_B/series")
 	by := map[string][]result{}
 	for i, r := range all {
-		fmt.Printf("%-6d %-10s %10.2f %12.0f %12.3f %10.1f %14.0f\n", i/2+1, r.name, r.s.CPUSeconds, r.s.Samples, r.cpuPerMSamples, r.s.MeanRSS/1e6, r.rssPerS)
+		fmt.Printf("%-6d %-10s %10.2f %12.0f %12.3f %10.1f %14.0f\n", i/len(names)+1, r.name, r.s.CPUSeconds, r.s.Samples, r.cpuPerMSamples, r.s.MeanRSS/1e6, r.rssPerS)
 		by[r.name] = append(by[r.name], r)
 	}
 	med := func(name string, f func(result) float64) float64 {
@@ -245,24 +254,24 @@ func report(p params, all []result) {
 	}
 	cpu := func(r result) float64 { return r.cpuPerMSamples }
 	rss := func(r result) float64 { return r.rssPerS }
-	var cpuRatios, rssRatios []float64
-	for i := 0; i+1 < len(all); i += 2 {
-		cpuRatios = append(cpuRatios, all[i].cpuPerMSamples/all[i+1].cpuPerMSamples)
-		rssRatios = append(rssRatios, all[i].rssPerS/all[i+1].rssPerS)
+	for _, name := range names {
+		fmt.Printf("median %-9s: cpu %.3fs/1M samples, rss %.0fB/series (%.1fMB)\n", name, med(name, cpu), med(name, rss), med(name, rss)*float64(p.targets*p.series)/1e6)
 	}
-	fmt.Printf("median promshard: cpu %.3fs/1M samples, rss %.0fB/series (%.1fMB)\n", med("promshard", cpu), med("promshard", rss), med("promshard", rss)*float64(p.targets*p.series)/1e6)
-	fmt.Printf("median agent:     cpu %.3fs/1M samples, rss %.0fB/series (%.1fMB)\n", med("agent", cpu), med("agent", rss), med("agent", rss)*float64(p.targets*p.series)/1e6)
-	fmt.Printf("ratio promshard/agent: CPU %.3f (per round %s), RSS %.3f (per round %s)\n",
-		med("promshard", cpu)/med("agent", cpu), fmtRatios(cpuRatios), med("promshard", rss)/med("agent", rss), fmtRatios(rssRatios))
+	for _, name := range names[:len(names)-1] {
+		var cpuRatios, rssRatios []float64
+		for i, r := range by[name] {
+			cpuRatios = append(cpuRatios, r.cpuPerMSamples/by["agent"][i].cpuPerMSamples)
+			rssRatios = append(rssRatios, r.rssPerS/by["agent"][i].rssPerS)
+		}
+		fmt.Printf("ratio %s/agent: CPU %.3f (per round %s), RSS %.3f (per round %s)\n", name,
+			med(name, cpu)/med("agent", cpu), fmtRatios(cpuRatios), med(name, rss)/med("agent", rss), fmtRatios(rssRatios))
+	}
 }
 
 func fmtRatios(xs []float64) string {
-	s := ""
-	for i, x := range xs {
-		if i > 0 {
-			s += " "
-		}
-		s += strconv.FormatFloat(x, 'f', 3, 64)
+	s := make([]string, 0, len(xs))
+	for _, x := range xs {
+		s = append(s, strconv.FormatFloat(x, 'f', 3, 64))
 	}
-	return s
+	return strings.Join(s, " ")
 }
