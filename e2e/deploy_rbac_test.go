@@ -236,7 +236,7 @@ func testDeployRBAC(t *testing.T, bed *testbed.Bed, c *deployClient, base []*uns
 // workload creates in rbacNS: Service web with 3 targets and its
 // ServiceMonitor; pod worker (no node) and pods daemon-node-a/-node-b, each
 // under a PodMonitor; Node node-a (zone=zone-a) and Service zoned (node-a's
-// pod) under a ServiceMonitor attaching node metadata.
+// target) under a ServiceMonitor attaching node metadata.
 func (e *rbacEnv) workload(t *testing.T) {
 	ctx := context.Background()
 	monitoredService(t, e.bed, rbacNS, "web", 3)
@@ -255,8 +255,12 @@ func (e *rbacEnv) workload(t *testing.T) {
 	}
 	// A ServiceMonitor with node metadata: needs nodes list/watch.
 	require.NoError(t, e.bed.CreateNode(ctx, "node-a", map[string]string{"zone": "zone-a"}))
+	netns, err := e.bed.Netns(ctx) // EndpointSlices refuse loopback addresses
+	require.NoError(t, err)
+	zt, err := netns.AddTarget(ctx, "deploy-zoned", testbed.TargetOptions{NodeName: "node-a"})
+	require.NoError(t, err)
 	require.NoError(t, e.bed.ApplyService(ctx, testbed.ServiceSpec{Namespace: rbacNS, Name: "zoned",
-		Labels: map[string]string{"app": "zoned"}, Targets: []*testbed.Target{e.onNode["node-a"]}}))
+		Labels: map[string]string{"app": "zoned"}, Targets: []*testbed.Target{zt}}))
 	zoned := serviceMonitor(rbacNS, "zoned", monitoringv1.RelabelConfig{
 		SourceLabels: []monitoringv1.LabelName{"__meta_kubernetes_node_label_zone"}, TargetLabel: "zone"})
 	zoned.Spec.AttachMetadata = &monitoringv1.AttachMetadata{Node: ptr.To(true)}
