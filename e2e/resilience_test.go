@@ -139,8 +139,12 @@ func (e *resilienceEnv) testUnreferencedSecret(t *testing.T) {
 
 func (e *resilienceEnv) testAPIServerOutage(t *testing.T) {
 	ctx := context.Background()
-	monitoredService(t, e.bed, "res-before", "web", 1)
+	before := monitoredService(t, e.bed, "res-before", "web", 1)
 	eventually(t, 60*time.Second, "monitor before the outage scraped", healthyPool(e.ps, "serviceMonitor/res-before/web/0", 1))
+	spare, err := e.bed.Netns(ctx)
+	require.NoError(t, err)
+	extra, err := spare.AddTargets(ctx, "res-before-extra", 1, testbed.TargetOptions{})
+	require.NoError(t, err)
 
 	e.bed.StopAPIServer()
 	t.Log("kube-apiserver stopped for 60s")
@@ -152,9 +156,7 @@ func (e *resilienceEnv) testAPIServerOutage(t *testing.T) {
 
 	// Built before the monitor: only the ServiceMonitor's creation counts.
 	require.NoError(t, e.bed.CreateNamespace(ctx, "res-after", nil))
-	host, err := e.bed.Netns(ctx)
-	require.NoError(t, err)
-	ts, err := host.AddTargets(ctx, "res-after-web", 1, testbed.TargetOptions{})
+	ts, err := spare.AddTargets(ctx, "res-after-web", 1, testbed.TargetOptions{})
 	require.NoError(t, err)
 	require.NoError(t, e.bed.ApplyService(ctx, testbed.ServiceSpec{Namespace: "res-after", Name: "web", Labels: map[string]string{"app": "web"}, Targets: ts}))
 	created := time.Now()
@@ -171,5 +173,12 @@ func (e *resilienceEnv) testAPIServerOutage(t *testing.T) {
 		return nil
 	})
 	t.Logf("monitor created after the outage was in /api/v1/targets after %s", time.Since(created).Round(10*time.Millisecond))
-	eventually(t, 30*time.Second, "the monitor from before still scraped", healthyPool(e.ps, "serviceMonitor/res-before/web/0", 1))
+
+	// An endpoint added to a Service discovered before the outage: the
+	// service discovery's own watches resumed too (through the gated proxy).
+	changed := time.Now()
+	require.NoError(t, e.bed.ApplyService(ctx, testbed.ServiceSpec{Namespace: "res-before", Name: "web", Labels: map[string]string{"app": "web"},
+		Targets: append(before, extra...)}))
+	eventually(t, 5*time.Second, "endpoint added after the outage in /api/v1/targets", healthyPool(e.ps, "serviceMonitor/res-before/web/0", 2))
+	t.Logf("endpoint added after the outage was scraped after %s", time.Since(changed).Round(10*time.Millisecond))
 }

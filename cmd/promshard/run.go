@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 
@@ -87,6 +88,21 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	if f.cluster.strategy == string(sharding.StrategyNode) {
 		opts.NodeName = f.cluster.localNode
 	}
+	// Prometheus' Kubernetes SD reaches the API server through promshard's
+	// gated proxy, so its watches resume at once after an outage.
+	proxy, err := discovery.NewAPIProxy(rc, logger.With("component", "sd-proxy"))
+	if err != nil {
+		return err
+	}
+	sdDir, err := os.MkdirTemp("", "promshard-sd-")
+	if err != nil {
+		return fmt.Errorf("directory for the service discovery kubeconfig: %w", err)
+	}
+	defer os.RemoveAll(sdDir)
+	opts.KubeconfigFile = filepath.Join(sdDir, "kubeconfig")
+	if err := proxy.WriteKubeconfig(opts.KubeconfigFile); err != nil {
+		return fmt.Errorf("write the service discovery kubeconfig: %w", err)
+	}
 	watcher, err := discovery.New(discovery.Options{
 		RESTConfig: rc, Agent: f.prometheusAgent, Namespaces: f.namespaces, Debounce: f.debounce,
 		Logger: logger.With("component", "kubernetes"), Registerer: reg,
@@ -130,6 +146,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	})
 	addActor(&g, "cluster", cluster.Run)
 	addActor(&g, "kubernetes", watcher.Run)
+	addActor(&g, "sd-proxy", proxy.Run)
 	addActor(&g, "reconciler", rec.Run)
 	addActor(&g, "agent", a.Run)
 	addActor(&g, "web", web.Run)
