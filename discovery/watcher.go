@@ -8,6 +8,20 @@
 // informers). Informer handlers only signal; one worker debounces the signals
 // and rebuilds the snapshot from the informer caches. Monitoring CRDs that are
 // not installed yet are polled for and watched as soon as they appear.
+//
+// Work follows what matters: a Secret or ConfigMap change that no selected
+// object of the last snapshot references (Options.References), and a
+// Namespace change that leaves its labels alone, cause no rebuild. Cached
+// objects keep only what the translation reads. Every Secret and ConfigMap
+// of the watched namespaces (Options.Namespaces, all by default) is cached,
+// with one informer per resource and namespace: watching only referenced
+// objects would take one watch per namespace holding a selected monitor
+// (hundreds at scale) and miss references until re-listed; restricting
+// the namespaces is the lever for memory and for namespaced RBAC.
+//
+// After an API server outage every client of the Watcher, and Prometheus'
+// Kubernetes SD through APIProxy, resumes within a /readyz probe interval
+// instead of client-go's backoff of up to a minute (see reachGate).
 // LoadManifests builds the same Snapshot from YAML files instead, for
 // `promshard render`.
 //
