@@ -4,18 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"time"
 )
 
 // UpTargets returns how many active targets the Prometheus-style
 // /api/v1/targets at baseURL reports as up.
 func UpTargets(ctx context.Context, baseURL string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/api/v1/targets?state=active", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := get(ctx, baseURL+"/api/v1/targets?state=active")
 	if err != nil {
 		return 0, err
 	}

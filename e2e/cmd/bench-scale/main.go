@@ -50,15 +50,10 @@ func main() {
 	flag.DurationVar(&p.idle, "idle", time.Minute, "measured window without changes, and with churn")
 	flag.Parse()
 	p.churn = p.idle
-	if err := run(p); err != nil {
-		fmt.Fprintln(os.Stderr, "bench-scale:", err)
-		os.Exit(1)
-	}
+	benchutil.Main("bench-scale", func() error { return run(p) })
 }
 
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
-}
+var logf = benchutil.Logf
 
 // replica is one started promshard and what was measured of it.
 type replica struct {
@@ -74,15 +69,7 @@ type replica struct {
 func run(p params) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	bins, err := testbed.Binaries(ctx, logf)
-	if err != nil {
-		return err
-	}
-	bin, err := testbed.BuildPromshard(ctx, logf)
-	if err != nil {
-		return err
-	}
-	bed, err := testbed.New(ctx, testbed.Options{Bins: bins, Logf: logf})
+	bed, bin, err := benchutil.StartBed(ctx, "")
 	if err != nil {
 		return err
 	}

@@ -55,15 +55,10 @@ func main() {
 	flag.DurationVar(&p.measure, "measure", 60*time.Second, "measured window per run")
 	flag.Parse()
 	p.interval = model.Duration(*interval)
-	if err := run(p); err != nil {
-		fmt.Fprintln(os.Stderr, "bench-vs-agent:", err)
-		os.Exit(1)
-	}
+	benchutil.Main("bench-vs-agent", func() error { return run(p) })
 }
 
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
-}
+var logf = benchutil.Logf
 
 // result is one measured run.
 type result struct {
@@ -75,17 +70,7 @@ type result struct {
 func run(p params) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	bins, err := testbed.Binaries(ctx, logf)
-	if err != nil {
-		return err
-	}
-	bin := p.binary
-	if bin == "" {
-		if bin, err = testbed.BuildPromshard(ctx, logf); err != nil {
-			return err
-		}
-	}
-	bed, err := testbed.New(ctx, testbed.Options{Bins: bins, Logf: logf})
+	bed, bin, err := benchutil.StartBed(ctx, p.binary)
 	if err != nil {
 		return err
 	}
@@ -114,7 +99,7 @@ func run(p params) error {
 			case "baseline":
 				s, err = runPromshard(ctx, bed, p.baseline, p, rcv.WriteURL(), round+1000)
 			default:
-				s, err = runAgent(ctx, bed, bins.Prometheus, agentConfig, p, round)
+				s, err = runAgent(ctx, bed, bed.Bins().Prometheus, agentConfig, p, round)
 			}
 			if err != nil {
 				return fmt.Errorf("round %d %s: %w", round, name, err)
