@@ -88,21 +88,11 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	if f.cluster.strategy == string(sharding.StrategyNode) {
 		opts.NodeName = f.cluster.localNode
 	}
-	// Prometheus' Kubernetes SD reaches the API server through promshard's
-	// gated proxy, so its watches resume at once after an outage.
-	proxy, err := discovery.NewAPIProxy(rc, logger.With("component", "sd-proxy"))
+	proxy, cleanup, err := sdProxy(f, rc, logger, &opts)
 	if err != nil {
 		return err
 	}
-	sdDir, err := os.MkdirTemp("", "promshard-sd-")
-	if err != nil {
-		return fmt.Errorf("directory for the service discovery kubeconfig: %w", err)
-	}
-	defer os.RemoveAll(sdDir)
-	opts.KubeconfigFile = filepath.Join(sdDir, "kubeconfig")
-	if err := proxy.WriteKubeconfig(opts.KubeconfigFile); err != nil {
-		return fmt.Errorf("write the service discovery kubeconfig: %w", err)
-	}
+	defer cleanup()
 	watcher, err := discovery.New(discovery.Options{
 		RESTConfig: rc, Agent: f.prometheusAgent, Namespaces: f.namespaces, Debounce: f.debounce,
 		Logger: logger.With("component", "kubernetes"), Registerer: reg,
@@ -146,7 +136,9 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	})
 	addActor(&g, "cluster", cluster.Run)
 	addActor(&g, "kubernetes", watcher.Run)
-	addActor(&g, "sd-proxy", proxy.Run)
+	if proxy != nil {
+		addActor(&g, "sd-proxy", proxy.Run)
+	}
 	addActor(&g, "reconciler", rec.Run)
 	addActor(&g, "agent", a.Run)
 	addActor(&g, "web", web.Run)
@@ -193,4 +185,29 @@ func clusterInfo(st sharding.ClusterStatus) agent.ClusterInfo {
 		ci.Members = append(ci.Members, agent.MemberInfo{Name: m.Name, Address: m.Address, State: string(m.State), OwnedTargets: m.OwnedTargets})
 	}
 	return ci
+}
+
+// sdProxy starts, with --kubernetes.sd-proxy, the API proxy Prometheus'
+// Kubernetes SD reaches the API server through (its watches then resume
+// at once after an outage) and points opts.KubeconfigFile at it. cleanup
+// removes the kubeconfig.
+func sdProxy(f *runFlags, rc *rest.Config, logger *slog.Logger, opts *config.Options) (*discovery.APIProxy, func(), error) {
+	if !f.sdProxy {
+		return nil, func() {}, nil
+	}
+	proxy, err := discovery.NewAPIProxy(rc, logger.With("component", "sd-proxy"))
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, err := os.MkdirTemp("", "promshard-sd-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("directory for the service discovery kubeconfig: %w", err)
+	}
+	cleanup := func() { _ = os.RemoveAll(dir) }
+	opts.KubeconfigFile = filepath.Join(dir, "kubeconfig")
+	if err := proxy.WriteKubeconfig(opts.KubeconfigFile); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("write the service discovery kubeconfig: %w", err)
+	}
+	return proxy, cleanup, nil
 }

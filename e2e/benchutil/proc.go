@@ -90,6 +90,7 @@ type Sample struct {
 	CPUSeconds float64 // CPU time used in the window
 	MeanRSS    float64 // bytes, mean of one reading per second
 	Samples    float64 // increase of the samples counter in the window
+	HeapInuse  float64 // Go heap in use at the end, if the caller reads it
 }
 
 // Measure watches pid for d: CPU time, RSS once a second, and the increase

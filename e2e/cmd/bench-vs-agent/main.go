@@ -11,6 +11,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -36,16 +37,17 @@ import (
 const ns = "bench"
 
 type params struct {
-	binary, extraArg, baseline string
-	rounds, targets, series    int
-	interval                   model.Duration
-	warmup, measure            time.Duration
+	binary, extraArg, baseline, baselineArg string
+	rounds, targets, series                 int
+	interval                                model.Duration
+	warmup, measure                         time.Duration
 }
 
 func main() {
 	var p params
 	flag.StringVar(&p.binary, "promshard", "", "promshard binary to measure (e.g. a build of an older commit); empty builds ./cmd/promshard")
 	flag.StringVar(&p.baseline, "baseline", "", "a second promshard binary (e.g. a build of the previous commit) measured in the same rounds as \"baseline\"")
+	flag.StringVar(&p.baselineArg, "baseline-arg", "", "one extra flag for the baseline instead of -promshard-arg; with no -baseline the baseline is the measured binary with this flag")
 	flag.StringVar(&p.extraArg, "promshard-arg", "", "one extra flag for promshard, e.g. --runtime.gogc=100")
 	flag.IntVar(&p.rounds, "rounds", 3, "rounds; each runs promshard then the agent")
 	flag.IntVar(&p.targets, "targets", 200, "targets behind the Service")
@@ -85,6 +87,9 @@ func run(p params) error {
 	}
 	series := float64(p.targets * p.series)
 	names := []string{"promshard", "agent"}
+	if p.baseline == "" && p.baselineArg != "" {
+		p.baseline = bin
+	}
 	if p.baseline != "" {
 		names = []string{"promshard", "baseline", "agent"}
 	}
@@ -95,9 +100,9 @@ func run(p params) error {
 			var s benchutil.Sample
 			switch name {
 			case "promshard":
-				s, err = runPromshard(ctx, bed, bin, p, rcv.WriteURL(), round)
+				s, err = runPromshard(ctx, bed, bin, p.extraArg, p, rcv.WriteURL(), round)
 			case "baseline":
-				s, err = runPromshard(ctx, bed, p.baseline, p, rcv.WriteURL(), round+1000)
+				s, err = runPromshard(ctx, bed, p.baseline, cmp.Or(p.baselineArg, p.extraArg), p, rcv.WriteURL(), round+1000)
 			default:
 				s, err = runAgent(ctx, bed, bed.Bins().Prometheus, agentConfig, p, round)
 			}
@@ -105,8 +110,8 @@ func run(p params) error {
 				return fmt.Errorf("round %d %s: %w", round, name, err)
 			}
 			r := result{name: name, s: s, cpuPerMSamples: s.CPUSeconds / s.Samples * 1e6, rssPerS: s.MeanRSS / series}
-			logf("round %d %-9s cpu %.2fs samples %.0f cpu/1M %.3fs rss %.1fMB rss/series %.0fB",
-				round, name, s.CPUSeconds, s.Samples, r.cpuPerMSamples, s.MeanRSS/1e6, r.rssPerS)
+			logf("round %d %-9s cpu %.2fs samples %.0f cpu/1M %.3fs rss %.1fMB rss/series %.0fB heap in use %.1fMB",
+				round, name, s.CPUSeconds, s.Samples, r.cpuPerMSamples, s.MeanRSS/1e6, r.rssPerS, s.HeapInuse/1e6)
 			all = append(all, r)
 		}
 	}
@@ -165,10 +170,10 @@ func setup(ctx context.Context, bed *testbed.Bed, p params, writeURL string) (st
 
 const samplesCounter = "prometheus_agent_samples_appended_total"
 
-func runPromshard(ctx context.Context, bed *testbed.Bed, bin string, p params, writeURL string, round int) (benchutil.Sample, error) {
+func runPromshard(ctx context.Context, bed *testbed.Bed, bin, extraArg string, p params, writeURL string, round int) (benchutil.Sample, error) {
 	args := []string{"--remote-write.url=" + writeURL, "--scrape.interval=" + p.interval.String()}
-	if p.extraArg != "" {
-		args = append(args, p.extraArg)
+	if extraArg != "" {
+		args = append(args, extraArg)
 	}
 	ps, err := bed.StartPromshard(ctx, testbed.PromshardOptions{Binary: bin, Name: "bench-promshard-" + strconv.Itoa(round), Args: args})
 	if err != nil {
@@ -218,7 +223,12 @@ func measure(ctx context.Context, pid int, baseURL string, p params) (benchutil.
 		return benchutil.Sample{}, ctx.Err()
 	case <-time.After(p.warmup):
 	}
-	return benchutil.Measure(ctx, pid, p.measure, baseURL+"/metrics", samplesCounter)
+	s, err := benchutil.Measure(ctx, pid, p.measure, baseURL+"/metrics", samplesCounter)
+	if err != nil {
+		return s, err
+	}
+	s.HeapInuse, err = benchutil.Metric(ctx, baseURL+"/metrics", "go_memstats_heap_inuse_bytes")
+	return s, err
 }
 
 func report(p params, names []string, all []result) {
