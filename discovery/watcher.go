@@ -424,10 +424,12 @@ func (w *Watcher) publish(snap *config.Snapshot) {
 // Options.References).
 func (w *Watcher) eventHandler(resource string) cache.ResourceEventHandler {
 	events := w.metrics.events.WithLabelValues(resource)
-	unreferenced := w.metrics.unreferenced.WithLabelValues(resource)
-	filtered := resource == resSecrets || resource == resConfigMaps
+	var unreferenced prometheus.Counter // only Secrets and ConfigMaps are filtered
+	if resource == resSecrets || resource == resConfigMaps {
+		unreferenced = w.metrics.unreferenced.WithLabelValues(resource)
+	}
 	handle := func(obj any) {
-		if filtered {
+		if unreferenced != nil {
 			if ns, name, ok := informerObjectName(obj); ok && !w.refs.matters(resource, ns, name) {
 				unreferenced.Inc()
 				return

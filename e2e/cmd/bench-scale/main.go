@@ -91,7 +91,7 @@ func run(p params) error {
 		if err != nil {
 			return err
 		}
-		args := []string{"--remote-write.url=" + rcv.WriteURL(), "--scrape.interval=" + p.interval.String()}
+		args := []string{"--remote-write.url=" + rcv.WriteURL(), "--scrape.interval=" + p.interval.String(), "--log.level=debug"}
 		if i > 0 {
 			args = append(args, "--cluster.join="+reps[0].ps.GossipAddr)
 		}
@@ -119,6 +119,9 @@ func run(p params) error {
 	if err := measureAll(ctx, reps, p.idle, func(r *replica, s benchutil.Sample) { r.idle = s }); err != nil {
 		return err
 	}
+	for i, r := range reps {
+		logf("replica %d idle: %.3f cores, %.1fMB, %.0f translations", i, r.idle.CPUSeconds/p.idle.Seconds(), r.idle.MeanRSS/1e6, r.idle.Samples)
+	}
 	churnCtx, stopChurn := context.WithCancel(ctx)
 	var churnWG sync.WaitGroup
 	churnWG.Go(func() { w.churn(churnCtx) })
@@ -129,6 +132,9 @@ func run(p params) error {
 	logf("churn for %s", p.churn)
 	if err := measureAll(ctx, reps, p.churn, func(r *replica, s benchutil.Sample) { r.churn = s }); err != nil {
 		return err
+	}
+	for i, r := range reps {
+		logf("replica %d churn: %.3f cores, %.1fMB, %.0f translations", i, r.churn.CPUSeconds/p.churn.Seconds(), r.churn.MeanRSS/1e6, r.churn.Samples)
 	}
 	logf("%d monitor edits under churn", p.edits)
 	if err := w.edits(ctx, reps, p.edits); err != nil {

@@ -4,15 +4,14 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/promshard/promshard/e2e/testbed"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/promshard/promshard/e2e/benchutil"
-	"github.com/promshard/promshard/e2e/testbed"
 )
 
 // churnNS holds the Secret no monitor references.
@@ -130,22 +129,21 @@ func (w *world) churn(ctx context.Context) {
 func (w *world) churnErrors() int { return int(w.failures.Load()) }
 
 // edits edits n monitors one after the other and records, per replica, the
-// time from the accepted write to the replica's next successful apply
-// (promshard_config_last_apply_success_timestamp_seconds).
+// time from just before the write to the replica's log line "configuration
+// applied" (the replicas run with --log.level=debug; reading the metrics
+// page instead takes seconds at this scale).
 func (w *world) edits(ctx context.Context, reps []*replica, n int) error {
-	const metric = "promshard_config_last_apply_success_timestamp_seconds"
 	for k := 1; k <= n; k++ {
 		i := (k * 97) % w.p.monitors
-		t0 := float64(time.Now().UnixNano()) / 1e9 // before the write: includes its round trip
+		t0 := time.Now() // before the write: includes its round trip
 		if _, err := w.bed.ApplyMonitoring(ctx, monitor(w.monitorNS(i), monName(i), k)); err != nil {
 			return err
 		}
 		for _, r := range reps {
 			deadline := time.Now().Add(time.Minute)
 			for {
-				ts, err := benchutil.Metric(ctx, r.ps.WebURL+"/metrics", metric)
-				if err == nil && ts >= t0 {
-					r.latencies = append(r.latencies, ts-t0)
+				if at, ok := appliedAfter(r.ps.Log(), t0); ok {
+					r.latencies = append(r.latencies, at.Sub(t0).Seconds())
 					break
 				}
 				if time.Now().After(deadline) {
@@ -156,4 +154,20 @@ func (w *world) edits(ctx context.Context, reps []*replica, n int) error {
 		}
 	}
 	return nil
+}
+
+// appliedAfter returns the time of the first "configuration applied" log
+// line at or after t0.
+func appliedAfter(log string, t0 time.Time) (time.Time, bool) {
+	for line := range strings.SplitSeq(log, "\n") {
+		if !strings.Contains(line, `msg="configuration applied"`) {
+			continue
+		}
+		ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		if err == nil && !at.Before(t0) {
+			return at, true
+		}
+	}
+	return time.Time{}, false
 }
