@@ -10,7 +10,7 @@ LDFLAGS     := -X github.com/prometheus/common/version.Version=$(VERSION) \
                -X github.com/prometheus/common/version.Revision=$(shell git rev-parse HEAD 2>/dev/null) \
                -X github.com/prometheus/common/version.Branch=$(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
 
-.PHONY: all build test unit fuzz e2e bench demo crds check-crds lint
+.PHONY: all build test unit fuzz e2e bench bench-vs-agent bench-scale demo crds check-crds lint
 
 all: build
 
@@ -36,6 +36,14 @@ e2e:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./config ./sharding
 	$(GO) test -tags e2e -run='^$$' -bench=. -benchtime=60x -timeout 30m ./e2e/
+
+## bench-vs-agent: promshard vs `prometheus --agent` on the same test-bed targets, A B interleaved; prints CPU s/1M samples and RSS/series with ratios (~10 min; BENCH_ARGS="-rounds=5 ...")
+bench-vs-agent:
+	$(GO) run ./e2e/cmd/bench-vs-agent $(BENCH_ARGS)
+
+## bench-scale: many ServiceMonitors over many targets, 3 replicas; prints per replica time to own all targets, idle and churn CPU/RSS, apply latency, watches (BENCH_ARGS="-monitors=5000 ...")
+bench-scale:
+	$(GO) run ./e2e/cmd/bench-scale $(BENCH_ARGS)
 
 ## demo: control plane, sample targets, receiver and three promshard replicas
 demo:

@@ -212,13 +212,28 @@ func (w *Watcher) stopKindLocked(resource string) {
 }
 
 // transform drops what nobody reads from every cached object (managedFields,
-// kubectl's last-applied copy) and converts custom resources to their typed
+// kubectl's last-applied copy; of a Namespace everything but its name and
+// labels, of a Secret or ConfigMap everything but its name and data) and
+// converts custom resources to their typed
 // struct once, when they enter the cache. A custom resource that does not
 // convert is kept as *unstructured.Unstructured, logged, and skipped (and
 // counted) by every rebuild: a transform error would stop the whole
 // informer. The transform is idempotent, as client-go requires.
 func (w *Watcher) transform(k *kind) cache.TransformFunc {
 	return func(obj any) (any, error) {
+		switch o := obj.(type) {
+		case *corev1.Namespace:
+			// Namespace selectors read the name and labels only.
+			return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+				Name: o.Name, Labels: o.Labels, ResourceVersion: o.ResourceVersion, UID: o.UID,
+			}}, nil
+		case *corev1.Secret:
+			// Credentials are read by key; labels, annotations and owners
+			// of every Secret of the cluster would only take memory.
+			return &corev1.Secret{ObjectMeta: trimmedMeta(o.ObjectMeta), Type: o.Type, Data: o.Data}, nil
+		case *corev1.ConfigMap:
+			return &corev1.ConfigMap{ObjectMeta: trimmedMeta(o.ObjectMeta), Data: o.Data, BinaryData: o.BinaryData}, nil
+		}
 		m, err := meta.Accessor(obj)
 		if err != nil {
 			return obj, nil // tombstones and the like: leave as they are
@@ -245,7 +260,14 @@ func (w *Watcher) transform(k *kind) cache.TransformFunc {
 	}
 }
 
-// changed reports whether an update can change the snapshot. Informer
+// trimmedMeta keeps what the cache and the translation need of a Secret's
+// or ConfigMap's metadata.
+func trimmedMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name, ResourceVersion: m.ResourceVersion, UID: m.UID}
+}
+
+// changed reports whether an update can change the snapshot (for a
+// Namespace: its labels). Informer
 // resyncs deliver the same object again (same resourceVersion; an empty
 // one, which only fake clients produce, counts as a change). For custom
 // resources, a change of status only (same generation, labels and
@@ -259,6 +281,14 @@ func changed(oldObj, newObj any) bool {
 	}
 	if rv := n.GetResourceVersion(); rv != "" && rv == o.GetResourceVersion() {
 		return false
+	}
+	// Only a Namespace's labels reach the translation (namespace
+	// selectors): its status and annotations change often, e.g. while
+	// it terminates.
+	if on, ok := oldObj.(*corev1.Namespace); ok {
+		if nn, ok := newObj.(*corev1.Namespace); ok {
+			return !maps.Equal(on.Labels, nn.Labels)
+		}
 	}
 	if !isMonitoringObject(newObj) || n.GetGeneration() == 0 || o.GetGeneration() != n.GetGeneration() {
 		return true

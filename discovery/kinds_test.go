@@ -20,6 +20,9 @@ func TestChanged(t *testing.T) {
 	sec := func(rv string) *corev1.Secret {
 		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "s", ResourceVersion: rv, Generation: 1}}
 	}
+	nsObj := func(rv string, labels map[string]string) *corev1.Namespace {
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", ResourceVersion: rv, Labels: labels}}
+	}
 	withAnnotation := sm("2", 1, nil)
 	withAnnotation.Annotations = map[string]string{"a": "b"}
 	deleting := sm("2", 1, nil)
@@ -47,6 +50,8 @@ func TestChanged(t *testing.T) {
 		{name: "valid becomes invalid", old: sm("0", 1, nil), new: invalid, want: true},
 		{name: "not an object", old: "x", new: "y", want: true},
 		{name: "no resourceVersion", old: sec(""), new: sec(""), want: true},
+		{name: "Namespace labels", old: nsObj("1", nil), new: nsObj("2", map[string]string{"team": "a"}), want: true},
+		{name: "Namespace status or annotations only", old: nsObj("1", map[string]string{"team": "a"}), new: nsObj("2", map[string]string{"team": "a"}), want: false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,8 +83,27 @@ func TestTransform(t *testing.T) {
 		require.NoError(t, err)
 		got := out.(*corev1.Secret)
 		require.Nil(t, got.ManagedFields)
-		require.Equal(t, map[string]string{"keep": "me"}, got.Annotations)
+		require.Nil(t, got.Annotations, "nothing reads a Secret's annotations")
 		require.Equal(t, []byte("x"), got.Data["password"])
+		require.Equal(t, "ns/s", got.Namespace+"/"+got.Name)
+		again, err := w.transform(secretKind)(got)
+		require.NoError(t, err)
+		require.Equal(t, got, again)
+	})
+
+	t.Run("namespace: name and labels", func(t *testing.T) {
+		ns := namespace("team", map[string]string{"tier": "prod"})
+		ns.Annotations = map[string]string{"a": "b"}
+		ns.Status.Phase = corev1.NamespaceTerminating
+		var nsKind *kind
+		for _, k := range w.kinds {
+			if k.resource == resNamespaces {
+				nsKind = k
+			}
+		}
+		out, err := w.transform(nsKind)(ns)
+		require.NoError(t, err)
+		require.Equal(t, namespace("team", map[string]string{"tier": "prod"}), out)
 	})
 
 	t.Run("monitor converted, idempotent", func(t *testing.T) {

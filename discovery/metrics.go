@@ -15,6 +15,8 @@ type metrics struct {
 	invalid         *prometheus.GaugeVec
 	crdInstalled    *prometheus.GaugeVec
 	events          *prometheus.CounterVec
+	unreferenced    *prometheus.CounterVec
+	apiserverUp     prometheus.Gauge
 }
 
 // newMetrics creates the metrics and registers them with reg unless reg is
@@ -50,11 +52,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "promshard_discovery_events_total",
 			Help: "Informer add, update and delete events that asked for a rebuild.",
 		}, []string{"resource"}),
+		unreferenced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "promshard_discovery_unreferenced_events_total",
+			Help: "Secret and ConfigMap add, update and delete events skipped because no selected object of the last snapshot references the object.",
+		}, []string{"resource"}),
+		apiserverUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "promshard_discovery_apiserver_reachable",
+			Help: "Whether the API server answered the last request (1), or requests wait for its /readyz after a connection failure (0).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.rebuilds, m.rebuildDuration, m.lastSnapshot, m.objects, m.invalid, m.crdInstalled, m.events} {
+	for _, c := range []prometheus.Collector{m.rebuilds, m.rebuildDuration, m.lastSnapshot, m.objects, m.invalid, m.crdInstalled, m.events, m.unreferenced, m.apiserverUp} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register: %w", err)
 		}

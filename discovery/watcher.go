@@ -8,6 +8,20 @@
 // informers). Informer handlers only signal; one worker debounces the signals
 // and rebuilds the snapshot from the informer caches. Monitoring CRDs that are
 // not installed yet are polled for and watched as soon as they appear.
+//
+// Work follows what matters: a Secret or ConfigMap change that no selected
+// object of the last snapshot references (Options.References), and a
+// Namespace change that leaves its labels alone, cause no rebuild. Cached
+// objects keep only what the translation reads. Every Secret and ConfigMap
+// of the watched namespaces (Options.Namespaces, all by default) is cached,
+// with one informer per resource and namespace: watching only referenced
+// objects would take one watch per namespace holding a selected monitor
+// (hundreds at scale) and miss references until re-listed; restricting
+// the namespaces is the lever for memory and for namespaced RBAC.
+//
+// After an API server outage every client of the Watcher, and Prometheus'
+// Kubernetes SD through APIProxy, resumes within a /readyz probe interval
+// instead of client-go's backoff of up to a minute (see reachGate).
 // LoadManifests builds the same Snapshot from YAML files instead, for
 // `promshard render`.
 //
@@ -94,6 +108,15 @@ type Options struct {
 	// Registerer registers the promshard_discovery_* metrics. Nil means
 	// the metrics are kept but not registered anywhere.
 	Registerer prometheus.Registerer
+
+	// References returns the Secrets and ConfigMaps the translation of a
+	// snapshot can read (cmd passes config.ReferencedObjects with the
+	// process' config.Options). A Secret or ConfigMap change that the last
+	// snapshot does not reference then causes no rebuild and no snapshot:
+	// work stays proportional to the changes that matter. It is called
+	// once per published snapshot, from the worker. Nil means every Secret
+	// and ConfigMap change causes a rebuild.
+	References func(*config.Snapshot) *config.References
 }
 
 // resourceDiscoverer is the part of client-go's discovery client the Watcher
@@ -124,6 +147,7 @@ type Watcher struct {
 	monitorNS  []string
 	resourceNS []string
 	kinds      []*kind
+	refs       refFilter
 
 	// trigger is the cap-1 signal channel informer handlers send to.
 	trigger chan struct{}
@@ -132,6 +156,8 @@ type Watcher struct {
 
 	started atomic.Bool
 	synced  atomic.Bool
+	// stopped is closed when Run returns.
+	stopped chan struct{}
 
 	mu sync.Mutex
 	// running holds the informers of each started resource, by resource.
@@ -154,6 +180,11 @@ func New(opts Options) (*Watcher, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "promshard"
 	}
+	gate := &reachGate{interval: DefaultReadyProbeInterval, logger: opts.Logger}
+	if gate.logger == nil {
+		gate.logger = promslog.NewNopLogger()
+	}
+	cfg.Wrap(gate.wrap)
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("discovery: dynamic client: %w", err)
@@ -167,7 +198,13 @@ func New(opts Options) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discovery: kubernetes client: %w", err)
 	}
-	return newWatcher(opts, clients{kube: kube, dyn: dyn, disc: kube.Discovery()})
+	w, err := newWatcher(opts, clients{kube: kube, dyn: dyn, disc: kube.Discovery()})
+	if err != nil {
+		return nil, err
+	}
+	gate.up, gate.stop = w.metrics.apiserverUp, w.stopped
+	gate.setUp(1)
+	return w, nil
 }
 
 // newWatcher validates opts and builds a Watcher on the given clients.
@@ -192,6 +229,8 @@ func newWatcher(opts Options, c clients) (*Watcher, error) {
 		out:      make(chan *config.Snapshot, 1),
 		running:  map[string]*runningKind{},
 		crdState: map[string]bool{},
+		refs:     refFilter{compute: opts.References},
+		stopped:  make(chan struct{}),
 	}
 	if opts.Agent != "" {
 		w.agentNS, w.agentName, _ = strings.Cut(opts.Agent, "/")
@@ -291,6 +330,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		wg.Wait()
+		close(w.stopped)
 	}()
 
 	w.mu.Lock()
@@ -336,6 +376,7 @@ func (w *Watcher) worker(ctx context.Context) {
 		case <-w.trigger:
 		default:
 		}
+		w.refs.rebuilding()
 		snap, ok := w.rebuild()
 		if !ok {
 			continue
@@ -344,6 +385,9 @@ func (w *Watcher) worker(ctx context.Context) {
 		// must see Synced() true.
 		w.synced.Store(true)
 		w.publish(snap)
+		if w.refs.rebuilt(snap) {
+			w.signal()
+		}
 	}
 }
 
@@ -375,24 +419,32 @@ func (w *Watcher) publish(snap *config.Snapshot) {
 	}
 }
 
-// eventHandler signals the worker for every change of a resource.
+// eventHandler signals the worker for every change of a resource that can
+// change the translation: Secrets and ConfigMaps only when referenced (see
+// Options.References).
 func (w *Watcher) eventHandler(resource string) cache.ResourceEventHandler {
 	events := w.metrics.events.WithLabelValues(resource)
-	return cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) {
-			events.Inc()
-			w.signal()
-		},
-		UpdateFunc: func(oldObj, newObj any) {
-			if !changed(oldObj, newObj) {
+	var unreferenced prometheus.Counter // only Secrets and ConfigMaps are filtered
+	if resource == resSecrets || resource == resConfigMaps {
+		unreferenced = w.metrics.unreferenced.WithLabelValues(resource)
+	}
+	handle := func(obj any) {
+		if unreferenced != nil {
+			if ns, name, ok := informerObjectName(obj); ok && !w.refs.matters(resource, ns, name) {
+				unreferenced.Inc()
 				return
 			}
-			events.Inc()
-			w.signal()
+		}
+		events.Inc()
+		w.signal()
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: handle,
+		UpdateFunc: func(oldObj, newObj any) {
+			if changed(oldObj, newObj) {
+				handle(newObj)
+			}
 		},
-		DeleteFunc: func(any) {
-			events.Inc()
-			w.signal()
-		},
+		DeleteFunc: handle,
 	}
 }

@@ -49,17 +49,15 @@ type rbacRule struct {
 
 var (
 	deployMonitoringKinds = []string{"servicemonitors", "podmonitors", "probes", "scrapeconfigs", "prometheusagents"}
-	deployReadVerbs       = []string{"get", "list", "watch"}
+	// deployReadVerbs are what informers use; nothing calls get.
+	deployReadVerbs = []string{"list", "watch"}
 	// deployWantRules is everything promshard may do beyond what any
-	// authenticated user may.
+	// authenticated user may: what the code uses, nothing more.
 	deployWantRules = []rbacRule{
 		{"monitoring.coreos.com", deployMonitoringKinds, deployReadVerbs},
-		{"monitoring.coreos.com", []string{"servicemonitors/status", "podmonitors/status", "probes/status", "scrapeconfigs/status", "prometheusagents/status"}, []string{"get", "update", "patch"}},
-		{"", []string{"namespaces", "services", "endpoints", "pods", "secrets", "configmaps"}, deployReadVerbs},
+		{"", []string{"namespaces", "nodes", "services", "endpoints", "pods", "secrets", "configmaps"}, deployReadVerbs},
 		{"discovery.k8s.io", []string{"endpointslices"}, deployReadVerbs},
 		{"networking.k8s.io", []string{"ingresses"}, deployReadVerbs},
-		{"", []string{"events"}, []string{"create", "patch"}},
-		{"events.k8s.io", []string{"events"}, []string{"create", "patch"}},
 	}
 )
 
@@ -237,7 +235,8 @@ func testDeployRBAC(t *testing.T, bed *testbed.Bed, c *deployClient, base []*uns
 
 // workload creates in rbacNS: Service web with 3 targets and its
 // ServiceMonitor; pod worker (no node) and pods daemon-node-a/-node-b, each
-// under a PodMonitor.
+// under a PodMonitor; Node node-a (zone=zone-a) and Service zoned (node-a's
+// target) under a ServiceMonitor attaching node metadata.
 func (e *rbacEnv) workload(t *testing.T) {
 	ctx := context.Background()
 	monitoredService(t, e.bed, rbacNS, "web", 3)
@@ -254,6 +253,19 @@ func (e *rbacEnv) workload(t *testing.T) {
 		_, err = e.bed.CreatePod(ctx, testbed.PodSpec{Namespace: rbacNS, Name: "daemon-" + node, Labels: map[string]string{"app": "daemon"}, Target: e.onNode[node]})
 		require.NoError(t, err)
 	}
+	// A ServiceMonitor with node metadata: needs nodes list/watch.
+	require.NoError(t, e.bed.CreateNode(ctx, "node-a", map[string]string{"zone": "zone-a"}))
+	netns, err := e.bed.Netns(ctx) // EndpointSlices refuse loopback addresses
+	require.NoError(t, err)
+	zt, err := netns.AddTarget(ctx, "deploy-zoned", testbed.TargetOptions{NodeName: "node-a"})
+	require.NoError(t, err)
+	require.NoError(t, e.bed.ApplyService(ctx, testbed.ServiceSpec{Namespace: rbacNS, Name: "zoned",
+		Labels: map[string]string{"app": "zoned"}, Targets: []*testbed.Target{zt}}))
+	zoned := serviceMonitor(rbacNS, "zoned", monitoringv1.RelabelConfig{
+		SourceLabels: []monitoringv1.LabelName{"__meta_kubernetes_node_label_zone"}, TargetLabel: "zone"})
+	zoned.Spec.AttachMetadata = &monitoringv1.AttachMetadata{Node: ptr.To(true)}
+	_, err = e.bed.ApplyMonitoring(ctx, zoned)
+	require.NoError(t, err)
 	for _, app := range []string{"worker", "daemon"} {
 		_, err = e.bed.ApplyMonitoring(ctx, &monitoringv1.PodMonitor{
 			ObjectMeta: metav1.ObjectMeta{Namespace: rbacNS, Name: app},
@@ -276,7 +288,8 @@ func (e *rbacEnv) testSufficient(t *testing.T) {
 	eventually(t, 90*time.Second, "ServiceMonitor targets scraped", healthyPool(p, "serviceMonitor/"+rbacNS+"/web/0", 3))
 	eventually(t, 30*time.Second, "PodMonitor targets scraped", healthyPool(p, "podMonitor/"+rbacNS+"/worker/0", 1))
 	eventually(t, 30*time.Second, "pods on nodes scraped", healthyPool(p, "podMonitor/"+rbacNS+"/daemon/0", 2))
-	eventually(t, 30*time.Second, "samples at the receiver", queryCount(e.rcv, `up{namespace="`+rbacNS+`"} == 1`, 6))
+	eventually(t, 30*time.Second, "samples at the receiver", queryCount(e.rcv, `up{namespace="`+rbacNS+`"} == 1`, 7))
+	eventually(t, 30*time.Second, "node labels at the receiver (attachMetadata.node)", queryCount(e.rcv, `up{namespace="`+rbacNS+`",zone="zone-a"} == 1`, 1))
 	require.NotRegexp(t, `(?i)forbidden`, p.Log(), "promshard's log")
 }
 
@@ -332,11 +345,25 @@ func (e *rbacEnv) testAccessReviews(t *testing.T) {
 		verb, group, resource string
 		allowed               bool
 	}{
+		// Used: informers of promshard and of Prometheus' Kubernetes SD.
 		{"list", "monitoring.coreos.com", "servicemonitors", true},
+		{"watch", "monitoring.coreos.com", "prometheusagents", true},
 		{"watch", "", "secrets", true},
-		{"update", "monitoring.coreos.com", "servicemonitors/status", true},
-		{"create", "events.k8s.io", "events", true},
+		{"list", "", "configmaps", true},
+		{"watch", "", "namespaces", true},
+		{"list", "", "nodes", true},
+		{"watch", "", "nodes", true},
+		{"watch", "", "pods", true},
+		{"list", "discovery.k8s.io", "endpointslices", true},
 		{"list", "networking.k8s.io", "ingresses", true},
+		// Not used: no get, no status or Event writes (yet).
+		{"get", "", "secrets", false},
+		{"get", "monitoring.coreos.com", "servicemonitors", false},
+		{"get", "", "nodes", false},
+		{"update", "monitoring.coreos.com", "servicemonitors/status", false},
+		{"patch", "monitoring.coreos.com", "podmonitors/status", false},
+		{"create", "events.k8s.io", "events", false},
+		{"create", "", "events", false},
 		{"create", "monitoring.coreos.com", "servicemonitors", false},
 		{"update", "monitoring.coreos.com", "servicemonitors", false},
 		{"delete", "monitoring.coreos.com", "podmonitors", false},
@@ -346,8 +373,8 @@ func (e *rbacEnv) testAccessReviews(t *testing.T) {
 		{"delete", "", "pods", false},
 		{"create", "", "pods/exec", false},
 		{"get", "", "pods/log", false},
-		{"list", "", "nodes", false},
 		{"get", "", "nodes/proxy", false},
+		{"create", "", "nodes", false},
 		{"create", "", "serviceaccounts/token", false},
 		{"delete", "", "events", false},
 		{"bind", "rbac.authorization.k8s.io", "clusterroles", false},
@@ -368,24 +395,28 @@ func (e *rbacEnv) testDirectCalls(t *testing.T) {
 	require.True(t, apierrors.IsForbidden(err), "delete Pod: %v", err)
 	smGVR, err := testbed.MonitoringGVR(&monitoringv1.ServiceMonitor{})
 	require.NoError(t, err)
-	sm, err := e.sa.dyn.Resource(smGVR).Namespace(rbacNS).Get(ctx, "web", metav1.GetOptions{})
-	require.NoError(t, err, "get ServiceMonitor")
+	_, err = e.sa.dyn.Resource(smGVR).Namespace(rbacNS).List(ctx, metav1.ListOptions{})
+	require.NoError(t, err, "list ServiceMonitors")
+	_, err = e.sa.dyn.Resource(smGVR).Namespace(rbacNS).Get(ctx, "web", metav1.GetOptions{})
+	require.True(t, apierrors.IsForbidden(err), "get ServiceMonitor: %v", err)
+	sm, err := e.bed.Dynamic.Resource(smGVR).Namespace(rbacNS).Get(ctx, "web", metav1.GetOptions{})
+	require.NoError(t, err, "get ServiceMonitor as admin")
 	sm.SetLabels(map[string]string{"changed": "yes"})
 	_, err = e.sa.dyn.Resource(smGVR).Namespace(rbacNS).Update(ctx, sm, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
 	require.True(t, apierrors.IsForbidden(err), "update ServiceMonitor: %v", err)
+	_, err = e.sa.dyn.Resource(smGVR).Namespace(rbacNS).UpdateStatus(ctx, sm, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+	require.True(t, apierrors.IsForbidden(err), "update ServiceMonitor status: %v", err)
 	sm.SetResourceVersion("")
 	sm.SetName("copy")
 	_, err = e.sa.dyn.Resource(smGVR).Namespace(rbacNS).Create(ctx, sm, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	require.True(t, apierrors.IsForbidden(err), "create ServiceMonitor: %v", err)
-	// Events may be created, and its status written.
+	// No Events are written by the code, so none may be.
 	_, err = e.sa.kube.CoreV1().Events(rbacNS).Create(ctx, &corev1.Event{
 		ObjectMeta:     metav1.ObjectMeta{Namespace: rbacNS, GenerateName: "web."},
 		InvolvedObject: corev1.ObjectReference{APIVersion: "monitoring.coreos.com/v1", Kind: "ServiceMonitor", Namespace: rbacNS, Name: "web"},
 		Reason:         "Rejected", Message: "dry-run", Type: corev1.EventTypeWarning, Source: corev1.EventSource{Component: "promshard"},
 	}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-	require.NoError(t, err, "create Event")
-	sm, err = e.sa.dyn.Resource(smGVR).Namespace(rbacNS).Get(ctx, "web", metav1.GetOptions{})
-	require.NoError(t, err)
-	_, err = e.sa.dyn.Resource(smGVR).Namespace(rbacNS).UpdateStatus(ctx, sm, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
-	require.NoError(t, err, "update ServiceMonitor status")
+	require.True(t, apierrors.IsForbidden(err), "create Event: %v", err)
+	_, err = e.sa.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	require.NoError(t, err, "list Nodes")
 }

@@ -79,6 +79,7 @@ func TestStatus(t *testing.T) {
 
 	t.Run("protected endpoints, cluster-wide targets", e.testClusterTargets)
 	t.Run("accepted monitor reports its target health", e.testAccepted)
+	t.Run("monitor whose relabeling drops everything: 0 targets, dropped once", e.testAllDropped)
 	t.Run("rejected monitor: condition and one Warning Event", e.testRejected)
 	t.Run("gossip key rotated without a split", func(t *testing.T) { e.testKeyRotation(t, oldKey) })
 	t.Run("PrometheusAgent status follows the members", e.testAgentStatus)
@@ -235,6 +236,40 @@ func (e *statusEnv) testAccepted(t *testing.T) {
 	// Nothing changes: nothing is written again.
 	time.Sleep(12 * time.Second)
 	require.Equal(t, afterChange, e.writes(t, "ServiceMonitor"), "an unchanged object is not rewritten")
+}
+
+func (e *statusEnv) testAllDropped(t *testing.T) {
+	ctx := context.Background()
+	sm := statusSM("none", "a", monitoringv1.RelabelConfig{SourceLabels: []monitoringv1.LabelName{"__address__"}, Regex: "nothing-matches", Action: "keep"})
+	sm.Spec.Selector.MatchLabels = map[string]string{"app": "web"}
+	_, err := e.bed.ApplyMonitoring(ctx, sm)
+	require.NoError(t, err)
+	eventually(t, 30*time.Second, "0 targets said plainly", e.conditionIs("none", monitoringv1.ConditionTrue, "0 targets"))
+	eventually(t, 30*time.Second, "each dropped target listed once, cluster-wide", func(ctx context.Context) error {
+		var resp struct {
+			Data struct {
+				DroppedTargets []struct {
+					ScrapePool       string            `json:"scrapePool"`
+					DiscoveredLabels map[string]string `json:"discoveredLabels"`
+				} `json:"droppedTargets"`
+			} `json:"data"`
+		}
+		if err := e.reps[2].GetJSON(ctx, "/api/v1/targets?scope=cluster", &resp); err != nil {
+			return err
+		}
+		seen := map[string]int{}
+		for _, d := range resp.Data.DroppedTargets {
+			if d.ScrapePool == "serviceMonitor/st/none/0" {
+				seen[d.DiscoveredLabels["__address__"]]++
+			}
+		}
+		for _, tg := range e.targets {
+			if seen[tg.Addr()] != 1 {
+				return fmt.Errorf("dropped %s listed %d times (%v)", tg.Addr(), seen[tg.Addr()], seen)
+			}
+		}
+		return nil
+	})
 }
 
 func (e *statusEnv) testRejected(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,9 @@ type runFlags struct {
 	allowFileAccess   bool
 	flushDeadline     time.Duration
 	debounce          time.Duration
+	namespaces        []string
+	gogc              int
+	sdProxy           bool
 	logLevel          *promslog.Level
 	logFormat         *promslog.Format
 
@@ -64,7 +68,10 @@ func registerRunFlags(cmd *kingpin.CmdClause) *runFlags {
 	cmd.Flag("namespace.selector", "Label selector for the namespaces monitors are read from in flags-only mode. Empty selects all.").StringVar(&f.namespaceSelector)
 	cmd.Flag("service-discovery-role", "Kubernetes SD role for ServiceMonitors in flags-only mode: EndpointSlice or Endpoints.").Default("EndpointSlice").EnumVar(&f.sdRole, "EndpointSlice", "Endpoints")
 	cmd.Flag("allow-file-access", "Accept file references (bearerTokenFile, tlsConfig.*File) in monitors, like arbitraryFSAccessThroughSMs. Off by default: monitors could read the pod's files.").BoolVar(&f.allowFileAccess)
+	cmd.Flag("kubernetes.namespace", "Namespace to watch monitors (ServiceMonitor, PodMonitor, Probe, ScrapeConfig), Secrets, ConfigMaps and Namespace objects in. Repeatable. Empty (default): all namespaces, which needs cluster-wide list/watch rights; with namespaces given, Roles in those namespaces (plus the PrometheusAgent's, for its Secrets) suffice. Targets are discovered where the monitors say; that needs endpoints/pods/services rights there.").StringsVar(&f.namespaces)
 	cmd.Flag("discovery.debounce", "How long Kubernetes changes are coalesced before a new configuration is generated.").Default("100ms").DurationVar(&f.debounce)
+	cmd.Flag("kubernetes.sd-proxy", "Let Prometheus' Kubernetes service discovery reach the API server through promshard's loopback TLS proxy, so that its watches resume within ~250ms of the API server being ready after an outage (without it client-go backs off up to ~60s). Costs one extra hop for the discovery's list/watch traffic.").Default("true").BoolVar(&f.sdProxy)
+	cmd.Flag("runtime.gogc", "Go garbage collector target percentage (GOGC), like Prometheus' runtime.gogc: lower uses less memory and more CPU. Default: $GOGC if set, else 75, Prometheus' default (Go's own is 100, ~15% more heap). -1 turns the collector off.").Default(defaultGoGC()).IntVar(&f.gogc)
 	cmd.Flag("log.level", "Only log messages with the given severity or above: debug, info, warn, error.").Default("info").SetValue(f.logLevel)
 	cmd.Flag("log.format", "Output format of log messages: logfmt or json.").Default("logfmt").SetValue(f.logFormat)
 	registerClusterFlags(cmd, &f.cluster)
@@ -109,6 +116,14 @@ func (f *runFlags) validate() error {
 		if _, _, err := commoncfg.LoadHTTPConfigFile(f.peerConfigFile); err != nil {
 			return fmt.Errorf("--web.peer-config-file: %w", err)
 		}
+	}
+	for _, ns := range f.namespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("--kubernetes.namespace %q: %s", ns, errs[0])
+		}
+	}
+	if f.gogc < -1 {
+		return fmt.Errorf("--runtime.gogc %d: want -1 (off) or a percentage", f.gogc)
 	}
 	if f.kubeconfig != "" {
 		if _, err := os.Stat(f.kubeconfig); err != nil {
@@ -165,4 +180,18 @@ func splitNamespacedName(s string) (string, string, error) {
 		return "", "", fmt.Errorf("%q: invalid name: %s", s, errs[0])
 	}
 	return ns, name, nil
+}
+
+// defaultGoGC is $GOGC when it is a number or "off", else Prometheus'
+// default of 75.
+func defaultGoGC() string {
+	switch v := os.Getenv("GOGC"); {
+	case v == "off":
+		return "-1"
+	case v != "":
+		if _, err := strconv.Atoi(v); err == nil {
+			return v
+		}
+	}
+	return "75"
 }

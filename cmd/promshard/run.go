@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -35,6 +37,7 @@ func runAgent(f *runFlags, stderr io.Writer) int {
 		return 2
 	}
 	logger := promslog.New(&promslog.Config{Level: f.logLevel, Format: f.logFormat, Writer: stderr})
+	debug.SetGCPercent(f.gogc)
 	// client-go logs through klog (e.g. failing list/watch calls): route it
 	// into the same structured logger.
 	klog.SetSlogLogger(logger.With("component", "client-go"))
@@ -86,18 +89,24 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	}
 	a.SetFilter(filter)
 
-	watcher, err := discovery.New(discovery.Options{
-		RESTConfig: rc, Agent: f.prometheusAgent, Debounce: f.debounce,
-		Logger: logger.With("component", "kubernetes"), Registerer: reg,
-	})
-	if err != nil {
-		return err
-	}
 	opts := f.configOptions()
 	if f.cluster.strategy == string(sharding.StrategyNode) {
 		opts.NodeName = f.cluster.localNode
 	}
 	replicaRule := sharding.ReplicaRelabelConfig(f.cluster.replicaLabel, cluster.Self(), f.cluster.replicationFactor)
+	proxy, cleanup, err := sdProxy(f, rc, logger, &opts)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	watcher, err := discovery.New(discovery.Options{
+		RESTConfig: rc, Agent: f.prometheusAgent, Namespaces: f.namespaces, Debounce: f.debounce,
+		Logger: logger.With("component", "kubernetes"), Registerer: reg,
+		References: func(s *config.Snapshot) *config.References { return config.ReferencedObjects(s, opts) },
+	})
+	if err != nil {
+		return err
+	}
 	generate := func(s *config.Snapshot) (*promconfig.Config, []config.Result, error) {
 		cfg, res, err := config.Generate(s, opts)
 		if err == nil {
@@ -174,6 +183,9 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		return cluster.ParticipateWhen(ctx, participationReady, 100*time.Millisecond)
 	})
 	addActor(&g, "kubernetes", watcher.Run)
+	if proxy != nil {
+		addActor(&g, "sd-proxy", proxy.Run)
+	}
 	addActor(&g, "reconciler", rec.Run)
 	addActor(&g, "agent", a.Run)
 	addActor(&g, "web", web.Run)
@@ -259,4 +271,29 @@ func clusterInfo(st sharding.ClusterStatus) agent.ClusterInfo {
 		ci.Members = append(ci.Members, agent.MemberInfo{Name: m.Name, Address: m.Address, State: string(m.State), Zone: m.Zone, OwnedTargets: m.OwnedTargets})
 	}
 	return ci
+}
+
+// sdProxy starts, with --kubernetes.sd-proxy, the API proxy Prometheus'
+// Kubernetes SD reaches the API server through (its watches then resume
+// at once after an outage) and points opts.KubeconfigFile at it. cleanup
+// removes the kubeconfig.
+func sdProxy(f *runFlags, rc *rest.Config, logger *slog.Logger, opts *config.Options) (*discovery.APIProxy, func(), error) {
+	if !f.sdProxy {
+		return nil, func() {}, nil
+	}
+	proxy, err := discovery.NewAPIProxy(rc, logger.With("component", "sd-proxy"))
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, err := os.MkdirTemp("", "promshard-sd-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("directory for the service discovery kubeconfig: %w", err)
+	}
+	cleanup := func() { _ = os.RemoveAll(dir) }
+	opts.KubeconfigFile = filepath.Join(dir, "kubeconfig")
+	if err := proxy.WriteKubeconfig(opts.KubeconfigFile); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("write the service discovery kubeconfig: %w", err)
+	}
+	return proxy, cleanup, nil
 }

@@ -97,7 +97,7 @@ func (b *Bed) startAPIServer(ctx context.Context, etcdURL string) error {
 		return err
 	}
 	d := b.dir
-	b.apiserver, err = startProc(b.runDir, "kube-apiserver", filepath.Join(d, "kube-apiserver.log"), []string{
+	b.apiserverArgv = []string{
 		b.bins.KubeAPIServer, "--etcd-servers=" + etcdURL,
 		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
 		"--cert-dir=" + filepath.Join(d, "pki"),
@@ -108,15 +108,29 @@ func (b *Bed) startAPIServer(ctx context.Context, etcdURL string) error {
 		"--service-account-signing-key-file=" + filepath.Join(d, "sa.key"),
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--disable-admission-plugins=ServiceAccount",
-	}, nil)
+	}
+	host := fmt.Sprintf("https://127.0.0.1:%d", port)
+	if err := b.runAPIServer(ctx, host, token); err != nil {
+		return err
+	}
+	return b.makeClients(host, token)
+}
+
+// runAPIServer starts kube-apiserver with b.apiserverArgv and waits until
+// its /readyz is ok.
+func (b *Bed) runAPIServer(ctx context.Context, host, token string) error {
+	p, err := startProc(b.runDir, "kube-apiserver", filepath.Join(b.dir, "kube-apiserver.log"), b.apiserverArgv, nil)
 	if err != nil {
 		return err
 	}
-	host := fmt.Sprintf("https://127.0.0.1:%d", port)
+	b.mu.Lock()
+	b.apiserver = p
+	b.mu.Unlock()
 	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	err = poll(ctx, pollInterval, "kube-apiserver /readyz", func(ctx context.Context) (bool, error) {
-		if b.apiserver.exited() {
-			return false, fmt.Errorf("kube-apiserver exited: %v", b.apiserver.waitErr)
+	defer insecure.CloseIdleConnections()
+	return poll(ctx, pollInterval, "kube-apiserver /readyz", func(ctx context.Context) (bool, error) {
+		if p.exited() {
+			return false, fmt.Errorf("kube-apiserver exited: %v", p.waitErr)
 		}
 		body, code, err := httpGet(ctx, insecure, host+"/readyz", token)
 		if err == nil && code != http.StatusOK {
@@ -124,11 +138,27 @@ func (b *Bed) startAPIServer(ctx context.Context, etcdURL string) error {
 		}
 		return err == nil, err
 	})
-	insecure.CloseIdleConnections()
-	if err != nil {
-		return err
+}
+
+// StopAPIServer stops kube-apiserver (SIGTERM, SIGKILL after a grace
+// period), as in an outage or an upgrade; etcd keeps the data.
+func (b *Bed) StopAPIServer() {
+	b.mu.Lock()
+	p := b.apiserver
+	b.mu.Unlock()
+	p.stop()
+}
+
+// StartAPIServer starts kube-apiserver again after StopAPIServer, on the
+// same address with the same flags, and returns once /readyz is ok.
+func (b *Bed) StartAPIServer(ctx context.Context) error {
+	b.mu.Lock()
+	p := b.apiserver
+	b.mu.Unlock()
+	if !p.exited() {
+		return errors.New("kube-apiserver is running")
 	}
-	return b.makeClients(host, token)
+	return b.runAPIServer(ctx, b.RestConfig.Host, b.RestConfig.BearerToken)
 }
 
 // writeAuthFiles writes the token file (one admin token in system:masters)

@@ -252,3 +252,14 @@ func (b *Bed) DeletePod(ctx context.Context, namespace, name string) error {
 	}
 	return nil
 }
+
+// CreateNode creates a Node object with labels, for node metadata
+// (attachMetadata.node, the node role). No kubelet runs: the Node only
+// exists in the API.
+func (b *Bed) CreateNode(ctx context.Context, name string, labels map[string]string) error {
+	_, err := b.Kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("create node %s: %w", name, err)
+	}
+	return nil
+}

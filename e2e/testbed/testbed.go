@@ -52,8 +52,11 @@ type Bed struct {
 	// was ready and every CRD Established (binary builds not included).
 	StartupDuration time.Duration
 
-	etcd, apiserver *proc
-	ca              *certAuthority
+	etcd *proc
+	// apiserver is guarded by mu (StopAPIServer/StartAPIServer replace it).
+	apiserver     *proc
+	apiserverArgv []string
+	ca            *certAuthority
 
 	mu        sync.Mutex
 	closed    bool
@@ -191,7 +194,10 @@ func (b *Bed) Close() error {
 	for i := len(closers) - 1; i >= 0; i-- {
 		closers[i]()
 	}
-	b.apiserver.stop() // before etcd: see stopGrace
+	b.mu.Lock()
+	apiserver := b.apiserver
+	b.mu.Unlock()
+	apiserver.stop() // before etcd: see stopGrace
 	b.etcd.stop()
 	unregisterBed(b)
 	var err error

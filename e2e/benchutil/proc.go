@@ -1,0 +1,166 @@
+// Package benchutil measures processes for the bench-* commands: CPU time
+// and resident memory from /proc, and counters from a /metrics page.
+package benchutil
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of utime/stime in /proc/<pid>/stat (100
+// on every Linux the test bed runs on).
+const clockTicks = 100
+
+// CPUSeconds returns the user+system CPU time pid has used.
+func CPUSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command (which may hold spaces) in parentheses.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	utime, err1 := strconv.ParseFloat(f[11], 64)
+	stime, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	return (utime + stime) / clockTicks, nil
+}
+
+// RSSBytes returns the resident set size of pid.
+func RSSBytes(pid int) (float64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// Metric returns the sum of the samples of metric name (any labels) on the
+// /metrics page at url.
+func Metric(ctx context.Context, url, name string) (float64, error) {
+	resp, err := get(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var sum float64
+	found := false
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name) || (len(line) > len(name) && line[len(name)] != ' ' && line[len(name)] != '{') {
+			continue
+		}
+		fs := strings.Fields(line)
+		v, err := strconv.ParseFloat(fs[len(fs)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("parse %q: %w", line, err)
+		}
+		sum += v
+		found = true
+	}
+	if !found {
+		return 0, fmt.Errorf("%s has no %s", url, name)
+	}
+	return sum, sc.Err()
+}
+
+// Sample is what Measure saw of a process over a window.
+type Sample struct {
+	CPUSeconds float64 // CPU time used in the window
+	MeanRSS    float64 // bytes, mean of one reading per second
+	Samples    float64 // increase of the samples counter in the window
+	HeapInuse  float64 // Go heap in use at the end, if the caller reads it
+}
+
+// Measure watches pid for d: CPU time, RSS once a second, and the increase
+// of counter on the /metrics page at metricsURL.
+func Measure(ctx context.Context, pid int, d time.Duration, metricsURL, counter string) (Sample, error) {
+	cpu0, err := CPUSeconds(pid)
+	if err != nil {
+		return Sample{}, err
+	}
+	n0, err := Metric(ctx, metricsURL, counter)
+	if err != nil {
+		return Sample{}, err
+	}
+	var rss []float64
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		select {
+		case <-ctx.Done():
+			return Sample{}, ctx.Err()
+		case <-time.After(time.Second):
+		}
+		r, err := RSSBytes(pid)
+		if err != nil {
+			return Sample{}, err
+		}
+		rss = append(rss, r)
+	}
+	cpu1, err := CPUSeconds(pid)
+	if err != nil {
+		return Sample{}, err
+	}
+	n1, err := Metric(ctx, metricsURL, counter)
+	if err != nil {
+		return Sample{}, err
+	}
+	return Sample{CPUSeconds: cpu1 - cpu0, MeanRSS: Mean(rss), Samples: n1 - n0}, nil
+}
+
+// Mean returns the mean of xs (0 for none).
+func Mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
+
+// Median returns the median of xs (0 for none).
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// Quantile returns the q-quantile (nearest rank) of xs (0 for none).
+func Quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	i := int(q*float64(len(s))+0.999999) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}

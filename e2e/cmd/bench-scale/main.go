@@ -1,0 +1,269 @@
+// Command bench-scale measures promshard at scale on the test bed (`make
+// bench-scale`, not part of `make test`): M ServiceMonitors with two
+// endpoints each in N namespaces, each over its own Service of T endpoint
+// addresses (M x 2 x T scrape targets; the addresses are A real target
+// sockets in a network namespace, reused across Services, so each Prometheus
+// target is distinct by labels and scraped on its own), and R clustered
+// replicas. It prints per replica: the time from its start to every target
+// owned, CPU cores and RSS idle, the same under background churn (one update
+// per second of a Secret no monitor references and one Service's endpoints),
+// the apply latency p50/p99 of monitor edits under that churn, and the
+// watches it holds on the API server (kube-apiserver's
+// apiserver_longrunning_requests{verb="WATCH"} before and after it started).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/promshard/promshard/e2e/benchutil"
+	"github.com/promshard/promshard/e2e/testbed"
+)
+
+type params struct {
+	monitors, namespaces, perService, addresses, replicas, edits int
+	interval, idle, churn                                        time.Duration
+}
+
+func main() {
+	var p params
+	flag.IntVar(&p.monitors, "monitors", 5000, "ServiceMonitors (two endpoints each), one Service each")
+	flag.IntVar(&p.namespaces, "namespaces", 500, "namespaces the monitors are spread over")
+	flag.IntVar(&p.perService, "per-service", 2, "endpoint addresses per Service (targets = monitors x 2 x this)")
+	flag.IntVar(&p.addresses, "addresses", 200, "real target sockets the endpoint addresses are taken from")
+	flag.IntVar(&p.replicas, "replicas", 3, "promshard replicas")
+	flag.IntVar(&p.edits, "edits", 50, "monitor edits whose apply latency is measured")
+	flag.DurationVar(&p.interval, "interval", time.Minute, "scrape interval of every endpoint")
+	flag.DurationVar(&p.idle, "idle", time.Minute, "measured window without changes, and with churn")
+	flag.Parse()
+	p.churn = p.idle
+	benchutil.Main("bench-scale", func() error { return run(p) })
+}
+
+var logf = benchutil.Logf
+
+// replica is one started promshard and what was measured of it.
+type replica struct {
+	ps                  *testbed.Promshard
+	start               time.Time
+	owned               time.Duration
+	watches             float64
+	idle, churn         benchutil.Sample
+	latencies           []float64
+	idleCores, churnCPU float64
+}
+
+func run(p params) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	bed, bin, err := benchutil.StartBed(ctx, "")
+	if err != nil {
+		return err
+	}
+	defer bed.Close()
+	rcv, err := bed.StartReceiver(ctx, testbed.ReceiverOptions{})
+	if err != nil {
+		return err
+	}
+	w, err := newWorld(ctx, bed, p)
+	if err != nil {
+		return err
+	}
+	total := p.monitors * 2 * p.perService
+	logf("%d monitors, %d namespaces, %d targets (%d sockets); starting %d replicas", p.monitors, p.namespaces, total, p.addresses, p.replicas)
+
+	var reps []*replica
+	for i := range p.replicas {
+		before, err := watches(ctx, bed)
+		if err != nil {
+			return err
+		}
+		args := []string{"--remote-write.url=" + rcv.WriteURL(), "--scrape.interval=" + p.interval.String(), "--log.level=debug"}
+		if i > 0 {
+			args = append(args, "--cluster.join="+reps[0].ps.GossipAddr)
+		}
+		r := &replica{start: time.Now()}
+		r.ps, err = bed.StartPromshard(ctx, testbed.PromshardOptions{Binary: bin, Name: "scale-" + strconv.Itoa(i),
+			IP: "127.0.0." + strconv.Itoa(20+i), Gossip: true, NoWaitReady: true, Args: args})
+		if err != nil {
+			return err
+		}
+		defer r.ps.Kill()
+		reps = append(reps, r)
+		if err := waitOwned(ctx, reps, total); err != nil {
+			return err
+		}
+		r.owned = time.Since(r.start)
+		after, err := watches(ctx, bed)
+		if err != nil {
+			return err
+		}
+		r.watches = after - before
+		logf("replica %d: all %d targets owned after %s; %.0f watches", i, total, r.owned.Round(time.Millisecond), r.watches)
+	}
+
+	logf("idle for %s", p.idle)
+	if err := measureAll(ctx, reps, p.idle, func(r *replica, s benchutil.Sample) { r.idle = s }); err != nil {
+		return err
+	}
+	for i, r := range reps {
+		logf("replica %d idle: %.3f cores, %.1fMB, %.0f translations", i, r.idle.CPUSeconds/p.idle.Seconds(), r.idle.MeanRSS/1e6, r.idle.Samples)
+	}
+	churnCtx, stopChurn := context.WithCancel(ctx)
+	var churnWG sync.WaitGroup
+	churnWG.Go(func() { w.churn(churnCtx) })
+	defer func() {
+		stopChurn()
+		churnWG.Wait()
+	}()
+	logf("churn for %s", p.churn)
+	if err := measureAll(ctx, reps, p.churn, func(r *replica, s benchutil.Sample) { r.churn = s }); err != nil {
+		return err
+	}
+	for i, r := range reps {
+		logf("replica %d churn: %.3f cores, %.1fMB, %.0f translations", i, r.churn.CPUSeconds/p.churn.Seconds(), r.churn.MeanRSS/1e6, r.churn.Samples)
+	}
+	logf("%d monitor edits under churn", p.edits)
+	if err := w.edits(ctx, reps, p.edits); err != nil {
+		return err
+	}
+	stopChurn()
+	churnWG.Wait()
+	report(p, total, reps, w.churnErrors())
+	return nil
+}
+
+// waitOwned waits until every replica reports the total number of targets
+// and the replicas' own shares add up to it.
+func waitOwned(ctx context.Context, reps []*replica, total int) error {
+	deadline := time.Now().Add(30 * time.Minute)
+	for time.Now().Before(deadline) {
+		sum, ok := 0, true
+		for _, r := range reps {
+			st, err := clusterStatus(ctx, r.ps)
+			if err != nil || st.TotalTargets != total {
+				ok = false
+				break
+			}
+			for _, m := range st.Members {
+				if m.Name == st.Self {
+					sum += m.OwnedTargets
+				}
+			}
+		}
+		if ok && sum == total {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("targets not all owned after 30m")
+}
+
+type status struct {
+	Self         string `json:"self"`
+	TotalTargets int    `json:"totalTargets"`
+	Members      []struct {
+		Name         string `json:"name"`
+		OwnedTargets int    `json:"ownedTargets"`
+	} `json:"members"`
+}
+
+func clusterStatus(ctx context.Context, ps *testbed.Promshard) (status, error) {
+	var resp struct {
+		Data status `json:"data"`
+	}
+	b, err := ps.Get(ctx, "/api/v1/cluster")
+	if err != nil {
+		return status{}, err
+	}
+	err = json.Unmarshal(b, &resp)
+	return resp.Data, err
+}
+
+// watches returns the watches kube-apiserver is serving.
+func watches(ctx context.Context, bed *testbed.Bed) (float64, error) {
+	b, err := bed.Kube.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var n float64
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if strings.HasPrefix(line, "apiserver_longrunning_requests{") && strings.Contains(line, `verb="WATCH"`) {
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				return 0, err
+			}
+			n += v
+		}
+	}
+	return n, nil
+}
+
+// measureAll measures every replica over the same window.
+func measureAll(ctx context.Context, reps []*replica, d time.Duration, set func(*replica, benchutil.Sample)) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(reps))
+	for i, r := range reps {
+		wg.Go(func() {
+			var s benchutil.Sample
+			s, errs[i] = benchutil.Measure(ctx, r.ps.PID(), d, r.ps.WebURL+"/metrics", "promshard_config_generations_total")
+			set(r, s)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func report(p params, total int, reps []*replica, churnErrs int) {
+	fmt.Printf("\nbench-scale: %d ServiceMonitors x 2 endpoints in %d namespaces, %d targets (%d sockets), %d replicas, interval %s, windows %s\n",
+		p.monitors, p.namespaces, total, p.addresses, len(reps), p.interval, p.idle)
+	fmt.Printf("churn: 1 Secret update/s in a namespace no monitor references + 1 Service endpoints change/s (%d failed writes)\n", churnErrs)
+	fmt.Printf("%-8s %10s %8s %10s %10s %10s %10s %8s %9s %9s %8s\n", "replica", "owned_s", "watches",
+		"idle_cores", "idle_MB", "churn_cores", "churn_MB", "cpu_x", "apply_p50", "apply_p99", "gens")
+	for i, r := range reps {
+		idle, churn := r.idle.CPUSeconds/p.idle.Seconds(), r.churn.CPUSeconds/p.churn.Seconds()
+		fmt.Printf("%-8d %10.1f %8.0f %10.3f %10.1f %10.3f %10.1f %8.3f %8.3fs %8.3fs %8.0f\n", i, r.owned.Seconds(), r.watches,
+			idle, r.idle.MeanRSS/1e6, churn, r.churn.MeanRSS/1e6, churn/idle,
+			benchutil.Quantile(r.latencies, 0.5), benchutil.Quantile(r.latencies, 0.99), r.churn.Samples)
+	}
+	fmt.Println("cpu_x = churn/idle CPU (goal <= 1.10); apply p99 goal <= 1s; gens = translations during the churn window (goal 0)")
+}
+
+// monitor is the i-th ServiceMonitor: two endpoints on the Service's port.
+func monitor(ns, name string, edit int) *monitoringv1.ServiceMonitor {
+	ep := monitoringv1.Endpoint{Port: "metrics"}
+	if edit > 0 {
+		ep.RelabelConfigs = []monitoringv1.RelabelConfig{{TargetLabel: "edit", Replacement: ptr.To(strconv.Itoa(edit))}}
+	}
+	ep2 := ep // same port and path: a second job, as a second endpoint would be
+	return &monitoringv1.ServiceMonitor{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: monitoringv1.ServiceMonitorSpec{
+			Selector:  metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+			Endpoints: []monitoringv1.Endpoint{ep, ep2},
+		},
+	}
+}

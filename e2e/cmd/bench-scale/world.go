@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/promshard/promshard/e2e/testbed"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// churnNS holds the Secret no monitor references.
+const churnNS = "bench-churn"
+
+// world is the bench's objects.
+type world struct {
+	bed      *testbed.Bed
+	p        params
+	sockets  []*testbed.Target
+	failures atomic.Int64
+}
+
+func nsName(i int) string  { return fmt.Sprintf("scale-%03d", i) }
+func monName(i int) string { return fmt.Sprintf("svc-%04d", i) }
+
+// monitorNS is the namespace of monitor i.
+func (w *world) monitorNS(i int) string { return nsName(i % w.p.namespaces) }
+
+// service returns the Service of monitor i over the sockets starting at
+// offset shift.
+func (w *world) service(i, shift int) testbed.ServiceSpec {
+	ts := make([]*testbed.Target, 0, w.p.perService)
+	for j := range w.p.perService {
+		ts = append(ts, w.sockets[(i*w.p.perService+j+shift)%len(w.sockets)])
+	}
+	return testbed.ServiceSpec{Namespace: w.monitorNS(i), Name: monName(i), Labels: map[string]string{"app": monName(i)}, Targets: ts}
+}
+
+// newWorld creates the sockets, namespaces, Services and monitors, with a
+// few concurrent writers.
+func newWorld(ctx context.Context, bed *testbed.Bed, p params) (*world, error) {
+	w := &world{bed: bed, p: p}
+	host, err := bed.Netns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if w.sockets, err = host.AddTargets(ctx, "scale", p.addresses, testbed.TargetOptions{}); err != nil {
+		return nil, err
+	}
+	for i := range p.namespaces {
+		if err := bed.CreateNamespace(ctx, nsName(i), nil); err != nil {
+			return nil, err
+		}
+	}
+	if err := bed.CreateNamespace(ctx, churnNS, nil); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	err = parallel(ctx, p.monitors, 8, func(i int) error {
+		if err := bed.ApplyService(ctx, w.service(i, 0)); err != nil {
+			return err
+		}
+		_, err := bed.ApplyMonitoring(ctx, monitor(w.monitorNS(i), monName(i), 0))
+		return err
+	})
+	logf("created %d Services and ServiceMonitors in %s", p.monitors, time.Since(start).Round(time.Second))
+	return w, err
+}
+
+// parallel runs f(0..n-1) on workers goroutines; the first error wins.
+func parallel(ctx context.Context, n, workers int, f func(int) error) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for k := range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := f(i); err != nil {
+					errs[k] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// churn updates, once a second each, a Secret in churnNS (referenced by no
+// monitor) and the endpoints of one Service (moving it to other sockets),
+// until ctx is done.
+func (w *world) churn(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	secrets := w.bed.Kube.CoreV1().Secrets(churnNS)
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: churnNS, Name: "unreferenced"},
+			StringData: map[string]string{"n": strconv.Itoa(n)}}
+		if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			if _, err = secrets.Create(ctx, s, metav1.CreateOptions{}); err != nil && ctx.Err() == nil {
+				w.failures.Add(1)
+			}
+		}
+		if err := w.bed.ApplyService(ctx, w.service(n%w.p.monitors, n)); err != nil && ctx.Err() == nil {
+			w.failures.Add(1)
+		}
+	}
+}
+
+func (w *world) churnErrors() int { return int(w.failures.Load()) }
+
+// edits edits n monitors one after the other and records, per replica, the
+// time from just before the write to the replica's log line "configuration
+// applied" (the replicas run with --log.level=debug; reading the metrics
+// page instead takes seconds at this scale).
+func (w *world) edits(ctx context.Context, reps []*replica, n int) error {
+	for k := 1; k <= n; k++ {
+		i := (k * 97) % w.p.monitors
+		t0 := time.Now() // before the write: includes its round trip
+		if _, err := w.bed.ApplyMonitoring(ctx, monitor(w.monitorNS(i), monName(i), k)); err != nil {
+			return err
+		}
+		for _, r := range reps {
+			deadline := time.Now().Add(time.Minute)
+			for {
+				if at, ok := appliedAfter(r.ps.Log(), t0); ok {
+					r.latencies = append(r.latencies, at.Sub(t0).Seconds())
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("edit %d: replica %s applied nothing within a minute", k, r.ps.WebURL)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+	return nil
+}
+
+// appliedAfter returns the time of the first "configuration applied" log
+// line at or after t0.
+func appliedAfter(log string, t0 time.Time) (time.Time, bool) {
+	for line := range strings.SplitSeq(log, "\n") {
+		if !strings.Contains(line, `msg="configuration applied"`) {
+			continue
+		}
+		ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		if err == nil && !at.Before(t0) {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
