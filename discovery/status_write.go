@@ -170,6 +170,13 @@ func (w *StatusWriter) syncAgent(ctx context.Context, a *monitoringv1alpha1.Prom
 	_, err = w.dyn.Resource(monitoringv1alpha1.SchemeGroupVersion.WithResource(resPrometheusAgents)).Namespace(a.Namespace).
 		Apply(ctx, a.Name, obj, metav1.ApplyOptions{FieldManager: w.fieldManager, Force: true}, "status")
 	w.metrics.writes.WithLabelValues(config.KindPrometheusAgent, result(err)).Inc()
+	if apierrors.IsNotFound(err) {
+		// Deleted: its last settings keep running (the reconciler says so);
+		// there is no status to write until it is back.
+		w.logger.Debug("PrometheusAgent is gone, not writing its status", "err", err)
+		w.agentLast = fingerprint
+		return
+	}
 	if err != nil {
 		w.logger.Warn("Writing the PrometheusAgent status failed", "err", err)
 		return

@@ -37,10 +37,10 @@ type preparedEntry struct {
 	// so that its scrape pool lists it under droppedTargets (bounded by
 	// keep_dropped_targets, as in Prometheus) once for the cluster.
 	relabelDropped bool
-	dup     bool          // an earlier entry of the job has the same key
-	all     bool          // __tmp_disable_sharding: every participant owns it
-	node    string        // Kubernetes node from the discovered labels
-	zone    string        // zone from the discovered labels
+	dup            bool   // an earlier entry of the job has the same key
+	all            bool   // __tmp_disable_sharding: every participant owns it
+	node           string // Kubernetes node from the discovered labels
+	zone           string // zone from the discovered labels
 	// sent caches the target as the scrape pool builds it from the entry,
 	// and sentKey the hash of its labels (its identity in the pool).
 	sent    *scrape.Target
