@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -143,12 +144,11 @@ func NewStatusWriter(opts StatusOptions) (*StatusWriter, error) {
 
 // splitAgent parses "<namespace>/<name>".
 func splitAgent(s string) (string, string, error) {
-	for i := range len(s) {
-		if s[i] == '/' && i > 0 && i < len(s)-1 {
-			return s[:i], s[i+1:], nil
-		}
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return "", "", fmt.Errorf("agent %q: want namespace/name", s)
 	}
-	return "", "", fmt.Errorf("agent %q: want namespace/name", s)
+	return ns, name, nil
 }
 
 // Update hands over the snapshot a configuration was generated from and the

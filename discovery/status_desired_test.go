@@ -8,6 +8,7 @@ import (
 	monitoringv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/promshard/promshard/config"
 )
@@ -104,4 +105,18 @@ func TestAgentStatus(t *testing.T) {
 	require.Equal(t, monitoringv1.ConditionDegraded, st.Conditions[0].Status)
 	require.True(t, st.Conditions[0].LastTransitionTime.Time.Equal(now))
 	require.Equal(t, monitoringv1.ConditionFalse, agentStatus(a, results, 1, 0, now).Conditions[0].Status)
+}
+
+func TestNewStatusWriterValidates(t *testing.T) {
+	owns := func(string) bool { return true }
+	for _, agent := range []string{"", "ns", "/name", "ns/", "ns/a/b"} {
+		_, err := NewStatusWriter(StatusOptions{RESTConfig: &rest.Config{Host: "https://127.0.0.1:1"}, Agent: agent, Owns: owns})
+		require.ErrorContains(t, err, "want namespace/name", agent)
+	}
+	_, err := NewStatusWriter(StatusOptions{RESTConfig: &rest.Config{Host: "https://127.0.0.1:1"}, Agent: "ns/a"})
+	require.ErrorContains(t, err, "required")
+	w, err := NewStatusWriter(StatusOptions{RESTConfig: &rest.Config{Host: "https://127.0.0.1:1"}, Agent: "mon/agent", Owns: owns})
+	require.NoError(t, err)
+	require.Equal(t, "promshard/mon/agent", w.fieldManager)
+	require.Equal(t, DefaultHealthInterval, w.opts.HealthInterval)
 }
