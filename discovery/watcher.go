@@ -1,6 +1,8 @@
-// Package discovery watches the Kubernetes objects that shape promshard's
-// configuration and hands them over as debounced, immutable config.Snapshot
-// values.
+// Package discovery is promshard's Kubernetes API I/O: it watches the
+// objects that shape the configuration and hands them over as debounced,
+// immutable config.Snapshot values, and it writes back what runs
+// (StatusWriter: Accepted bindings with target health on the monitors,
+// Warning Events for rejections, the PrometheusAgent's status).
 //
 // It owns the client-go informers for ServiceMonitor, PodMonitor, Probe,
 // ScrapeConfig and PrometheusAgent (dynamic informers converted to the typed
@@ -25,8 +27,10 @@
 // LoadManifests builds the same Snapshot from YAML files instead, for
 // `promshard render`.
 //
-// It may import promshard's config package (for config.Snapshot) and nothing
-// else of promshard: no translation, scraping or sharding happens here.
+// It may import promshard's config package (for config.Snapshot and Result)
+// and nothing else of promshard: no translation, scraping or sharding
+// happens here; who writes which status and the cluster's targets arrive as
+// functions wired in cmd/.
 package discovery
 
 import (
