@@ -142,11 +142,12 @@ func NewStatusWriter(opts StatusOptions) (*StatusWriter, error) {
 	}, nil
 }
 
-// splitAgent parses "<namespace>/<name>".
+// splitAgent parses the PrometheusAgent reference "<namespace>/<name>"
+// of Options.Agent and StatusOptions.Agent.
 func splitAgent(s string) (string, string, error) {
 	ns, name, ok := strings.Cut(s, "/")
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return "", "", fmt.Errorf("agent %q: want namespace/name", s)
+		return "", "", fmt.Errorf("Agent %q: want <namespace>/<name>", s)
 	}
 	return ns, name, nil
 }

@@ -111,7 +111,7 @@ func TestNewStatusWriterValidates(t *testing.T) {
 	owns := func(string) bool { return true }
 	for _, agent := range []string{"", "ns", "/name", "ns/", "ns/a/b"} {
 		_, err := NewStatusWriter(StatusOptions{RESTConfig: &rest.Config{Host: "https://127.0.0.1:1"}, Agent: agent, Owns: owns})
-		require.ErrorContains(t, err, "want namespace/name", agent)
+		require.ErrorContains(t, err, "want <namespace>/<name>", agent)
 	}
 	_, err := NewStatusWriter(StatusOptions{RESTConfig: &rest.Config{Host: "https://127.0.0.1:1"}, Agent: "ns/a"})
 	require.ErrorContains(t, err, "required")

@@ -251,9 +251,9 @@ func newWatcher(opts Options, c clients) (*Watcher, error) {
 
 func validateOptions(opts *Options) error {
 	if opts.Agent != "" {
-		ns, name, ok := strings.Cut(opts.Agent, "/")
-		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-			return fmt.Errorf("discovery: Agent %q: want <namespace>/<name>", opts.Agent)
+		ns, _, err := splitAgent(opts.Agent)
+		if err != nil {
+			return fmt.Errorf("discovery: %w", err)
 		}
 		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
 			return fmt.Errorf("discovery: Agent namespace %q: %s", ns, strings.Join(errs, "; "))

@@ -112,8 +112,10 @@ func newStatusWriter(rc *rest.Config, agentName string, healthInterval time.Dura
 			out := make([]discovery.ClusterTarget, 0, len(td.ActiveTargets))
 			for _, t := range td.ActiveTargets {
 				instance := t.Labels["instance"]
-				if u, err := url.Parse(t.ScrapeURL); err == nil && instance == "" {
-					instance = u.Host
+				if instance == "" {
+					if u, err := url.Parse(t.ScrapeURL); err == nil {
+						instance = u.Host
+					}
 				}
 				out = append(out, discovery.ClusterTarget{Job: t.ScrapePool, Instance: instance, Health: t.Health, LastError: t.LastError})
 			}
