@@ -78,6 +78,15 @@ type Options struct {
 	ScrapeReloadInterval time.Duration
 	// WAL are the agent WAL options. Nil means tsdb/agent.DefaultOptions().
 	WAL *agent.Options
+	// KubernetesSDClusterWide lets jobs whose Kubernetes SD configurations
+	// differ only in their namespace lists share one cluster-wide discovery
+	// per configuration, each job keeping the target groups of its own
+	// namespaces (see sdshare.go): one watch per resource kind instead of
+	// one per namespace and kind. It needs list/watch rights on the
+	// discovered resources in all namespaces, and caches them for all
+	// namespaces. False: one discovery per distinct configuration, as
+	// Prometheus runs them.
+	KubernetesSDClusterWide bool
 }
 
 func (o *Options) setDefaults() error {
@@ -133,8 +142,15 @@ type Agent struct {
 	// configuration.
 	lastChanged bool
 	drain       drainState
-	drainer     *drainer
 	stopped     bool
+
+	// sd names the shared discovery sets (guarded by applyMtx); fanout,
+	// syncer and marker are the stages around the filter (fanout.go,
+	// scrapesync.go).
+	sd     *sdRegistry
+	fanout *fanout
+	syncer *syncer
+	marker *promconfig.ScrapeConfig
 }
 
 // New opens the WAL and builds the managers. Nothing runs until Run.
@@ -143,7 +159,7 @@ func New(opts Options) (*Agent, error) {
 		return nil, err
 	}
 	logger := opts.Logger
-	a := &Agent{opts: opts, logger: logger, drainer: newDrainer()}
+	a := &Agent{opts: opts, logger: logger, sd: newSDRegistry(opts.KubernetesSDClusterWide), fanout: newFanout()}
 	ready := &readyScrapeManager{}
 	a.remote = remote.NewStorage(logger.With("component", "remote"), opts.Registerer,
 		func() (int64, error) { return 0, nil }, opts.StoragePath, opts.RemoteFlushDeadline, ready, false)
@@ -155,9 +171,13 @@ func New(opts Options) (*Agent, error) {
 	db.SetWriteNotified(a.remote)
 	a.db = db
 
+	syncs := &syncCounter{Registerer: opts.Registerer}
 	sm, err := scrape.NewManager(&scrape.Options{
 		DiscoveryReloadInterval: modelDuration(opts.ScrapeReloadInterval),
-	}, logger.With("component", "scrape manager"), nil, nil, db, opts.Registerer)
+	}, logger.With("component", "scrape manager"), nil, nil, db, syncs)
+	if err == nil {
+		err = syncs.check()
+	}
 	if err != nil {
 		a.closeStorage()
 		return nil, fmt.Errorf("creating scrape manager: %w", err)
@@ -186,10 +206,15 @@ func New(opts Options) (*Agent, error) {
 		a.closeStorage()
 		return nil, err
 	}
-	if a.empty, err = prepare(&promconfig.Config{}, logger); err != nil {
+	if a.marker, err = newMarkerJob(); err != nil {
 		a.closeStorage()
 		return nil, err
 	}
+	if a.empty, err = prepare(&promconfig.Config{}, nil, logger); err != nil {
+		a.closeStorage()
+		return nil, err
+	}
+	a.syncer = newSyncer(logger.With("component", "target sync"), syncs.value, a.metrics)
 	return a, nil
 }
 
@@ -220,8 +245,14 @@ func (a *Agent) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("discovery manager: %w", err)
 		}
 	}()
-	tsets := a.discovery.SyncCh()
 	filterCtx, stopFilter := context.WithCancel(context.Background())
+	fanned := make(chan map[string][]*targetgroup.Group)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.fanout.run(filterCtx, a.discovery.SyncCh(), fanned)
+	}()
+	var tsets <-chan map[string][]*targetgroup.Group = fanned
 	if filter != nil {
 		out := make(chan map[string][]*targetgroup.Group)
 		wg.Add(1)
@@ -237,7 +268,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func(in <-chan map[string][]*targetgroup.Group) {
 		defer wg.Done()
-		a.drainer.run(filterCtx, in, drained)
+		a.syncer.run(filterCtx, in, drained)
 	}(tsets)
 	scrapeDone := make(chan struct{})
 	go func() {

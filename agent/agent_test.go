@@ -227,7 +227,7 @@ func TestPrepareDefaultsAndRejects(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := prepare(tc.cfg, nil)
+			c, err := prepare(tc.cfg, nil, nil)
 			if tc.wantErr != "" {
 				require.ErrorContains(t, err, tc.wantErr)
 				return

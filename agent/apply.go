@@ -9,7 +9,6 @@ import (
 
 	commoncfg "github.com/prometheus/common/config"
 	promconfig "github.com/prometheus/prometheus/config"
-	promdiscovery "github.com/prometheus/prometheus/discovery"
 
 	"github.com/promshard/promshard/config"
 )
@@ -69,8 +68,10 @@ func (e *RemoteWriteError) Unwrap() error { return e.Err }
 // are drained first so their series get staleness markers (see drain.go).
 // A configuration equal to the applied one is a no-op, and so is any call
 // after Run returned. On error the previously applied configuration keeps
-// running. cfg must not be modified afterwards, and its jobs must be new
-// values, not ones handed over before: ApplyConfig fills their defaults.
+// running. cfg must not be modified afterwards. Its jobs are either new
+// values, whose defaults ApplyConfig fills, or the very jobs of the running
+// configuration (under the same global section), which it takes as they
+// are.
 func (a *Agent) ApplyConfig(cfg *promconfig.Config) error {
 	a.applyMtx.Lock()
 	defer a.applyMtx.Unlock()
@@ -78,7 +79,7 @@ func (a *Agent) ApplyConfig(cfg *promconfig.Config) error {
 		a.logger.Debug("agent stopped, configuration not applied")
 		return nil
 	}
-	loaded, err := prepare(cfg, a.logger)
+	loaded, err := prepare(cfg, a.desired, a.logger)
 	if err != nil {
 		a.metrics.applyFailures.Inc()
 		return err
@@ -208,6 +209,13 @@ func checkClient(hc commoncfg.HTTPClientConfig, name string) error {
 // apply applies a prepared and checked configuration; applyMtx is held.
 func (a *Agent) apply(loaded *promconfig.Config) error {
 	start := time.Now()
+	// The discovery plan first: it is the only step before the managers
+	// that can fail, and it commits nothing until the end.
+	plan, err := a.sd.plan(loaded.ScrapeConfigs)
+	if err != nil {
+		a.metrics.applyFailures.Inc()
+		return fmt.Errorf("planning service discovery: %w", err)
+	}
 	drainBefore := a.drain.clone()
 	keep, nextDrain := a.drain.update(a.effective, loaded, start)
 	eff := *loaded
@@ -221,12 +229,12 @@ func (a *Agent) apply(loaded *promconfig.Config) error {
 	if err := a.remote.ApplyConfig(&eff); err != nil {
 		return fail(fmt.Errorf("applying remote write configuration: %w", err))
 	}
-	if err := a.scrape.ApplyConfig(&eff); err != nil {
+	if err := a.scrape.ApplyConfig(a.withMarker(&eff)); err != nil {
 		a.rollback()
 		return fail(fmt.Errorf("applying scrape configuration: %w", err))
 	}
 	a.effective = &eff
-	a.drainer.set(a.drain.names())
+	a.syncer.set(a.drain.names())
 	a.mtx.Lock()
 	filter := a.filter
 	a.mtx.Unlock()
@@ -235,21 +243,24 @@ func (a *Agent) apply(loaded *promconfig.Config) error {
 		// groups of a new job.
 		filter.SetScrapeConfigs(loaded.ScrapeConfigs)
 	}
-	sdCfgs := make(map[string]promdiscovery.Configs, len(loaded.ScrapeConfigs))
-	for _, sc := range loaded.ScrapeConfigs {
-		sdCfgs[sc.JobName] = sc.ServiceDiscoveryConfigs
+	if plan.changed {
+		// Prometheus' discovery manager logs and counts providers it
+		// cannot create instead of failing; it never returns an error
+		// today.
+		if err := a.discovery.ApplyConfig(plan.sets); err != nil {
+			a.metrics.applyFailures.Inc()
+			return fmt.Errorf("applying discovery configuration: %w", err)
+		}
+		a.metrics.sdApplies.Inc()
 	}
-	// Prometheus' discovery manager logs and counts providers it cannot
-	// create instead of failing; it never returns an error today.
-	if err := a.discovery.ApplyConfig(sdCfgs); err != nil {
-		a.metrics.applyFailures.Inc()
-		return fmt.Errorf("applying discovery configuration: %w", err)
-	}
+	plan.commit()
+	a.fanout.setPlan(plan.byJob)
 	a.scheduleDrainEnd(nextDrain)
 	a.metrics.applies.Inc()
 	a.metrics.applyDuration.Observe(time.Since(start).Seconds())
 	a.metrics.lastApply.SetToCurrentTime()
 	a.metrics.scrapePools.Set(float64(len(loaded.ScrapeConfigs)))
+	a.metrics.sdSets.Set(float64(len(plan.sets)))
 	return nil
 }
 
@@ -264,9 +275,17 @@ func (a *Agent) rollback() {
 	if err := a.remote.ApplyConfig(prev); err != nil {
 		a.logger.Error("restoring the previous remote write configuration failed", "err", config.RedactURLs(err.Error()))
 	}
-	if err := a.scrape.ApplyConfig(prev); err != nil {
+	if err := a.scrape.ApplyConfig(a.withMarker(prev)); err != nil {
 		a.logger.Error("restoring the previous scrape configuration failed", "err", config.RedactURLs(err.Error()))
 	}
+}
+
+// withMarker returns what the scrape manager runs for cfg: its jobs and the
+// syncer's marker job (scrapesync.go).
+func (a *Agent) withMarker(cfg *promconfig.Config) *promconfig.Config {
+	c := *cfg
+	c.ScrapeConfigs = append(slices.Clip(cfg.ScrapeConfigs), a.marker)
+	return &c
 }
 
 // scheduleDrainEnd re-applies the desired configuration when the earliest

@@ -1,13 +1,10 @@
 package agent
 
 import (
-	"context"
 	"maps"
-	"sync"
 	"time"
 
 	promconfig "github.com/prometheus/prometheus/config"
-	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
 
 // Draining removed jobs.
@@ -17,7 +14,7 @@ import (
 // context before the scrape loops write their end-of-run staleness markers,
 // so the job's series would linger at the receiver for the 5 minute lookback.
 // promshard instead keeps a removed job's pool for a drain period in which
-// the pool is sent empty target groups: its loops stop the normal way and
+// the pool is sent empty target groups (by the syncer, scrapesync.go): its loops stop the normal way and
 // write staleness markers. The job is dropped from the configuration once
 // the markers are written.
 
@@ -26,63 +23,6 @@ import (
 // stops (in case it comes back), plus slack for the target reload.
 func drainPeriod(sc *promconfig.ScrapeConfig) time.Duration {
 	return 2*time.Duration(sc.ScrapeInterval) + time.Duration(sc.ScrapeInterval)/5 + 2*time.Second
-}
-
-// drainer is the stage between the ownership filter and scrape.Manager.Run:
-// it forwards target sets, replacing the groups of draining jobs with none.
-type drainer struct {
-	mtx      sync.Mutex
-	draining map[string]struct{}
-	changed  chan struct{}
-}
-
-func newDrainer() *drainer {
-	return &drainer{draining: map[string]struct{}{}, changed: make(chan struct{}, 1)}
-}
-
-// set replaces the draining jobs and re-sends the last target sets.
-func (d *drainer) set(jobs map[string]struct{}) {
-	d.mtx.Lock()
-	d.draining = jobs
-	d.mtx.Unlock()
-	select {
-	case d.changed <- struct{}{}:
-	default:
-	}
-}
-
-func (d *drainer) run(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group) {
-	var last map[string][]*targetgroup.Group
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ts, ok := <-in:
-			if !ok {
-				in = nil
-				continue
-			}
-			last = ts
-		case <-d.changed:
-		}
-		d.mtx.Lock()
-		res := make(map[string][]*targetgroup.Group, len(last)+len(d.draining))
-		for job, groups := range last {
-			res[job] = groups
-		}
-		for job := range d.draining {
-			res[job] = []*targetgroup.Group{}
-		}
-		d.mtx.Unlock()
-		if len(res) == 0 {
-			continue
-		}
-		select {
-		case out <- res:
-		case <-ctx.Done():
-			return
-		}
-	}
 }
 
 // drainState tracks removed jobs; guarded by Agent.applyMtx.

@@ -15,6 +15,10 @@ type metrics struct {
 	applySkips    prometheus.Counter
 	lastApply     prometheus.Gauge
 	scrapePools   prometheus.Gauge
+	syncUpdates   prometheus.Counter
+	syncedJobs    prometheus.Counter
+	sdSets        prometheus.Gauge
+	sdApplies     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,8 +48,25 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "promshard_config_scrape_pools",
 			Help: "Scrape pools (jobs) in the applied configuration.",
 		}),
+		syncUpdates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "promshard_scrape_target_updates_total",
+			Help: "Target updates handed to the scrape manager; each syncs only the pools whose target groups changed.",
+		}),
+		syncedJobs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "promshard_scrape_target_update_jobs_total",
+			Help: "Scrape pools synced by target updates (a pool counts once per update that includes it).",
+		}),
+		sdSets: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "promshard_discovery_shared_configs",
+			Help: "Distinct service discovery configurations run for all jobs (jobs with the same configuration share one).",
+		}),
+		sdApplies: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "promshard_discovery_applies_total",
+			Help: "Configuration applies that changed the service discovery configurations (the others leave discovery untouched).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.applyDuration, m.applyFailures, m.applies, m.applySkips, m.lastApply, m.scrapePools} {
+	for _, c := range []prometheus.Collector{m.applyDuration, m.applyFailures, m.applies, m.applySkips, m.lastApply, m.scrapePools,
+		m.syncUpdates, m.syncedJobs, m.sdSets, m.sdApplies} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering agent metrics: %w", err)
 		}

@@ -20,7 +20,13 @@ import (
 // same normalisation and per-section validation Load runs (which fills
 // defaults such as a job's interval and timeout from the global section). No
 // YAML is involved. Jobs that fail validation are returned as JobErrors.
-func prepare(cfg *promconfig.Config, logger *slog.Logger) (*promconfig.Config, error) {
+//
+// Validation fills a job's defaults in place. A job that is the very
+// *ScrapeConfig of prev (the running configuration), under an equal global
+// section, went through it already and is running: it is taken as it is,
+// never written again (the translation hands unchanged objects' jobs
+// again, see config.Cache).
+func prepare(cfg *promconfig.Config, prev *promconfig.Config, logger *slog.Logger) (*promconfig.Config, error) {
 	if cfg == nil {
 		return nil, errors.New("agent: nil configuration")
 	}
@@ -36,6 +42,13 @@ func prepare(cfg *promconfig.Config, logger *slog.Logger) (*promconfig.Config, e
 		return nil, err
 	}
 	base.GlobalConfig = gc
+	var running map[*promconfig.ScrapeConfig]struct{}
+	if prev != nil && sameContent(prev.GlobalConfig, gc) {
+		running = make(map[*promconfig.ScrapeConfig]struct{}, len(prev.ScrapeConfigs))
+		for _, sc := range prev.ScrapeConfigs {
+			running[sc] = struct{}{}
+		}
+	}
 
 	base.ScrapeConfigs = make([]*promconfig.ScrapeConfig, 0, len(cfg.ScrapeConfigs))
 	seen := make(map[string]struct{}, len(cfg.ScrapeConfigs))
@@ -45,6 +58,10 @@ func prepare(cfg *promconfig.Config, logger *slog.Logger) (*promconfig.Config, e
 			return nil, fmt.Errorf("agent: duplicate job name %q", sc.JobName)
 		}
 		seen[sc.JobName] = struct{}{}
+		if _, ok := running[sc]; ok {
+			base.ScrapeConfigs = append(base.ScrapeConfigs, sc)
+			continue
+		}
 		if err := sc.Validate(base.GlobalConfig); err != nil {
 			// config.Generate rejects invalid objects before this point;
 			// reaching here is a translation bug. The job is refused like

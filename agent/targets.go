@@ -52,6 +52,7 @@ func targetsOf(sm *scrape.Manager) TargetDiscovery {
 		DroppedTargets:      []DroppedTarget{},
 		DroppedTargetCounts: sm.TargetsDroppedCounts(),
 	}
+	delete(td.DroppedTargetCounts, markerJob) // internal, never has targets
 	for pool, ts := range sm.TargetsActive() {
 		for _, t := range ts {
 			lastErr := ""

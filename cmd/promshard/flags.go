@@ -42,6 +42,7 @@ type runFlags struct {
 	flushDeadline     time.Duration
 	debounce          time.Duration
 	namespaces        []string
+	sdClusterWide     bool
 	gogc              int
 	sdProxy           bool
 	logLevel          *promslog.Level
@@ -69,6 +70,7 @@ func registerRunFlags(cmd *kingpin.CmdClause) *runFlags {
 	cmd.Flag("service-discovery-role", "Kubernetes SD role for ServiceMonitors in flags-only mode: EndpointSlice or Endpoints.").Default("EndpointSlice").EnumVar(&f.sdRole, "EndpointSlice", "Endpoints")
 	cmd.Flag("allow-file-access", "Accept file references (bearerTokenFile, tlsConfig.*File) in monitors, like arbitraryFSAccessThroughSMs. Off by default: monitors could read the pod's files.").BoolVar(&f.allowFileAccess)
 	cmd.Flag("kubernetes.namespace", "Namespace to watch monitors (ServiceMonitor, PodMonitor, Probe, ScrapeConfig), Secrets, ConfigMaps and Namespace objects in. Repeatable. Empty (default): all namespaces, which needs cluster-wide list/watch rights; with namespaces given, Roles in those namespaces (plus the PrometheusAgent's, for its Secrets) suffice. Targets are discovered where the monitors say; that needs endpoints/pods/services rights there.").StringsVar(&f.namespaces)
+	cmd.Flag("kubernetes.sd-cluster-wide", "Run one cluster-wide Kubernetes service discovery for all jobs whose discovery differs only in its namespaces (prometheus-operator gives every monitor endpoint one restricted to the monitor's namespaces), each job keeping its namespaces' targets: one watch per resource kind instead of one per namespace and kind, and no new discovery for a monitor in a new namespace. Caches those resources (pods, services, endpointslices) of all namespaces and needs list/watch on them cluster-wide. Off with --kubernetes.namespace, or false: one discovery per distinct configuration, as Prometheus runs them.").Default("true").BoolVar(&f.sdClusterWide)
 	cmd.Flag("discovery.debounce", "How long Kubernetes changes are coalesced before a new configuration is generated.").Default("100ms").DurationVar(&f.debounce)
 	cmd.Flag("kubernetes.sd-proxy", "Let Prometheus' Kubernetes service discovery reach the API server through promshard's loopback TLS proxy, so that its watches resume within ~250ms of the API server being ready after an outage (without it client-go backs off up to ~60s). Costs one extra hop for the discovery's list/watch traffic.").Default("true").BoolVar(&f.sdProxy)
 	cmd.Flag("runtime.gogc", "Go garbage collector target percentage (GOGC), like Prometheus' runtime.gogc: lower uses less memory and more CPU. Default: $GOGC if set, else 75, Prometheus' default (Go's own is 100, ~15% more heap). -1 turns the collector off.").Default(defaultGoGC()).IntVar(&f.gogc)

@@ -75,6 +75,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 
 	a, err := agent.New(agent.Options{
 		Logger: logger, Registerer: reg, StoragePath: f.storagePath, RemoteFlushDeadline: f.flushDeadline,
+		KubernetesSDClusterWide: f.sdClusterWide && len(f.namespaces) == 0,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,285 @@
+package agent
+
+import (
+	"context"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+// fanout is the stage between discovery.Manager.SyncCh, which sends the
+// target groups of every shared discovery set (sdshare.go), and the
+// ownership filter, which takes target groups per job.
+//
+// It sends every job whose sets were all delivered by discovery at least
+// once, in every message. Work is proportional to the change: a set's
+// groups are compared with the last ones by pointer (the discovery manager
+// passes a provider's group on until the provider sends a new one), and
+// only the jobs reading a changed group's namespace (or the whole set) get
+// a new slice. Every other job keeps the identical slice it had in the
+// previous message, so the stages after it can tell changed jobs apart by
+// comparing slices element by element.
+type fanout struct {
+	mtx     sync.Mutex
+	plan    map[string][]jobSource // by job; guarded by mtx
+	changed chan struct{}
+
+	// Owned by run.
+	sets  map[string]*fanoutSet
+	cur   map[string][]jobSource                    // the plan the slices were built with
+	index map[string]map[string]map[string]struct{} // set -> namespace ("": all) -> jobs
+	jobs  map[string][]*targetgroup.Group           // last slice per built job
+}
+
+// fanoutSet is the last delivered state of one shared set.
+type fanoutSet struct {
+	bySource map[string]*targetgroup.Group
+	byNS     map[string]map[string]*targetgroup.Group // namespace label -> source -> group
+}
+
+func newFanout() *fanout {
+	return &fanout{changed: make(chan struct{}, 1), sets: map[string]*fanoutSet{}, cur: map[string][]jobSource{},
+		index: map[string]map[string]map[string]struct{}{}, jobs: map[string][]*targetgroup.Group{}}
+}
+
+// setPlan replaces the jobs' sources and makes run send again.
+func (f *fanout) setPlan(plan map[string][]jobSource) {
+	f.mtx.Lock()
+	f.plan = plan
+	f.mtx.Unlock()
+	select {
+	case f.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (f *fanout) run(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group) {
+	seen := false
+	for {
+		var dirty map[string]map[string]bool // set -> changed namespaces ("" without one); nil map value: whole set
+		select {
+		case <-ctx.Done():
+			return
+		case tsets, ok := <-in:
+			if !ok {
+				in = nil
+				continue
+			}
+			seen = true
+			dirty = f.update(tsets)
+		case <-f.changed:
+		}
+		if !seen {
+			continue
+		}
+		f.mtx.Lock()
+		plan := f.plan
+		f.mtx.Unlock()
+		res := f.build(plan, dirty)
+		select {
+		case out <- res:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// update stores the delivered sets and returns, per set, the namespaces
+// whose groups changed.
+func (f *fanout) update(tsets map[string][]*targetgroup.Group) map[string]map[string]bool {
+	dirty := map[string]map[string]bool{}
+	for set, groups := range tsets {
+		old := f.sets[set]
+		st := &fanoutSet{bySource: make(map[string]*targetgroup.Group, len(groups)), byNS: map[string]map[string]*targetgroup.Group{}}
+		var changed map[string]bool
+		mark := func(tg *targetgroup.Group) {
+			if changed == nil {
+				changed = map[string]bool{}
+			}
+			changed[groupNamespace(tg)] = true
+		}
+		for _, tg := range groups {
+			if tg == nil {
+				continue
+			}
+			st.bySource[tg.Source] = tg
+			ns := groupNamespace(tg)
+			if st.byNS[ns] == nil {
+				st.byNS[ns] = map[string]*targetgroup.Group{}
+			}
+			st.byNS[ns][tg.Source] = tg
+			if old == nil || old.bySource[tg.Source] != tg {
+				mark(tg)
+			}
+		}
+		if old != nil {
+			for src, tg := range old.bySource {
+				if _, ok := st.bySource[src]; !ok {
+					mark(tg)
+				}
+			}
+		}
+		f.sets[set] = st
+		switch {
+		case old == nil:
+			dirty[set] = nil
+		case changed != nil:
+			dirty[set] = changed
+		}
+	}
+	for set := range f.sets {
+		if _, ok := tsets[set]; !ok {
+			delete(f.sets, set) // no job reads it any more
+			dirty[set] = nil
+		}
+	}
+	return dirty
+}
+
+// groupNamespace is the namespace of a Kubernetes SD group, "" for others.
+func groupNamespace(tg *targetgroup.Group) string {
+	if ns, ok := tg.Labels[model.LabelName(namespaceLabel)]; ok {
+		return string(ns)
+	}
+	return ""
+}
+
+// build returns every job's groups. It rebuilds the slices of jobs whose
+// sources changed with plan and of jobs that read a dirty namespace of a
+// set; every other job keeps its slice.
+func (f *fanout) build(plan map[string][]jobSource, dirty map[string]map[string]bool) map[string][]*targetgroup.Group {
+	rebuild := map[string]struct{}{}
+	if plan != nil && !samePlan(f.cur, plan) {
+		for job, srcs := range plan {
+			if old, ok := f.cur[job]; !ok || !sameSources(old, srcs) {
+				rebuild[job] = struct{}{}
+			}
+		}
+		for job, srcs := range f.cur {
+			if _, ok := plan[job]; !ok {
+				f.unindex(job, srcs)
+				delete(f.jobs, job)
+			}
+		}
+		for job := range rebuild {
+			if old, ok := f.cur[job]; ok {
+				f.unindex(job, old)
+			}
+			f.indexJob(job, plan[job])
+		}
+		f.cur = plan
+	}
+	for set, nss := range dirty {
+		byNS := f.index[set]
+		if nss == nil {
+			for _, jobs := range byNS {
+				for job := range jobs {
+					rebuild[job] = struct{}{}
+				}
+			}
+			continue
+		}
+		for job := range byNS[""] {
+			rebuild[job] = struct{}{}
+		}
+		for ns := range nss {
+			for job := range byNS[ns] {
+				rebuild[job] = struct{}{}
+			}
+		}
+	}
+	for job := range rebuild {
+		groups, ok := f.groups(f.cur[job])
+		if !ok {
+			delete(f.jobs, job) // a set not delivered yet: not sent, as before discovery saw it
+			continue
+		}
+		if prev, had := f.jobs[job]; had && slices.Equal(prev, groups) {
+			continue
+		}
+		f.jobs[job] = groups
+	}
+	return maps.Clone(f.jobs)
+}
+
+// samePlan tells whether b is the plan map a (setPlan hands a new map for
+// every apply; the same map means no apply happened).
+func samePlan(a, b map[string][]jobSource) bool {
+	return len(a) == len(b) && (len(a) == 0 || reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer())
+}
+
+func (f *fanout) indexJob(job string, srcs []jobSource) {
+	for _, s := range srcs {
+		byNS := f.index[s.set]
+		if byNS == nil {
+			byNS = map[string]map[string]struct{}{}
+			f.index[s.set] = byNS
+		}
+		add := func(ns string) {
+			if byNS[ns] == nil {
+				byNS[ns] = map[string]struct{}{}
+			}
+			byNS[ns][job] = struct{}{}
+		}
+		if s.namespaces == nil {
+			add("")
+		}
+		for ns := range s.namespaces {
+			add(ns)
+		}
+	}
+}
+
+func (f *fanout) unindex(job string, srcs []jobSource) {
+	for _, s := range srcs {
+		byNS := f.index[s.set]
+		del := func(ns string) {
+			delete(byNS[ns], job)
+			if len(byNS[ns]) == 0 {
+				delete(byNS, ns)
+			}
+		}
+		if s.namespaces == nil {
+			del("")
+		}
+		for ns := range s.namespaces {
+			del(ns)
+		}
+		if len(byNS) == 0 {
+			delete(f.index, s.set)
+		}
+	}
+}
+
+// groups concatenates the groups a job reads, sorted by source, or reports
+// that one of its sets was not delivered yet.
+func (f *fanout) groups(srcs []jobSource) ([]*targetgroup.Group, bool) {
+	out := []*targetgroup.Group{}
+	for _, s := range srcs {
+		st := f.sets[s.set]
+		if st == nil {
+			return nil, false
+		}
+		start := len(out)
+		if s.namespaces == nil {
+			out = slices.AppendSeq(out, maps.Values(st.bySource))
+		} else {
+			for ns := range s.namespaces {
+				out = slices.AppendSeq(out, maps.Values(st.byNS[ns]))
+			}
+		}
+		slices.SortFunc(out[start:], func(a, b *targetgroup.Group) int { return strings.Compare(a.Source, b.Source) })
+	}
+	return out, true
+}
+
+func sameSources(a, b []jobSource) bool {
+	return slices.EqualFunc(a, b, func(x, y jobSource) bool {
+		return x.set == y.set && (x.namespaces == nil) == (y.namespaces == nil) && maps.Equal(x.namespaces, y.namespaces)
+	})
+}

@@ -1,0 +1,240 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+)
+
+// Partial target updates.
+//
+// scrape.Manager.Run keeps only the last map of target groups it received
+// and, at its next reload, syncs every pool named in it, which relabels
+// all of the pool's targets again. Sent every job on every discovery
+// update, pod churn would re-relabel every target of the process several
+// times a second. The syncer, the last stage before scrape.Manager.Run,
+// sends only the jobs whose groups changed (compared element by element by
+// pointer: the fanout and the filter keep a job's slice while it does not
+// change), and empty groups for draining jobs (drain.go).
+//
+// A map that reaches the scrape manager before its reload picked up the
+// previous one replaces it, which would lose the jobs of the previous one.
+// So at most one update is outstanding: every update also names the marker
+// job, an empty pool the agent keeps in the scrape manager's configuration,
+// and the next update is sent only once the marker pool's sync counter
+// (prometheus_target_scrape_pool_sync_total{scrape_job="promshard-sync"})
+// moved, that is once a reload read the outstanding map. Changes that
+// arrive meanwhile accumulate. Should the counter not move within
+// syncConfirmTimeout, the syncer logs it and sends every job again.
+
+// markerJob names the marker pool. It has no targets; the targets API and
+// the status page leave it out.
+const markerJob = "promshard-sync"
+
+const (
+	syncPollInterval   = 10 * time.Millisecond
+	syncConfirmTimeout = time.Minute
+)
+
+// newMarkerJob returns the marker job's configuration, validated against
+// the default global section.
+func newMarkerJob() (*promconfig.ScrapeConfig, error) {
+	sc := promconfig.DefaultScrapeConfig
+	sc.JobName = markerJob
+	if err := sc.Validate(promconfig.DefaultGlobalConfig); err != nil {
+		return nil, err
+	}
+	return &sc, nil
+}
+
+type syncer struct {
+	logger  *slog.Logger
+	count   func() float64 // the marker pool's syncs
+	metrics *metrics
+
+	mtx      sync.Mutex
+	draining map[string]struct{}
+	enabled  bool // the marker job is in the scrape manager's configuration
+	changed  chan struct{}
+}
+
+func newSyncer(logger *slog.Logger, count func() float64, m *metrics) *syncer {
+	return &syncer{logger: logger, count: count, metrics: m, draining: map[string]struct{}{}, changed: make(chan struct{}, 1)}
+}
+
+// set replaces the draining jobs; enable tells that the scrape manager
+// has the marker job. Both make run look again.
+func (s *syncer) set(draining map[string]struct{}) {
+	s.mtx.Lock()
+	s.draining = draining
+	s.enabled = true
+	s.mtx.Unlock()
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (s *syncer) run(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group) {
+	var (
+		last        map[string][]*targetgroup.Group     // latest input
+		sent        = map[string][]*targetgroup.Group{} // per job: what the scrape manager has or will have
+		pending     = map[string][]*targetgroup.Group{} // changed since the outstanding update
+		outstanding bool
+		base        float64
+		sentAt      time.Time
+	)
+	poll := time.NewTimer(time.Hour)
+	poll.Stop()
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ts, ok := <-in:
+			if !ok {
+				in = nil
+				continue
+			}
+			last = ts
+		case <-s.changed:
+		case <-poll.C:
+		}
+		if outstanding {
+			switch {
+			case s.count() > base:
+				outstanding = false
+			case time.Since(sentAt) > syncConfirmTimeout:
+				s.logger.Warn("The scrape manager did not confirm a target update; sending every job again", "waited", time.Since(sentAt))
+				outstanding = false
+				maps.Copy(pending, sent)
+			}
+		}
+		s.mtx.Lock()
+		draining, enabled := s.draining, s.enabled
+		s.mtx.Unlock()
+		s.diff(last, draining, sent, pending)
+		if outstanding {
+			poll.Reset(syncPollInterval)
+			continue
+		}
+		if len(pending) == 0 || !enabled {
+			continue
+		}
+		msg := make(map[string][]*targetgroup.Group, len(pending)+1)
+		maps.Copy(msg, pending)
+		msg[markerJob] = []*targetgroup.Group{}
+		base = s.count()
+		select {
+		case out <- msg:
+		case <-ctx.Done():
+			return
+		}
+		s.metrics.syncedJobs.Add(float64(len(pending)))
+		s.metrics.syncUpdates.Inc()
+		outstanding, sentAt = true, time.Now()
+		clear(pending)
+		poll.Reset(syncPollInterval)
+	}
+}
+
+// diff records in pending the jobs whose groups differ from sent.
+func (s *syncer) diff(last map[string][]*targetgroup.Group, draining map[string]struct{}, sent, pending map[string][]*targetgroup.Group) {
+	empty := []*targetgroup.Group{}
+	want := func(job string) ([]*targetgroup.Group, bool) {
+		if _, ok := draining[job]; ok {
+			return empty, true
+		}
+		g, ok := last[job]
+		return g, ok
+	}
+	update := func(job string) {
+		g, ok := want(job)
+		if !ok {
+			delete(sent, job)
+			delete(pending, job)
+			return
+		}
+		if prev, had := sent[job]; had && slices.Equal(prev, g) {
+			return
+		}
+		sent[job], pending[job] = g, g
+	}
+	for job := range last {
+		update(job)
+	}
+	for job := range draining {
+		update(job)
+	}
+	for job := range sent {
+		if _, ok := want(job); !ok {
+			update(job)
+		}
+	}
+}
+
+// syncCounter captures the scrape manager's per-pool sync counter when the
+// scrape manager registers it.
+type syncCounter struct {
+	prometheus.Registerer
+	vec *prometheus.CounterVec
+}
+
+func (c *syncCounter) Register(col prometheus.Collector) error {
+	if v, ok := col.(*prometheus.CounterVec); ok && describes(v, "prometheus_target_scrape_pool_sync_total") {
+		c.vec = v
+	}
+	return c.Registerer.Register(col)
+}
+
+func (c *syncCounter) MustRegister(cols ...prometheus.Collector) {
+	for _, col := range cols {
+		if err := c.Register(col); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// value returns the marker pool's sync count.
+func (c *syncCounter) value() float64 {
+	ctr, err := c.vec.GetMetricWithLabelValues(markerJob)
+	if err != nil {
+		return 0
+	}
+	var m dto.Metric
+	if err := ctr.Write(&m); err != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
+}
+
+func (c *syncCounter) check() error {
+	if c.vec == nil {
+		return errors.New("the scrape manager did not register prometheus_target_scrape_pool_sync_total")
+	}
+	return nil
+}
+
+// describes reports whether c describes a metric named fqName.
+func describes(c prometheus.Collector, fqName string) bool {
+	ch := make(chan *prometheus.Desc, 4)
+	go func() {
+		c.Describe(ch)
+		close(ch)
+	}()
+	found := false
+	for d := range ch {
+		found = found || strings.Contains(d.String(), `fqName: "`+fqName+`"`)
+	}
+	return found
+}

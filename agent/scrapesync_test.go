@@ -1,0 +1,155 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/scrape"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSyncerPartialUpdatesLoseNothing drives the syncer into a real scrape
+// manager with a fast reloader: many quick inputs in which a few jobs
+// change each time. Every pool must end with the last input's targets
+// (no partial update lost to a map replaced before its reload), and a job
+// that never changed must have been synced exactly once.
+func TestSyncerPartialUpdatesLoseNothing(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	a, err := New(Options{StoragePath: t.TempDir(), Registerer: reg, RemoteFlushDeadline: time.Second, ScrapeReloadInterval: 5 * time.Millisecond})
+	require.NoError(t, err)
+	const jobs = 30
+	cfg := &promconfig.Config{}
+	for i := range jobs {
+		cfg.ScrapeConfigs = append(cfg.ScrapeConfigs, &promconfig.ScrapeConfig{
+			JobName: fmt.Sprintf("job-%d", i), ScrapeInterval: model.Duration(time.Hour), ScrapeTimeout: model.Duration(time.Second),
+		})
+	}
+	loaded, err := prepare(cfg, nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, a.scrape.ApplyConfig(a.withMarker(loaded)))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	in := make(chan map[string][]*targetgroup.Group)
+	out := make(chan map[string][]*targetgroup.Group)
+	done := make(chan struct{})
+	go func() { defer close(done); a.syncer.run(ctx, in, out) }()
+	go func() { _ = a.scrape.Run(out) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		a.scrape.Stop()
+		a.closeStorage()
+	})
+	a.syncer.set(nil)
+
+	addr := func(job, version int) []*targetgroup.Group {
+		return []*targetgroup.Group{{Source: "s", Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(fmt.Sprintf("127.0.0.1:%d", 10000+job*100+version))}}}}
+	}
+	cur := map[string][]*targetgroup.Group{}
+	version := make([]int, jobs)
+	for i := range jobs {
+		cur[fmt.Sprintf("job-%d", i)] = addr(i, 0)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 300 {
+		next := make(map[string][]*targetgroup.Group, jobs)
+		for k, v := range cur {
+			next[k] = v
+		}
+		for range 1 + rng.IntN(3) {
+			j := 1 + rng.IntN(jobs-1) // job-0 never changes
+			version[j]++
+			next[fmt.Sprintf("job-%d", j)] = addr(j, version[j])
+		}
+		cur = next
+		in <- cur
+		if rng.IntN(10) == 0 {
+			time.Sleep(time.Duration(rng.IntN(5)) * time.Millisecond)
+		}
+	}
+
+	want := map[string]string{}
+	for i := range jobs {
+		want[fmt.Sprintf("job-%d", i)] = fmt.Sprintf("127.0.0.1:%d", 10000+i*100+version[i])
+	}
+	if !assertEventually(func() bool { return equalActive(a.scrape, want) }, 10*time.Second) {
+		t.Logf("marker syncs %v, active %d pools", a.syncer.count(), len(a.scrape.TargetsActive()))
+		for job, ts := range a.scrape.TargetsActive() {
+			for _, tt := range ts {
+				t.Logf("%s: %s want %s", job, tt.GetValue(model.AddressLabel), want[job])
+			}
+		}
+		t.Fatal("scrape pools do not have the last input's targets")
+	}
+
+	syncs := syncCounts(t, reg)
+	require.Equal(t, 1.0, syncs["job-0"], "an unchanged job is synced once")
+	total := 0.0
+	for job, n := range syncs {
+		if job != markerJob {
+			total += n
+		}
+	}
+	require.Less(t, total, float64(jobs)*syncs[markerJob], "updates carry only changed jobs")
+}
+
+func assertEventually(cond func() bool, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return cond()
+}
+
+func equalActive(sm *scrape.Manager, want map[string]string) bool {
+	got := map[string]string{}
+	for job, ts := range sm.TargetsActive() {
+		if len(ts) != 1 {
+			continue
+		}
+		got[job] = ts[0].GetValue(model.AddressLabel)
+	}
+	for job, addr := range want {
+		if got[job] != addr {
+			return false
+		}
+	}
+	return true
+}
+
+func syncCounts(t *testing.T, g prometheus.Gatherer) map[string]float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	require.NoError(t, err)
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "prometheus_target_scrape_pool_sync_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "scrape_job" {
+					out[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	keys := make([]string, 0, len(out))
+	for k := range out {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	t.Logf("syncs: marker %v, jobs %d", out[markerJob], len(keys)-1)
+	return out
+}

@@ -1,0 +1,198 @@
+package agent
+
+import (
+	"fmt"
+	"maps"
+	"testing"
+
+	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
+	promdiscovery "github.com/prometheus/prometheus/discovery"
+	"github.com/prometheus/prometheus/discovery/kubernetes"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/stretchr/testify/require"
+)
+
+func k8sJob(name string, role kubernetes.Role, namespaces ...string) *promconfig.ScrapeConfig {
+	return &promconfig.ScrapeConfig{JobName: name, ServiceDiscoveryConfigs: promdiscovery.Configs{&kubernetes.SDConfig{
+		Role: role, KubeConfig: "/kubeconfig", NamespaceDiscovery: kubernetes.NamespaceDiscovery{Names: namespaces},
+	}}}
+}
+
+func TestSDRegistryShares(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		clusterWide bool
+		jobs        []*promconfig.ScrapeConfig
+		wantSets    int
+		wantNS      map[string][]string // job -> namespaces kept (nil: all)
+	}{
+		{
+			name:        "cluster-wide: namespaced configs of one role share one discovery",
+			clusterWide: true,
+			jobs: []*promconfig.ScrapeConfig{
+				k8sJob("a", kubernetes.RoleEndpointSlice, "ns1"), k8sJob("b", kubernetes.RoleEndpointSlice, "ns2"),
+				k8sJob("c", kubernetes.RoleEndpointSlice, "ns1", "ns3"), k8sJob("d", kubernetes.RolePod, "ns1"),
+			},
+			wantSets: 2,
+			wantNS:   map[string][]string{"a": {"ns1"}, "b": {"ns2"}, "c": {"ns1", "ns3"}, "d": {"ns1"}},
+		},
+		{
+			name: "per namespace: identical configs share, others do not",
+			jobs: []*promconfig.ScrapeConfig{
+				k8sJob("a", kubernetes.RoleEndpointSlice, "ns1"), k8sJob("b", kubernetes.RoleEndpointSlice, "ns1"),
+				k8sJob("c", kubernetes.RoleEndpointSlice, "ns2"),
+			},
+			wantSets: 2,
+			wantNS:   map[string][]string{"a": nil, "b": nil, "c": nil},
+		},
+		{
+			name:        "cluster-wide: node role and all-namespace configs are kept as they are",
+			clusterWide: true,
+			jobs: []*promconfig.ScrapeConfig{
+				k8sJob("a", kubernetes.RoleNode, "ns1"), k8sJob("b", kubernetes.RoleEndpointSlice),
+				k8sJob("c", kubernetes.RoleEndpointSlice, "ns2"),
+			},
+			wantSets: 2, // node; endpointslice all namespaces (b and c share it)
+			wantNS:   map[string][]string{"a": nil, "b": nil, "c": {"ns2"}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newSDRegistry(tc.clusterWide)
+			p, err := r.plan(tc.jobs)
+			require.NoError(t, err)
+			require.True(t, p.changed)
+			require.Len(t, p.sets, tc.wantSets)
+			for job, want := range tc.wantNS {
+				srcs := p.byJob[job]
+				require.Len(t, srcs, 1, job)
+				if want == nil {
+					require.Nil(t, srcs[0].namespaces, job)
+					continue
+				}
+				require.Len(t, srcs[0].namespaces, len(want), job)
+				for _, ns := range want {
+					require.Contains(t, srcs[0].namespaces, ns, job)
+				}
+				require.Empty(t, p.sets[srcs[0].set][0].(*kubernetes.SDConfig).NamespaceDiscovery.Names, "shared discovery is cluster-wide")
+			}
+			p.commit()
+
+			// The same jobs again, and a new job in a new namespace: with
+			// cluster-wide sharing the discovery is unchanged.
+			again, err := r.plan(tc.jobs)
+			require.NoError(t, err)
+			require.False(t, again.changed)
+			for job := range tc.wantNS {
+				require.Equal(t, p.byJob[job][0].set, again.byJob[job][0].set, "set names are stable")
+			}
+		})
+	}
+}
+
+func TestSDRegistryNewNamespace(t *testing.T) {
+	jobs := []*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RoleEndpointSlice, "ns1")}
+	for _, clusterWide := range []bool{true, false} {
+		r := newSDRegistry(clusterWide)
+		p, err := r.plan(jobs)
+		require.NoError(t, err)
+		p.commit()
+		next, err := r.plan(append(jobs, k8sJob("b", kubernetes.RoleEndpointSlice, "ns-new")))
+		require.NoError(t, err)
+		require.Equal(t, !clusterWide, next.changed, "clusterWide=%v", clusterWide)
+		next.commit()
+		// Removing the job forgets its configuration.
+		last, err := r.plan(jobs)
+		require.NoError(t, err)
+		require.Equal(t, !clusterWide, last.changed)
+		last.commit()
+		require.Len(t, r.sets, 1)
+	}
+}
+
+func TestSDRegistryUncommittedPlan(t *testing.T) {
+	r := newSDRegistry(false)
+	p, err := r.plan([]*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RolePod, "ns1")})
+	require.NoError(t, err)
+	p.commit()
+	// A plan that is not committed (its apply failed) changes nothing.
+	_, err = r.plan([]*promconfig.ScrapeConfig{k8sJob("b", kubernetes.RolePod, "ns2")})
+	require.NoError(t, err)
+	again, err := r.plan([]*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RolePod, "ns1")})
+	require.NoError(t, err)
+	require.False(t, again.changed)
+}
+
+func group(source, ns string, addrs ...string) *targetgroup.Group {
+	tg := &targetgroup.Group{Source: source, Labels: model.LabelSet{namespaceLabel: model.LabelValue(ns)}}
+	for _, a := range addrs {
+		tg.Targets = append(tg.Targets, model.LabelSet{model.AddressLabel: model.LabelValue(a)})
+	}
+	return tg
+}
+
+func TestFanoutRoutesNamespacesAndKeepsUnchangedSlices(t *testing.T) {
+	f := newFanout()
+	plan := map[string][]jobSource{
+		"a":   {{set: "sd/0", namespaces: map[string]struct{}{"ns1": {}}}},
+		"b":   {{set: "sd/0", namespaces: map[string]struct{}{"ns2": {}}}},
+		"all": {{set: "sd/0"}},
+		"s":   {{set: "sd/1"}},
+	}
+	g1, g2 := group("eps/ns1/x", "ns1", "1:80"), group("eps/ns2/y", "ns2", "2:80")
+	out := f.build(plan, f.update(map[string][]*targetgroup.Group{"sd/0": {g1, g2}}))
+	require.Equal(t, []*targetgroup.Group{g1}, out["a"])
+	require.Equal(t, []*targetgroup.Group{g2}, out["b"])
+	require.Equal(t, []*targetgroup.Group{g1, g2}, out["all"])
+	require.NotContains(t, out, "s", "a job whose set was not delivered yet is not sent")
+
+	// ns2 changes: a keeps its slice, b and all get new ones.
+	g2b := group("eps/ns2/y", "ns2", "2:81")
+	g3 := group("static", "", "3:80")
+	next := f.build(plan, f.update(map[string][]*targetgroup.Group{"sd/0": {g1, g2b}, "sd/1": {g3}}))
+	require.Same(t, &out["a"][0], &next["a"][0], "unchanged job keeps its slice")
+	require.Equal(t, []*targetgroup.Group{g2b}, next["b"])
+	require.Equal(t, []*targetgroup.Group{g1, g2b}, next["all"])
+	require.Equal(t, []*targetgroup.Group{g3}, next["s"])
+
+	// A group deleted in ns1 empties a.
+	last := f.build(plan, f.update(map[string][]*targetgroup.Group{"sd/0": {g2b}, "sd/1": {g3}}))
+	require.Empty(t, last["a"])
+	require.NotNil(t, last["a"], "a job without groups gets an empty list, not none")
+	require.Same(t, &next["s"][0], &last["s"][0])
+
+	// A new plan (a new map, as every apply hands): job a now reads ns2 too.
+	plan = maps.Clone(plan)
+	plan["a"] = []jobSource{{set: "sd/0", namespaces: map[string]struct{}{"ns1": {}, "ns2": {}}}}
+	delete(plan, "b")
+	final := f.build(plan, nil)
+	require.Equal(t, []*targetgroup.Group{g2b}, final["a"])
+	require.NotContains(t, final, "b")
+}
+
+func BenchmarkFanoutOneNamespaceChange(b *testing.B) {
+	// 10,000 jobs over 500 namespaces (20 per namespace) read one shared
+	// cluster-wide set of 1,000 groups (2 per namespace); one namespace's
+	// group changes per iteration.
+	f := newFanout()
+	plan := map[string][]jobSource{}
+	var groups []*targetgroup.Group
+	for ns := range 500 {
+		name := fmt.Sprintf("ns-%d", ns)
+		for j := range 20 {
+			plan[fmt.Sprintf("%s/job-%d", name, j)] = []jobSource{{set: "sd/0", namespaces: map[string]struct{}{name: {}}}}
+		}
+		groups = append(groups, group("eps/"+name+"/a", name, "1:80", "2:80"), group("eps/"+name+"/b", name, "3:80"))
+	}
+	f.build(plan, f.update(map[string][]*targetgroup.Group{"sd/0": groups}))
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		ns := fmt.Sprintf("ns-%d", i%500)
+		next := append([]*targetgroup.Group(nil), groups...)
+		next[2*(i%500)] = group("eps/"+ns+"/a", ns, "1:80", fmt.Sprintf("%d:80", i))
+		groups = next
+		f.build(plan, f.update(map[string][]*targetgroup.Group{"sd/0": groups}))
+		i++
+	}
+}
