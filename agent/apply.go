@@ -209,13 +209,9 @@ func checkClient(hc commoncfg.HTTPClientConfig, name string) error {
 // apply applies a prepared and checked configuration; applyMtx is held.
 func (a *Agent) apply(loaded *promconfig.Config) error {
 	start := time.Now()
-	// The discovery plan first: it is the only step before the managers
-	// that can fail, and it commits nothing until the end.
-	plan, err := a.sd.plan(loaded.ScrapeConfigs)
-	if err != nil {
-		a.metrics.applyFailures.Inc()
-		return fmt.Errorf("planning service discovery: %w", err)
-	}
+	// The discovery plan commits nothing until the managers took the
+	// configuration.
+	plan := a.sd.plan(loaded.ScrapeConfigs)
 	drainBefore := a.drain.clone()
 	keep, nextDrain := a.drain.update(a.effective, loaded, start)
 	eff := *loaded

@@ -88,17 +88,14 @@ type sdPlan struct {
 
 // plan computes the discovery of jobs. Only new configurations get a name
 // before commit; the registry forgets names no committed plan uses.
-func (r *sdRegistry) plan(jobs []*promconfig.ScrapeConfig) (*sdPlan, error) {
+func (r *sdRegistry) plan(jobs []*promconfig.ScrapeConfig) *sdPlan {
 	p := &sdPlan{byJob: make(map[string][]jobSource, len(jobs)), sets: map[string]promdiscovery.Configs{}}
 	nextJobs := make(map[*promconfig.ScrapeConfig][]jobSource, len(jobs))
 	entries := map[string]*sdEntry{}
 	for _, sc := range jobs {
 		srcs, ok := r.jobs[sc]
 		if !ok {
-			var err error
-			if srcs, err = r.sources(sc); err != nil {
-				return nil, err
-			}
+			srcs = r.sources(sc)
 		}
 		nextJobs[sc] = srcs
 		p.byJob[sc.JobName] = srcs
@@ -131,19 +128,16 @@ func (r *sdRegistry) plan(jobs []*promconfig.ScrapeConfig) (*sdPlan, error) {
 		}
 		r.jobs, r.sets = nextJobs, p.sets
 	}
-	return p, nil
+	return p
 }
 
 // sources returns the sources of a job not seen before, naming new
 // distinct configurations.
-func (r *sdRegistry) sources(sc *promconfig.ScrapeConfig) ([]jobSource, error) {
+func (r *sdRegistry) sources(sc *promconfig.ScrapeConfig) []jobSource {
 	srcs := make([]jobSource, 0, len(sc.ServiceDiscoveryConfigs))
 	for _, cfg := range sc.ServiceDiscoveryConfigs {
 		shared, namespaces := r.share(cfg)
-		key, err := sdKey(shared)
-		if err != nil {
-			return nil, fmt.Errorf("job %s: %w", sc.JobName, err)
-		}
+		key := sdKey(shared, sc.JobName, len(srcs))
 		var entry *sdEntry
 		for _, e := range r.byKey[key] {
 			if sameContent(e.cfg, shared) {
@@ -158,7 +152,7 @@ func (r *sdRegistry) sources(sc *promconfig.ScrapeConfig) ([]jobSource, error) {
 		}
 		srcs = append(srcs, jobSource{set: entry.name, namespaces: namespaces})
 	}
-	return srcs, nil
+	return srcs
 }
 
 // share returns the configuration a job's discovery runs as and the
@@ -177,11 +171,13 @@ func (r *sdRegistry) share(cfg promdiscovery.Config) (promdiscovery.Config, map[
 	return &cw, namespaces
 }
 
-// sdKey is a discovery configuration's bucket: its type and YAML.
-func sdKey(cfg promdiscovery.Config) (string, error) {
+// sdKey is a discovery configuration's bucket: its type and YAML. A
+// configuration that does not marshal (none of Prometheus' do today) gets
+// a bucket of its own, named after its job and position: it is not shared.
+func sdKey(cfg promdiscovery.Config, job string, i int) string {
 	b, err := yaml.Marshal(cfg)
 	if err != nil {
-		return "", fmt.Errorf("%s service discovery: %w", cfg.Name(), err)
+		return fmt.Sprintf("\x00unshared\x00%s\x00%d", job, i)
 	}
-	return cfg.Name() + "\x00" + string(b), nil
+	return cfg.Name() + "\x00" + string(b)
 }

@@ -59,8 +59,7 @@ func TestSDRegistryShares(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newSDRegistry(tc.clusterWide)
-			p, err := r.plan(tc.jobs)
-			require.NoError(t, err)
+			p := r.plan(tc.jobs)
 			require.True(t, p.changed)
 			require.Len(t, p.sets, tc.wantSets)
 			for job, want := range tc.wantNS {
@@ -80,8 +79,7 @@ func TestSDRegistryShares(t *testing.T) {
 
 			// The same jobs again, and a new job in a new namespace: with
 			// cluster-wide sharing the discovery is unchanged.
-			again, err := r.plan(tc.jobs)
-			require.NoError(t, err)
+			again := r.plan(tc.jobs)
 			require.False(t, again.changed)
 			for job := range tc.wantNS {
 				require.Equal(t, p.byJob[job][0].set, again.byJob[job][0].set, "set names are stable")
@@ -94,16 +92,13 @@ func TestSDRegistryNewNamespace(t *testing.T) {
 	jobs := []*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RoleEndpointSlice, "ns1")}
 	for _, clusterWide := range []bool{true, false} {
 		r := newSDRegistry(clusterWide)
-		p, err := r.plan(jobs)
-		require.NoError(t, err)
+		p := r.plan(jobs)
 		p.commit()
-		next, err := r.plan(append(jobs, k8sJob("b", kubernetes.RoleEndpointSlice, "ns-new")))
-		require.NoError(t, err)
+		next := r.plan(append(jobs, k8sJob("b", kubernetes.RoleEndpointSlice, "ns-new")))
 		require.Equal(t, !clusterWide, next.changed, "clusterWide=%v", clusterWide)
 		next.commit()
 		// Removing the job forgets its configuration.
-		last, err := r.plan(jobs)
-		require.NoError(t, err)
+		last := r.plan(jobs)
 		require.Equal(t, !clusterWide, last.changed)
 		last.commit()
 		require.Len(t, r.sets, 1)
@@ -112,14 +107,11 @@ func TestSDRegistryNewNamespace(t *testing.T) {
 
 func TestSDRegistryUncommittedPlan(t *testing.T) {
 	r := newSDRegistry(false)
-	p, err := r.plan([]*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RolePod, "ns1")})
-	require.NoError(t, err)
+	p := r.plan([]*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RolePod, "ns1")})
 	p.commit()
 	// A plan that is not committed (its apply failed) changes nothing.
-	_, err = r.plan([]*promconfig.ScrapeConfig{k8sJob("b", kubernetes.RolePod, "ns2")})
-	require.NoError(t, err)
-	again, err := r.plan([]*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RolePod, "ns1")})
-	require.NoError(t, err)
+	r.plan([]*promconfig.ScrapeConfig{k8sJob("b", kubernetes.RolePod, "ns2")})
+	again := r.plan([]*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RolePod, "ns1")})
 	require.False(t, again.changed)
 }
 
