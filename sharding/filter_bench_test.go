@@ -80,7 +80,7 @@ var benchNamespaceOf = func() map[string]int {
 // groups of the service-monitor benchmark. The jobs of a namespace share its
 // group pointers, as Prometheus' discovery manager passes on one provider's
 // groups to every job with the same discovery configuration.
-func benchServiceMonitors(tb testing.TB) (string, map[string][]*targetgroup.Group) {
+func benchServiceMonitors() (string, map[string][]*targetgroup.Group) {
 	var cfg strings.Builder
 	cfg.WriteString("scrape_configs:\n")
 	tsets := make(map[string][]*targetgroup.Group, benchNamespaces*benchServices)
@@ -142,7 +142,7 @@ func benchEndpoints(ns, svc, gen int) *targetgroup.Group {
 // discovery manager does (a new map, new slices, groups in map order);
 // "membership" is the full re-filter on a membership change.
 func BenchmarkFilterServiceMonitors(b *testing.B) {
-	yaml, tsets := benchServiceMonitors(b)
+	yaml, tsets := benchServiceMonitors()
 	scs, err := loadScrapeConfigs(yaml)
 	if err != nil {
 		b.Fatal(err)
