@@ -160,6 +160,7 @@ type Filter struct {
 
 	cfgMtx     sync.Mutex
 	cfgs       map[string]*config.ScrapeConfig
+	cfgGen     uint64    // counts SetScrapeConfigs calls
 	cfgAt      time.Time // first SetScrapeConfigs
 	cfgChanged chan struct{}
 
@@ -169,11 +170,21 @@ type Filter struct {
 	// Owned by Run.
 	last     map[string][]*targetgroup.Group
 	prepared map[string]*preparedJob
-	sent     map[string]map[uint64]sentTarget
-	sharder  *Rendezvous
-	keyer    *Keyer
+	// preparedGen is the cfgGen prepared was last brought up to date with.
+	preparedGen uint64
+	sent        map[string]map[uint64]sentTarget
+	sharder     *Rendezvous
+	keyer       *Keyer
+	// viewKey spells out the last member view, viewVersion counts its
+	// changes; totals sums the statistics of the jobs assigned under
+	// totalsView (see assign).
+	viewKey     string
+	viewVersion uint64
+	totals      jobStats
+	totalsView  uint64
 	// flagged holds, per job, the targets whose loops got end-of-run
-	// staleness markers disabled and may still run; withheld reports
+	// staleness markers disabled and may still run (checked when the job
+	// is assigned again); withheld reports
 	// whether the last recompute held one of them back.
 	flagged  map[string]map[uint64]*scrape.Target
 	withheld atomic.Bool
@@ -232,6 +243,9 @@ func NewFilter(opts FilterOptions) (*Filter, error) {
 // SetScrapeConfigs gives the scrape configurations the targets are relabeled
 // with. Call it after every configuration apply; it triggers a re-filter.
 // Until a job's configuration is known, its targets are owned by nobody.
+// Jobs are compared by pointer: hand the same *config.ScrapeConfig for a job
+// whose configuration did not change, or its targets are relabeled and
+// assigned again (and it gets a new output slice).
 func (f *Filter) SetScrapeConfigs(cfgs []*config.ScrapeConfig) {
 	m := make(map[string]*config.ScrapeConfig, len(cfgs))
 	for _, c := range cfgs {
@@ -239,6 +253,7 @@ func (f *Filter) SetScrapeConfigs(cfgs []*config.ScrapeConfig) {
 	}
 	f.cfgMtx.Lock()
 	f.cfgs = m
+	f.cfgGen++
 	if f.cfgAt.IsZero() {
 		f.cfgAt = time.Now()
 	}
@@ -304,10 +319,21 @@ func (f *Filter) checkPrimed() {
 const retryWithheld = 100 * time.Millisecond
 
 // Run reads target groups from in and sends the owned subset to out, for
-// every job in the input (with empty groups when nothing is owned). On a
+// every job in the input that has a scrape configuration (with empty groups
+// when nothing is owned): every output is a full map, never a delta. On a
 // membership or configuration change it re-filters the last input. Once this
 // member left the cluster it sends nothing more: it keeps scraping what it
 // had until it stops, while its peers take over. It blocks until ctx is done.
+//
+// A job unchanged since the previous output (the same input group pointers,
+// in any order; the same *config.ScrapeConfig; the same member view; no
+// target held back because its old loop still runs) is sent as the
+// identical slice, with the identical groups, as in the previous output; a
+// job recomputed gets a new slice of new groups. A later stage can thus tell changed jobs
+// by slice identity or by comparing the groups element-wise by pointer.
+// The output slices and groups are shared between outputs: nobody may
+// modify them. The input groups must not be modified either once sent, as
+// Prometheus' discovery manager guarantees.
 func (f *Filter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group) error {
 	changes := f.opts.Members.Changes()
 	retry := time.NewTimer(time.Hour)
@@ -369,18 +395,25 @@ func (f *Filter) departed() bool {
 	return false
 }
 
-// recompute relabels the last input if needed, assigns owners, hands moved
-// targets off and returns the owned target groups.
+// recompute relabels what changed in the last input if needed, assigns
+// owners where the input or the member view changed, hands moved targets off
+// and returns the owned target groups.
 func (f *Filter) recompute(reprepare bool) map[string][]*targetgroup.Group {
 	start := time.Now()
+	p := f.startAssign(f.memberView(), len(f.last))
+	visit := func(job string, pj *preparedJob) { f.assign(p, job, pj) }
 	if reprepare || f.prepared == nil {
 		f.cfgMtx.Lock()
-		cfgs := f.cfgs
+		cfgs, gen := f.cfgs, f.cfgGen
 		f.cfgMtx.Unlock()
-		f.prepared = prepare(f.last, cfgs, f.prepared, f.keyer, f.logger)
+		f.prepare(cfgs, gen, visit)
+	} else {
+		for job, pj := range f.prepared {
+			visit(job, pj)
+		}
 	}
-	view := f.memberView()
-	res, stats := f.assign(view)
+	res := p.res
+	stats := f.publishStats(&p.v)
 	f.metrics.recompute.Observe(time.Since(start).Seconds())
 	f.metrics.discovered.Set(float64(stats.TotalTargets))
 	f.metrics.owned.Set(float64(stats.Owned[f.opts.Self]))

@@ -1,7 +1,6 @@
 package sharding
 
 import (
-	"log/slog"
 	"slices"
 
 	"github.com/cespare/xxhash/v2"
@@ -12,41 +11,6 @@ import (
 	"github.com/prometheus/prometheus/scrape"
 )
 
-// preparedJob is one job's last discovery result, relabeled once and reused
-// across membership changes.
-type preparedJob struct {
-	cfg    *config.ScrapeConfig // nil: no scrape config known, nothing owned
-	groups []preparedGroup
-	// discovered holds the ownership keys of the job's targets that survive
-	// relabeling (or fail it): a target still in it did not vanish.
-	discovered map[uint64]struct{}
-}
-
-type preparedGroup struct {
-	tg      *targetgroup.Group // nil groups are kept as nil
-	entries []preparedEntry    // parallel to tg.Targets
-}
-
-// preparedEntry is one discovered target.
-type preparedEntry struct {
-	key     uint64        // ownership key
-	lset    labels.Labels // final labels; empty when dropped or failed
-	dropped bool          // dropped by relabeling or no scrape config: no owner
-	// relabelDropped marks a target the job's relabeling drops. One member
-	// (the owner of key, a hash of the discovered labels) still sends it,
-	// so that its scrape pool lists it under droppedTargets (bounded by
-	// keep_dropped_targets, as in Prometheus) once for the cluster.
-	relabelDropped bool
-	dup            bool   // an earlier entry of the job has the same key
-	all            bool   // __tmp_disable_sharding: every participant owns it
-	node           string // Kubernetes node from the discovered labels
-	zone           string // zone from the discovered labels
-	// sent caches the target as the scrape pool builds it from the entry,
-	// and sentKey the hash of its labels (its identity in the pool).
-	sent    *scrape.Target
-	sentKey uint64
-}
-
 // sentTarget is a target this member sent to the scrape manager.
 type sentTarget struct {
 	ownKey uint64
@@ -56,267 +20,186 @@ type sentTarget struct {
 	handoff bool
 }
 
-// prepare relabels every discovered target with its job's scrape config.
-// Groups that are the same *targetgroup.Group as in prev, under the same
-// scrape config, are reused without relabeling: Prometheus' discovery
-// manager passes on the group it got from a provider until the provider
-// sends a new one, and providers never modify a group once sent.
-func prepare(tsets map[string][]*targetgroup.Group, cfgs map[string]*config.ScrapeConfig, prev map[string]*preparedJob, keyer *Keyer, logger *slog.Logger) map[string]*preparedJob {
-	lb := labels.NewBuilder(labels.EmptyLabels())
-	out := make(map[string]*preparedJob, len(tsets))
-	for job, groups := range tsets {
-		pj := &preparedJob{cfg: cfgs[job], groups: make([]preparedGroup, len(groups)), discovered: map[uint64]struct{}{}}
-		if pj.cfg == nil && len(groups) > 0 {
-			logger.Debug("No scrape config for discovered job yet, owning none of its targets", "job", job)
-		}
-		reusable := reusableGroups(prev[job], pj.cfg)
-		jobHash := xxhash.Sum64String(job)
-		for gi, tg := range groups {
-			if tg == nil {
-				continue
-			}
-			pg, ok := reusable[tg]
-			if !ok || len(pg.entries) != len(tg.Targets) {
-				pg = preparedGroup{tg: tg, entries: make([]preparedEntry, len(tg.Targets))}
-				for i, tl := range tg.Targets {
-					pg.entries[i] = prepareEntry(lb, keyer, job, jobHash, pj.cfg, tl, tg.Labels)
-				}
-			}
-			for i := range pg.entries {
-				if e := &pg.entries[i]; !e.dropped {
-					_, e.dup = pj.discovered[e.key]
-					pj.discovered[e.key] = struct{}{}
-				}
-			}
-			pj.groups[gi] = pg
-		}
-		out[job] = pj
-	}
-	return out
+// assignment is a job's owned groups and its share of Stats, computed under
+// one member view.
+type assignment struct {
+	// view is the memberView.version it was computed under; 0: none. Its
+	// stats are part of Filter.totals exactly when view is
+	// Filter.totalsView.
+	view  uint64
+	out   []*targetgroup.Group
+	stats jobStats
+	// withheld: a target of out was held back because its old loop still
+	// ran (see StalenessDisabler); the job is assigned again until none is.
+	withheld bool
 }
 
-// reusableGroups indexes a job's prepared groups by group pointer, if they
-// were relabeled with cfg.
-func reusableGroups(prev *preparedJob, cfg *config.ScrapeConfig) map[*targetgroup.Group]preparedGroup {
-	if prev == nil || prev.cfg != cfg || cfg == nil {
-		return nil
-	}
-	m := make(map[*targetgroup.Group]preparedGroup, len(prev.groups))
-	for _, pg := range prev.groups {
-		if pg.tg != nil {
-			m[pg.tg] = pg
-		}
-	}
-	return m
+// jobStats is the part of Stats one job contributes, or their sum.
+type jobStats struct {
+	total, crossZone int
+	owned, unowned   map[string]int
 }
 
-func prepareEntry(lb *labels.Builder, keyer *Keyer, job string, jobHash uint64, cfg *config.ScrapeConfig, tl, gl model.LabelSet) preparedEntry {
-	if cfg == nil {
-		return preparedEntry{dropped: true}
-	}
-	node, zone := firstLabel(nodeLabels, tl, gl), firstLabel(zoneLabels, tl, gl)
-	lset, err := scrape.PopulateLabels(lb, cfg, tl, gl)
-	switch {
-	case err != nil:
-		// The scrape pool will reject it and log why: let exactly one
-		// member do so, keyed on the discovered labels.
-		return preparedEntry{key: combine(jobHash, uint64(gl.Merge(tl).Fingerprint())), node: node, zone: zone}
-	case lset.IsEmpty():
-		return preparedEntry{dropped: true, relabelDropped: true, key: combine(jobHash, uint64(gl.Merge(tl).Fingerprint()))}
-	default:
-		return preparedEntry{key: keyer.Key(job, lset), lset: lset, all: lset.Get(DisableShardingLabel) != "", node: node, zone: zone}
-	}
+// add adds sign times o to s.
+func (s *jobStats) add(o *jobStats, sign int) {
+	s.total += sign * o.total
+	s.crossZone += sign * o.crossZone
+	s.owned = addCounts(s.owned, o.owned, sign)
+	s.unowned = addCounts(s.unowned, o.unowned, sign)
 }
 
-// firstLabel returns the value of the first of names set in a target's
-// discovered labels (target labels before group labels).
-func firstLabel(names []string, tl, gl model.LabelSet) string {
-	for _, name := range names {
-		if v := tl[model.LabelName(name)]; v != "" {
-			return string(v)
-		}
-		if v := gl[model.LabelName(name)]; v != "" {
-			return string(v)
-		}
-	}
-	return ""
-}
-
-// memberView is membership frozen for one recompute.
-type memberView struct {
-	ready  bool                   // wait-for-size reached
-	self   MemberState            // this member's state
-	names  []string               // participants, self included when it is one
-	byNode map[string]*Rendezvous // StrategyNode: members per node
-	byZone map[string]*Rendezvous // StrategyZone: participants per zone
-}
-
-func (f *Filter) memberView() memberView {
-	v := memberView{ready: f.opts.Members.Ready(), self: StateParticipant}
-	nodes, zones := map[string][]string{}, map[string][]string{}
-	for _, m := range f.opts.Members.Members() {
-		if m.Name == f.opts.Self {
-			v.self = m.State
-			continue
-		}
-		if m.State != StateParticipant {
-			continue
-		}
-		v.names = append(v.names, m.Name)
-		if m.KubernetesNode != "" {
-			nodes[m.KubernetesNode] = append(nodes[m.KubernetesNode], m.Name)
-		}
-		if m.Zone != "" {
-			zones[m.Zone] = append(zones[m.Zone], m.Name)
-		}
-	}
-	if f.releasing.Load() {
-		v.self = StateLeft // stopping: own nothing, hand everything off
-	}
-	if v.self == StateParticipant {
-		v.names = append(v.names, f.opts.Self)
-		if f.opts.Zone != "" {
-			zones[f.opts.Zone] = append(zones[f.opts.Zone], f.opts.Self)
-		}
-	}
-	// Nobody else discovers this node's pods: a joining member owns them at
-	// once rather than leaving them unscraped.
-	if f.opts.NodeName != "" && (v.self == StateParticipant || v.self == StateJoining) {
-		nodes[f.opts.NodeName] = append(nodes[f.opts.NodeName], f.opts.Self)
-	}
-	f.sharder.SetMembers(v.names)
-	switch f.opts.Strategy {
-	case StrategyNode:
-		v.byNode = groupsOf(nodes)
-	case StrategyZone:
-		v.byZone = groupsOf(zones)
-	}
-	return v
-}
-
-func groupsOf(m map[string][]string) map[string]*Rendezvous {
-	out := make(map[string]*Rendezvous, len(m))
-	for k, names := range m {
-		out[k] = NewRendezvous(names...)
-	}
-	return out
-}
-
-// owners appends the owners of e to dst, best rank first.
-func (f *Filter) owners(v *memberView, e *preparedEntry, dst []string) []string {
-	if !v.ready {
+func addCounts(dst, src map[string]int, sign int) map[string]int {
+	if len(src) == 0 {
 		return dst
 	}
-	r := f.opts.ReplicationFactor
-	switch {
-	case e.all:
-		return append(dst, v.names...)
-	case f.opts.Strategy == StrategyNode && e.node != "":
-		if g := v.byNode[e.node]; g != nil {
-			return g.Owners(e.key, 1, dst)
-		}
-		return dst // nobody on its node discovers all of its pods
-	case f.opts.Strategy == StrategyZone && e.zone != "":
-		if g := v.byZone[e.zone]; g != nil {
-			return f.fillUp(g.Owners(e.key, r, dst), len(dst), e.key)
-		}
+	if dst == nil {
+		dst = make(map[string]int, len(src))
 	}
-	return f.sharder.Owners(e.key, r, dst)
-}
-
-// fillUp completes the owners dst[start:] chosen in a zone to the
-// replication factor with the best-ranked participants of other zones.
-func (f *Filter) fillUp(dst []string, start int, key uint64) []string {
-	r := f.opts.ReplicationFactor
-	if len(dst)-start >= r {
-		return dst
-	}
-	for _, o := range f.sharder.Owners(key, r+len(dst)-start, nil) {
-		if len(dst)-start < r && !slices.Contains(dst[start:], o) {
-			dst = append(dst, o)
-		}
+	for k, n := range src {
+		dst[k] += sign * n
 	}
 	return dst
 }
 
-// assign computes the owned target groups of every job and hands moved
-// targets off.
-func (f *Filter) assign(v memberView) (map[string][]*targetgroup.Group, Stats) {
-	stats := Stats{Ready: v.ready, Owned: make(map[string]int, len(v.names))}
-	for _, n := range v.names {
-		stats.Owned[n] = 0
+// uncount takes pj's assignment out of the running totals, if it is in
+// them, and forgets it.
+func (f *Filter) uncount(pj *preparedJob) {
+	if pj.assigned.view != 0 && pj.assigned.view == f.totalsView {
+		f.totals.add(&pj.assigned.stats, -1)
+	}
+	pj.assigned = assignment{}
+}
+
+// assignPass is one recompute's assignment of every job.
+type assignPass struct {
+	v      memberView
+	res    map[string][]*targetgroup.Group
+	active map[string]map[uint64]bool // loops running in the scrape manager, read once when needed
+}
+
+// startAssign begins assigning the jobs under view v.
+func (f *Filter) startAssign(v memberView, jobs int) *assignPass {
+	if f.totalsView != v.version {
+		// Every owner may have changed: no assignment is counted any more.
+		f.totals, f.totalsView = jobStats{}, v.version
 	}
 	f.withheld.Store(false)
-	var active map[string]map[uint64]bool // loops running in the scrape manager, read once when needed
+	return &assignPass{v: v, res: make(map[string][]*targetgroup.Group, jobs)}
+}
+
+// assign adds a job's owned target groups to p.res and hands its moved
+// targets off. A job whose preparedJob was assigned under the same member
+// view without holding a target back keeps its previous output slice: it
+// owns the same targets, none of which is flagged (a flagged target it
+// owned was either held back or unflagged), so assigning it again would
+// only unflag targets whose old loop ended, which can wait until the job
+// is assigned again. Only the other jobs are computed and their
+// contribution to the running totals replaced.
+func (f *Filter) assign(p *assignPass, job string, pj *preparedJob) {
+	if pj.cfg == nil {
+		// No scrape pool exists for a job without configuration (it was
+		// just removed, or discovery runs ahead of the apply): sending it
+		// would only make the scrape manager log an error.
+		return
+	}
+	if pj.assigned.view == p.v.version && !pj.assigned.withheld {
+		p.res[job] = pj.assigned.out // nothing it depends on changed
+		return
+	}
+	flagged := f.flagged[job]
+	if len(flagged) > 0 && p.active == nil {
+		p.active = f.activeLoops()
+	}
+	f.uncount(pj)
+	pj.assigned = f.assignJob(&p.v, job, pj, flagged, p.active[job])
+	f.totals.add(&pj.assigned.stats, 1)
+	p.res[job] = pj.assigned.out
+}
+
+// assignJob computes one job's owned groups and statistics, hands its moved
+// targets off and records what it sent.
+func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged map[uint64]*scrape.Target, active map[uint64]bool) assignment {
+	a := assignment{view: v.version, out: make([]*targetgroup.Group, len(pj.groups))}
 	owners := make([]string, 0, f.opts.ReplicationFactor)
-	res := make(map[string][]*targetgroup.Group, len(f.prepared))
-	for job, pj := range f.prepared {
-		if pj.cfg == nil {
-			// No scrape pool exists for a job without configuration (it
-			// was just removed, or discovery runs ahead of the apply):
-			// sending it would only make the scrape manager log an error.
+	sent := map[uint64]sentTarget{}
+	ownedNow := map[uint64]struct{}{}
+	for gi := range pj.groups {
+		pg := &pj.groups[gi]
+		if pg.tg == nil {
 			continue
 		}
-		flagged := f.flagged[job]
-		if len(flagged) > 0 && active == nil {
-			active = f.activeLoops()
-		}
-		sent := map[uint64]sentTarget{}
-		ownedNow := map[uint64]struct{}{}
-		groups := make([]*targetgroup.Group, len(pj.groups))
-		for gi := range pj.groups {
-			pg := &pj.groups[gi]
-			if pg.tg == nil {
+		og := &targetgroup.Group{Source: pg.tg.Source, Labels: pg.tg.Labels, Targets: []model.LabelSet{}}
+		for i := range pg.entries {
+			e := &pg.entries[i]
+			if e.dropped {
+				if e.relabelDropped && f.reportsDropped(v, e) {
+					og.Targets = append(og.Targets, pg.tg.Targets[i])
+				}
 				continue
 			}
-			og := &targetgroup.Group{Source: pg.tg.Source, Labels: pg.tg.Labels, Targets: []model.LabelSet{}}
-			for i := range pg.entries {
-				e := &pg.entries[i]
-				if e.dropped {
-					if e.relabelDropped && f.reportsDropped(&v, e) {
-						og.Targets = append(og.Targets, pg.tg.Targets[i])
-					}
+			owners = f.owners(v, e, owners[:0])
+			if !e.dup {
+				f.count(&a.stats, v.ready, e, owners)
+			}
+			if !slices.Contains(owners, f.opts.Self) {
+				continue
+			}
+			ownedNow[e.key] = struct{}{}
+			t, key := f.sentTarget(pj.cfg, pg.tg, e, pg.tg.Targets[i])
+			if t != nil && flagged[key] != nil {
+				if active[key] {
+					// Its old loop still runs with markers off.
+					a.withheld = true
+					f.withheld.Store(true)
 					continue
 				}
-				owners = f.owners(&v, e, owners[:0])
-				if !e.dup {
-					f.count(&stats, e, owners)
-				}
-				if !slices.Contains(owners, f.opts.Self) {
-					continue
-				}
-				ownedNow[e.key] = struct{}{}
-				t, key := f.sentTarget(pj.cfg, pg.tg, e, pg.tg.Targets[i])
-				if t != nil && flagged[key] != nil {
-					if active[job][key] {
-						f.withheld.Store(true) // its old loop still runs with markers off
-						continue
-					}
-					delete(flagged, key)
-				}
-				og.Targets = append(og.Targets, pg.tg.Targets[i])
-				if t != nil {
-					sent[key] = sentTarget{ownKey: e.key, target: t, handoff: f.opts.ReplicationFactor == 1 && !e.all}
-				}
+				delete(flagged, key)
 			}
-			groups[gi] = og
-		}
-		for key := range flagged {
-			if !active[job][key] {
-				delete(flagged, key) // its loop is gone
+			og.Targets = append(og.Targets, pg.tg.Targets[i])
+			if t != nil {
+				sent[key] = sentTarget{ownKey: e.key, target: t, handoff: f.opts.ReplicationFactor == 1 && !e.all}
 			}
 		}
-		f.handoff(job, pj, sent, ownedNow)
-		f.sent[job] = sent
-		res[job] = groups
+		a.out[gi] = og
 	}
-	for job := range f.sent {
-		if _, ok := f.prepared[job]; !ok {
-			delete(f.sent, job) // job gone: its targets get normal staleness
-			delete(f.flagged, job)
+	for key := range flagged {
+		if !active[key] {
+			delete(flagged, key) // its loop is gone
 		}
 	}
-	return res, stats
+	f.handoff(job, pj, sent, ownedNow)
+	if len(f.flagged[job]) == 0 {
+		delete(f.flagged, job) // only jobs with flagged targets are in it
+	}
+	f.sent[job] = sent
+	return a
+}
+
+// publishStats returns the running totals as Stats for view v.
+func (f *Filter) publishStats(v *memberView) Stats {
+	t := &f.totals
+	st := Stats{Ready: v.ready, TotalTargets: t.total, CrossZone: t.crossZone, Owned: make(map[string]int, len(v.names))}
+	for _, n := range v.names {
+		st.Owned[n] = 0
+	}
+	for k, n := range t.owned {
+		if n == 0 {
+			delete(t.owned, k)
+			continue
+		}
+		st.Owned[k] = n
+	}
+	for k, n := range t.unowned {
+		if n == 0 {
+			delete(t.unowned, k)
+			continue
+		}
+		if st.Unowned == nil {
+			st.Unowned = map[string]int{}
+		}
+		st.Unowned[k] = n
+	}
+	return st
 }
 
 // reportsDropped tells whether this member hands a target that relabeling
@@ -332,19 +215,22 @@ func (f *Filter) reportsDropped(v *memberView, e *preparedEntry) bool {
 }
 
 // count adds a distinct target and its owners to stats.
-func (f *Filter) count(stats *Stats, e *preparedEntry, owners []string) {
-	stats.TotalTargets++
+func (f *Filter) count(stats *jobStats, ready bool, e *preparedEntry, owners []string) {
+	stats.total++
 	for _, o := range owners {
-		stats.Owned[o]++
+		if stats.owned == nil {
+			stats.owned = map[string]int{}
+		}
+		stats.owned[o]++
 	}
 	switch {
-	case len(owners) == 0 && e.node != "" && f.opts.Strategy == StrategyNode && stats.Ready:
-		if stats.Unowned == nil {
-			stats.Unowned = map[string]int{}
+	case len(owners) == 0 && e.node != "" && f.opts.Strategy == StrategyNode && ready:
+		if stats.unowned == nil {
+			stats.unowned = map[string]int{}
 		}
-		stats.Unowned[e.node]++
+		stats.unowned[e.node]++
 	case e.zone != "" && e.zone != f.opts.Zone && slices.Contains(owners, f.opts.Self):
-		stats.CrossZone++
+		stats.crossZone++
 	}
 }
 

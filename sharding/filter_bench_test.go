@@ -3,9 +3,11 @@ package sharding
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
@@ -49,6 +51,154 @@ func BenchmarkFilterRecompute(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/recompute")
 		})
 	}
+}
+
+// Shape of the service-monitor benchmark: 500 namespaces with 20 services of
+// 2 pods each; one job per service (prometheus-operator's
+// serviceMonitor/<ns>/<name>/0) whose discovery yields the namespace's 20
+// Endpoints groups (40 targets) and whose relabeling keeps only its service.
+const (
+	benchNamespaces = 500
+	benchServices   = 20
+	benchPods       = 2
+)
+
+func benchJob(ns, svc int) string { return fmt.Sprintf("serviceMonitor/ns-%d/svc-%d/0", ns, svc) }
+
+// benchNamespaceOf maps each benchmark job to its namespace.
+var benchNamespaceOf = func() map[string]int {
+	m := map[string]int{}
+	for ns := range benchNamespaces {
+		for svc := range benchServices {
+			m[benchJob(ns, svc)] = ns
+		}
+	}
+	return m
+}()
+
+// benchServiceMonitors returns the scrape configurations and the discovered
+// groups of the service-monitor benchmark. The jobs of a namespace share its
+// group pointers, as Prometheus' discovery manager passes on one provider's
+// groups to every job with the same discovery configuration.
+func benchServiceMonitors() (string, map[string][]*targetgroup.Group) {
+	var cfg strings.Builder
+	cfg.WriteString("scrape_configs:\n")
+	tsets := make(map[string][]*targetgroup.Group, benchNamespaces*benchServices)
+	for ns := range benchNamespaces {
+		groups := make([]*targetgroup.Group, benchServices)
+		for svc := range benchServices {
+			groups[svc] = benchEndpoints(ns, svc, 0)
+		}
+		for svc := range benchServices {
+			fmt.Fprintf(&cfg, `- job_name: %s
+  relabel_configs:
+  - source_labels: [__meta_kubernetes_service_name]
+    regex: svc-%d
+    action: keep
+  - source_labels: [__meta_kubernetes_endpoint_port_name]
+    regex: web
+    action: keep
+  - source_labels: [__meta_kubernetes_namespace]
+    target_label: namespace
+  - source_labels: [__meta_kubernetes_service_name]
+    target_label: service
+  - source_labels: [__meta_kubernetes_pod_name]
+    target_label: pod
+  - target_label: endpoint
+    replacement: web
+`, benchJob(ns, svc), svc)
+			tsets[benchJob(ns, svc)] = groups
+		}
+	}
+	return cfg.String(), tsets
+}
+
+// benchEndpoints is the discovered Endpoints group of one service; gen
+// changes its pods' IPs, as a pod restart does.
+func benchEndpoints(ns, svc, gen int) *targetgroup.Group {
+	tg := &targetgroup.Group{
+		Source: fmt.Sprintf("endpoints/ns-%d/svc-%d", ns, svc),
+		Labels: model.LabelSet{
+			"__meta_kubernetes_namespace":    model.LabelValue(fmt.Sprintf("ns-%d", ns)),
+			"__meta_kubernetes_service_name": model.LabelValue(fmt.Sprintf("svc-%d", svc)),
+		},
+	}
+	for p := range benchPods {
+		ip := fmt.Sprintf("10.%d.%d.%d", ns%250, svc, (p+gen*benchPods)%250)
+		tg.Targets = append(tg.Targets, model.LabelSet{
+			"__address__":                          model.LabelValue(ip + ":8080"),
+			"__meta_kubernetes_pod_name":           model.LabelValue(fmt.Sprintf("svc-%d-%d-%d", svc, gen, p)),
+			"__meta_kubernetes_endpoint_port_name": "web",
+			"__meta_kubernetes_endpoint_ready":     "true",
+		})
+	}
+	return tg
+}
+
+// BenchmarkFilterServiceMonitors measures the filter on 10,000 jobs (20,000
+// kept targets, 380,000 relabel-dropped entries) and 3 members:
+// "one-namespace" is a discovery update in which one namespace's Endpoints
+// group changed (a pod restarted), as under pod churn, delivered as the
+// discovery manager does (a new map, new slices, groups in map order);
+// "membership" is the full re-filter on a membership change.
+func BenchmarkFilterServiceMonitors(b *testing.B) {
+	yaml, tsets := benchServiceMonitors()
+	scs, err := loadScrapeConfigs(yaml)
+	if err != nil {
+		b.Fatal(err)
+	}
+	names := memberNames(3)
+	b.Run("one-namespace/jobs=10k/members=3", func(b *testing.B) {
+		f, err := NewFilter(FilterOptions{Self: names[0], Members: newTestMembers(names...)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.SetScrapeConfigs(scs)
+		filterOnce(f, tsets)
+		// Like Prometheus' discovery manager, keep each provider's groups
+		// by source and hand over a new map with new slices every time,
+		// listing the groups in map order.
+		bySource := make([]map[string]*targetgroup.Group, benchNamespaces)
+		for ns := range benchNamespaces {
+			bySource[ns] = map[string]*targetgroup.Group{}
+			for _, tg := range tsets[benchJob(ns, 0)] {
+				bySource[ns][tg.Source] = tg
+			}
+		}
+		for i := 0; b.Loop(); i++ {
+			b.StopTimer() // building the input is discovery's cost
+			ns, svc := i%benchNamespaces, (i/benchNamespaces)%benchServices
+			changed := benchEndpoints(ns, svc, i+1)
+			bySource[ns][changed.Source] = changed
+			in := make(map[string][]*targetgroup.Group, len(tsets))
+			for job := range tsets {
+				var groups []*targetgroup.Group
+				for _, tg := range bySource[benchNamespaceOf[job]] {
+					groups = append(groups, tg)
+				}
+				in[job] = groups
+			}
+			b.StartTimer()
+			filterOnce(f, in)
+		}
+	})
+	b.Run("membership/jobs=10k/members=3", func(b *testing.B) {
+		members := newTestMembers(names...)
+		f, err := NewFilter(FilterOptions{Self: names[0], Members: members})
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.SetScrapeConfigs(scs)
+		filterOnce(f, tsets)
+		for i := 0; b.Loop(); i++ {
+			if i%2 == 0 {
+				members.set(names[:2]...)
+			} else {
+				members.set(names...)
+			}
+			f.recompute(false)
+		}
+	})
 }
 
 // ExampleFilter wires a standalone member's filter between a discovery

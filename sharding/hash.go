@@ -40,6 +40,25 @@
 // over the participants of the target's zone, spill-over to all) and node
 // (the participants on the target's node; none there: unowned and counted).
 //
+// Incremental filtering. Discovery hands the filter every job at every
+// update, up to several times a second under pod churn, while usually only
+// a few jobs changed. A job counts as unchanged when its input lists the
+// same *targetgroup.Group pointers as before (in any order: the discovery
+// manager lists a provider's groups in map order) under the same
+// *config.ScrapeConfig pointer (SetScrapeConfigs callers should hand the
+// same pointer for a job whose configuration did not change: a new pointer
+// relabels the job); it keeps its relabeled targets. If
+// moreover the member view (readiness, this member's state, the
+// participants and, as the strategy uses them, their nodes or zones) is the
+// one it was last assigned under and none of its targets was held back, it
+// keeps its output: the filter sends the identical []*targetgroup.Group as
+// before, does no handoff bookkeeping for it and keeps its share of the
+// statistics, which are running totals. A membership change thus assigns
+// every job again (relabeling nothing), a discovery update only the jobs
+// whose groups changed. Every output still holds every configured job of
+// the input; a later stage can tell the changed ones by slice identity or
+// by comparing the groups element-wise by pointer.
+//
 // Wiring (cmd/ and agent/): NewCluster, then NewFilter with the cluster as
 // Members and the scrape.Manager as Staleness; run Cluster.Run,
 // Cluster.ParticipateWhen and Filter.Run(ctx, discoveryManager.SyncCh(), ch)

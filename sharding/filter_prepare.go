@@ -1,0 +1,237 @@
+package sharding
+
+import (
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/scrape"
+)
+
+// preparedJob is one job's last discovery result, relabeled once and reused
+// across membership changes and across inputs in which the job is unchanged.
+type preparedJob struct {
+	cfg *config.ScrapeConfig // nil: no scrape config known, nothing owned
+	// in is the job's last input slice (discovery never modifies it);
+	// groups is parallel to the input it was prepared from, which holds
+	// the same groups, possibly in another order.
+	in     []*targetgroup.Group
+	groups []preparedGroup
+	// discovered holds the ownership keys of the job's targets that survive
+	// relabeling (or fail it): a target still in it did not vanish.
+	discovered map[uint64]struct{}
+	// assigned is the job's last assignment (see Filter.assign).
+	assigned assignment
+}
+
+type preparedGroup struct {
+	tg      *targetgroup.Group // nil groups are kept as nil
+	entries []preparedEntry    // parallel to tg.Targets
+}
+
+// preparedEntry is one discovered target.
+type preparedEntry struct {
+	key     uint64        // ownership key
+	lset    labels.Labels // final labels; empty when dropped or failed
+	dropped bool          // dropped by relabeling or no scrape config: no owner
+	// relabelDropped marks a target the job's relabeling drops. One member
+	// (the owner of key, a hash of the discovered labels) still sends it,
+	// so that its scrape pool lists it under droppedTargets (bounded by
+	// keep_dropped_targets, as in Prometheus) once for the cluster.
+	relabelDropped bool
+	dup            bool   // an earlier entry of the job has the same key
+	all            bool   // __tmp_disable_sharding: every participant owns it
+	node           string // Kubernetes node from the discovered labels
+	zone           string // zone from the discovered labels
+	// sent caches the target as the scrape pool builds it from the entry,
+	// and sentKey the hash of its labels (its identity in the pool).
+	sent    *scrape.Target
+	sentKey uint64
+}
+
+// unchanged reports whether groups under cfg are what pj was prepared from:
+// the same scrape config and the same group pointers, as a multiset. The
+// order does not matter: Prometheus' discovery manager lists a provider's
+// groups in map order, which changes from one update to the next. seen is
+// scratch space.
+func (pj *preparedJob) unchanged(groups []*targetgroup.Group, cfg *config.ScrapeConfig, seen map[*targetgroup.Group]int) bool {
+	if pj.cfg != cfg || len(pj.in) != len(groups) {
+		return false
+	}
+	i := 0
+	for i < len(groups) && pj.in[i] == groups[i] {
+		i++
+	}
+	prev, groups := pj.in[i:], groups[i:]
+	if len(groups) == 0 {
+		return true
+	}
+	if n := len(prev); n <= 64 {
+		// Look for each group after the previous match first: a rotated
+		// order costs O(n).
+		var used uint64 // bit j: prev[j] matched
+		j := 0
+	next:
+		for _, tg := range groups {
+			for range n {
+				if j == n {
+					j = 0
+				}
+				if used&(1<<j) == 0 && prev[j] == tg {
+					used |= 1 << j
+					j++
+					continue next
+				}
+				j++
+			}
+			return false
+		}
+		return true
+	}
+	clear(seen)
+	for _, tg := range prev {
+		seen[tg]++
+	}
+	for _, tg := range groups {
+		if seen[tg] == 0 {
+			return false
+		}
+		seen[tg]--
+	}
+	return true
+}
+
+// prepare brings f.prepared up to date with f.last under cfgs and calls
+// visit with every job of the input. A job whose input groups are the same
+// pointers as last time (in any order), under the same
+// *config.ScrapeConfig, keeps its preparedJob, and with it its cached
+// assignment. Otherwise the job is prepared anew, reusing without
+// relabeling the groups that are the same *targetgroup.Group as before
+// under the same scrape config: Prometheus' discovery manager passes on the
+// group it got from a provider until the provider sends a new one, and
+// providers never modify a group once sent. Jobs gone from the input are
+// forgotten, their sent targets with them (they get normal staleness).
+func (f *Filter) prepare(cfgs map[string]*config.ScrapeConfig, cfgGen uint64, visit func(job string, pj *preparedJob)) {
+	if f.prepared == nil {
+		f.prepared = make(map[string]*preparedJob, len(f.last))
+	}
+	// Under the configurations of the last prepare, a prepared job's
+	// configuration is known without a lookup.
+	sameCfgs := cfgGen == f.preparedGen
+	f.preparedGen = cfgGen
+	var lb *labels.Builder
+	seen := map[*targetgroup.Group]int{}
+	for job, groups := range f.last {
+		pj := f.prepared[job]
+		var cfg *config.ScrapeConfig
+		if pj != nil && sameCfgs {
+			cfg = pj.cfg
+		} else {
+			cfg = cfgs[job]
+		}
+		if pj != nil && pj.unchanged(groups, cfg, seen) {
+			pj.in = groups // the next input likely lists them in this order
+		} else {
+			if lb == nil {
+				lb = labels.NewBuilder(labels.EmptyLabels())
+			}
+			if cfg == nil && len(groups) > 0 {
+				f.logger.Debug("No scrape config for discovered job yet, owning none of its targets", "job", job)
+			}
+			if pj != nil {
+				f.uncount(pj)
+			}
+			pj = prepareJob(lb, f.keyer, job, groups, cfg, pj)
+			f.prepared[job] = pj
+		}
+		visit(job, pj)
+	}
+	if len(f.prepared) == len(f.last) {
+		return // every prepared job is in the input
+	}
+	for job, pj := range f.prepared {
+		if _, ok := f.last[job]; !ok {
+			f.uncount(pj)
+			delete(f.prepared, job)
+			delete(f.sent, job)
+			delete(f.flagged, job)
+		}
+	}
+}
+
+// prepareJob relabels a job's groups with cfg, reusing prev's groups that
+// were relabeled with the same cfg.
+func prepareJob(lb *labels.Builder, keyer *Keyer, job string, groups []*targetgroup.Group, cfg *config.ScrapeConfig, prev *preparedJob) *preparedJob {
+	pj := &preparedJob{cfg: cfg, in: groups, groups: make([]preparedGroup, len(groups)), discovered: map[uint64]struct{}{}}
+	reusable := reusableGroups(prev, cfg)
+	jobHash := xxhash.Sum64String(job)
+	for gi, tg := range groups {
+		if tg == nil {
+			continue
+		}
+		pg, ok := reusable[tg]
+		delete(reusable, tg) // a group listed twice needs its own entries
+		if !ok || len(pg.entries) != len(tg.Targets) {
+			pg = preparedGroup{tg: tg, entries: make([]preparedEntry, len(tg.Targets))}
+			for i, tl := range tg.Targets {
+				pg.entries[i] = prepareEntry(lb, keyer, job, jobHash, cfg, tl, tg.Labels)
+			}
+		}
+		for i := range pg.entries {
+			if e := &pg.entries[i]; !e.dropped {
+				_, e.dup = pj.discovered[e.key]
+				pj.discovered[e.key] = struct{}{}
+			}
+		}
+		pj.groups[gi] = pg
+	}
+	return pj
+}
+
+// reusableGroups indexes a job's prepared groups by group pointer, if they
+// were relabeled with cfg.
+func reusableGroups(prev *preparedJob, cfg *config.ScrapeConfig) map[*targetgroup.Group]preparedGroup {
+	if prev == nil || prev.cfg != cfg || cfg == nil {
+		return nil
+	}
+	m := make(map[*targetgroup.Group]preparedGroup, len(prev.groups))
+	for _, pg := range prev.groups {
+		if pg.tg != nil {
+			m[pg.tg] = pg
+		}
+	}
+	return m
+}
+
+func prepareEntry(lb *labels.Builder, keyer *Keyer, job string, jobHash uint64, cfg *config.ScrapeConfig, tl, gl model.LabelSet) preparedEntry {
+	if cfg == nil {
+		return preparedEntry{dropped: true}
+	}
+	node, zone := firstLabel(nodeLabels, tl, gl), firstLabel(zoneLabels, tl, gl)
+	lset, err := scrape.PopulateLabels(lb, cfg, tl, gl)
+	switch {
+	case err != nil:
+		// The scrape pool will reject it and log why: let exactly one
+		// member do so, keyed on the discovered labels.
+		return preparedEntry{key: combine(jobHash, uint64(gl.Merge(tl).Fingerprint())), node: node, zone: zone}
+	case lset.IsEmpty():
+		return preparedEntry{dropped: true, relabelDropped: true, key: combine(jobHash, uint64(gl.Merge(tl).Fingerprint()))}
+	default:
+		return preparedEntry{key: keyer.Key(job, lset), lset: lset, all: lset.Get(DisableShardingLabel) != "", node: node, zone: zone}
+	}
+}
+
+// firstLabel returns the value of the first of names set in a target's
+// discovered labels (target labels before group labels).
+func firstLabel(names []string, tl, gl model.LabelSet) string {
+	for _, name := range names {
+		if v := tl[model.LabelName(name)]; v != "" {
+			return string(v)
+		}
+		if v := gl[model.LabelName(name)]; v != "" {
+			return string(v)
+		}
+	}
+	return ""
+}
