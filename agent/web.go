@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -102,6 +103,13 @@ func (w *Web) routes() {
 		fmt.Fprintln(rw, "promshard is Ready.")
 	})
 	w.mux.HandleFunc("GET /api/v1/targets", w.targetsHandler)
+	// Go's profiles, as Prometheus serves them (behind --web.config.file
+	// like every other endpoint).
+	w.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	w.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	w.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	w.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	w.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	w.mux.HandleFunc("GET /{$}", w.statusPage)
 	for p, h := range w.opts.Handlers {
 		w.mux.Handle(p, h)

@@ -17,8 +17,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +39,7 @@ import (
 type params struct {
 	monitors, namespaces, perService, addresses, replicas, edits int
 	interval, idle, churn                                        time.Duration
+	profile                                                      string
 }
 
 func main() {
@@ -48,6 +52,7 @@ func main() {
 	flag.IntVar(&p.edits, "edits", 50, "monitor edits whose apply latency is measured")
 	flag.DurationVar(&p.interval, "interval", time.Minute, "scrape interval of every endpoint")
 	flag.DurationVar(&p.idle, "idle", time.Minute, "measured window without changes, and with churn")
+	flag.StringVar(&p.profile, "profile", "", "directory for CPU profiles of replica 0 over the idle and churn windows (idle.pprof, churn.pprof); empty: none")
 	flag.Parse()
 	p.churn = p.idle
 	benchutil.Main("bench-scale", func() error { return run(p) })
@@ -116,7 +121,10 @@ func run(p params) error {
 	}
 
 	logf("idle for %s", p.idle)
-	if err := measureAll(ctx, reps, p.idle, func(r *replica, s benchutil.Sample) { r.idle = s }); err != nil {
+	stopProfile := profile(ctx, p, reps[0], "idle.pprof", p.idle)
+	err = measureAll(ctx, reps, p.idle, func(r *replica, s benchutil.Sample) { r.idle = s })
+	stopProfile()
+	if err != nil {
 		return err
 	}
 	for i, r := range reps {
@@ -130,7 +138,10 @@ func run(p params) error {
 		churnWG.Wait()
 	}()
 	logf("churn for %s", p.churn)
-	if err := measureAll(ctx, reps, p.churn, func(r *replica, s benchutil.Sample) { r.churn = s }); err != nil {
+	stopProfile = profile(ctx, p, reps[0], "churn.pprof", p.churn)
+	err = measureAll(ctx, reps, p.churn, func(r *replica, s benchutil.Sample) { r.churn = s })
+	stopProfile()
+	if err != nil {
 		return err
 	}
 	for i, r := range reps {
@@ -218,6 +229,38 @@ func watches(ctx context.Context, bed *testbed.Bed) (float64, error) {
 }
 
 // measureAll measures every replica over the same window.
+// profile records a CPU profile of r over d (less a second) into
+// p.profile/name in the background; the returned func waits for it.
+func profile(ctx context.Context, p params, r *replica, name string, d time.Duration) func() {
+	if p.profile == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		secs := max(1, int(d.Seconds())-1)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", r.ps.WebURL, secs), nil)
+		if err != nil {
+			logf("profile %s: %v", name, err)
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			logf("profile %s: %v", name, err)
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(p.profile, name), b, 0o644)
+		}
+		if err != nil {
+			logf("profile %s: %v", name, err)
+		}
+	}()
+	return func() { <-done }
+}
+
 func measureAll(ctx context.Context, reps []*replica, d time.Duration, set func(*replica, benchutil.Sample)) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(reps))
