@@ -72,9 +72,11 @@ func (f *Filter) uncount(pj *preparedJob) {
 
 // assignPass is one recompute's assignment of every job.
 type assignPass struct {
-	v      memberView
-	res    map[string][]*targetgroup.Group
-	active map[string]map[uint64]bool // loops running in the scrape manager, read once when needed
+	v   memberView
+	res map[string][]*targetgroup.Group
+	// active are the scrape manager's active targets per job, read once
+	// per pass when a job with flagged targets is assigned (nil: not read).
+	active map[string][]*scrape.Target
 }
 
 // startAssign begins assigning the jobs under view v.
@@ -107,11 +109,12 @@ func (f *Filter) assign(p *assignPass, job string, pj *preparedJob) {
 		return
 	}
 	flagged := f.flagged[job]
-	if len(flagged) > 0 && p.active == nil {
-		p.active = f.activeLoops()
+	var active map[uint64]bool
+	if len(flagged) > 0 {
+		active = f.activeLoops(p, job)
 	}
 	f.uncount(pj)
-	pj.assigned = f.assignJob(&p.v, job, pj, flagged, p.active[job])
+	pj.assigned = f.assignJob(&p.v, job, pj, flagged, active)
 	f.totals.add(&pj.assigned.stats, 1)
 	p.res[job] = pj.assigned.out
 }
@@ -254,21 +257,23 @@ func loopKey(t *scrape.Target, lb *labels.Builder) uint64 {
 }
 
 // activeLoops returns the loop keys of the scrape manager's active targets
-// per job (none without a StalenessDisabler).
-func (f *Filter) activeLoops() map[string]map[uint64]bool {
-	out := map[string]map[uint64]bool{}
+// of job (none without a StalenessDisabler). The active targets are read
+// once per pass; only the job's own are hashed, so that a job with flagged
+// targets costs its own targets, not every target of the process.
+func (f *Filter) activeLoops(p *assignPass, job string) map[uint64]bool {
 	if f.opts.Staleness == nil {
-		return out
+		return nil
 	}
+	if p.active == nil {
+		p.active = f.opts.Staleness.TargetsActive()
+	}
+	ts := p.active[job]
+	m := make(map[uint64]bool, len(ts))
 	lb := labels.NewBuilder(labels.EmptyLabels())
-	for job, ts := range f.opts.Staleness.TargetsActive() {
-		m := make(map[uint64]bool, len(ts))
-		for _, t := range ts {
-			m[loopKey(t, lb)] = true
-		}
-		out[job] = m
+	for _, t := range ts {
+		m[loopKey(t, lb)] = true
 	}
-	return out
+	return m
 }
 
 // handoff disables end-of-run staleness markers for the targets this member
