@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/promslog"
-	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/scrape"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -107,12 +106,9 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	generate := func(s *config.Snapshot) (*promconfig.Config, []config.Result, error) {
-		cfg, res, err := config.Generate(s, opts)
-		if err == nil {
-			sharding.AppendReplicaRelabeling(cfg.ScrapeConfigs, replicaRule)
-		}
-		return cfg, res, err
+	generate, err := newGenerate(opts, replicaRule, reg)
+	if err != nil {
+		return err
 	}
 	rec, err := agent.NewReconciler(watcher.Snapshots(), generate, a, logger.With("component", "reconciler"), reg)
 	if err != nil {
