@@ -236,20 +236,26 @@ type objectMeta interface {
 // Snapshots from discovery are sorted by namespace, then name, which is
 // the same order unless a namespace is a prefix of another one.
 func sorted[T objectMeta](objs []T) []T {
-	byKey := func(a, b T) int { return compareKeys(a.GetNamespace(), a.GetName(), b.GetNamespace(), b.GetName()) }
-	out := slices.Clone(objs)
-	if slices.IsSortedFunc(out, byKey) {
-		return out
+	type keyed struct {
+		ns, name string
+		idx      int
 	}
-	// Sorting indexes with the index as the last criterion is stable,
-	// and much faster than a stable sort's in-place merging.
-	idx := make([]int, len(objs))
-	for i := range idx {
-		idx[i] = i
+	byKey := func(a, b keyed) int { return compareKeys(a.ns, a.name, b.ns, b.name) }
+	ks := make([]keyed, len(objs))
+	inOrder := true
+	for i, o := range objs {
+		ks[i] = keyed{o.GetNamespace(), o.GetName(), i}
+		if inOrder && i > 0 && byKey(ks[i-1], ks[i]) > 0 {
+			inOrder = false
+		}
 	}
-	slices.SortFunc(idx, func(i, j int) int { return cmp.Or(byKey(objs[i], objs[j]), cmp.Compare(i, j)) })
-	for i, k := range idx {
-		out[i] = objs[k]
+	if !inOrder {
+		// The index as the last criterion makes the sort stable.
+		slices.SortFunc(ks, func(a, b keyed) int { return cmp.Or(byKey(a, b), cmp.Compare(a.idx, b.idx)) })
+	}
+	out := make([]T, len(ks))
+	for i, k := range ks {
+		out[i] = objs[k.idx]
 	}
 	return out
 }
