@@ -76,15 +76,34 @@ type CacheStats struct {
 	Objects int
 }
 
+// objectVersion identifies the version of an object a cached value was
+// computed from.
+type objectVersion struct {
+	obj any // the object's pointer
+	uid types.UID
+	rv  string
+	gen int64
+}
+
+func versionOf(obj any, meta *metav1.ObjectMeta) objectVersion {
+	return objectVersion{obj: obj, uid: meta.UID, rv: meta.ResourceVersion, gen: meta.Generation}
+}
+
+// same reports whether obj is the object v was taken from: the same
+// pointer, or the same non-empty resourceVersion, UID and generation.
+func (v *objectVersion) same(obj any, meta *metav1.ObjectMeta) bool {
+	if v.obj == obj {
+		return true
+	}
+	return meta.ResourceVersion != "" && meta.ResourceVersion == v.rv && meta.UID == v.uid && meta.Generation == v.gen
+}
+
 // cacheEntry is the last translation of one object.
 type cacheEntry struct {
-	obj    any // the translated object's pointer
-	uid    types.UID
-	rv     string
-	gen    int64
-	reads  []lookup
-	jobs   []*promconfig.ScrapeConfig
-	result Result
+	version objectVersion
+	reads   []lookup
+	jobs    []*promconfig.ScrapeConfig
+	result  Result
 	// call is the last call that used the entry.
 	call uint64
 }
@@ -150,7 +169,7 @@ func (c *Cache) get(key ObjectKey, obj any, meta *metav1.ObjectMeta, res *resolv
 		return nil
 	}
 	e := c.entries[key]
-	if e == nil || e.call == c.call || !e.sameObject(obj, meta) || !e.sameReads(res) {
+	if e == nil || e.call == c.call || !e.version.same(obj, meta) || !e.sameReads(res) {
 		c.misses.Add(1)
 		return nil
 	}
@@ -168,10 +187,7 @@ func (c *Cache) put(key ObjectKey, obj any, meta *metav1.ObjectMeta, reads []loo
 	if old := c.entries[key]; old != nil && old.call == c.call {
 		return // a duplicate key; the first one stays
 	}
-	c.entries[key] = &cacheEntry{
-		obj: obj, uid: meta.UID, rv: meta.ResourceVersion, gen: meta.Generation,
-		reads: reads, jobs: jobs, result: r, call: c.call,
-	}
+	c.entries[key] = &cacheEntry{version: versionOf(obj, meta), reads: reads, jobs: jobs, result: r, call: c.call}
 	c.used++
 }
 
@@ -189,14 +205,6 @@ func (c *Cache) end() {
 		}
 	}
 	c.objects.Store(int64(len(c.entries)))
-}
-
-// sameObject reports whether obj is the object e was translated from.
-func (e *cacheEntry) sameObject(obj any, meta *metav1.ObjectMeta) bool {
-	if e.obj == obj {
-		return true
-	}
-	return meta.ResourceVersion != "" && meta.ResourceVersion == e.rv && meta.UID == e.uid && meta.Generation == e.gen
 }
 
 // sameReads reports whether every lookup of e has the same outcome in res.

@@ -124,3 +124,35 @@ func BenchmarkGenerateWithCache5000ServiceMonitors(b *testing.B) {
 		run(b, true, func(*Snapshot, int) {})
 	})
 }
+
+// BenchmarkReferencedObjects5000ServiceMonitors measures the references
+// discovery computes after every rebuild: "uncached" walks every spec,
+// "edit-monitor" walks the one monitor edited per iteration.
+func BenchmarkReferencedObjects5000ServiceMonitors(b *testing.B) {
+	base := benchSnapshot()
+	b.Run("uncached", func(b *testing.B) {
+		for b.Loop() {
+			if r := ReferencedObjects(base, Options{}); len(r.Secrets) != 500 {
+				b.Fatalf("%d secrets", len(r.Secrets))
+			}
+		}
+	})
+	b.Run("edit-monitor", func(b *testing.B) {
+		snap := *base
+		snap.ServiceMonitors = slices.Clone(base.ServiceMonitors)
+		c := &ReferenceCache{}
+		ReferencedObjectsWithCache(&snap, Options{}, c)
+		for i := 0; b.Loop(); i++ {
+			next := snap
+			next.ServiceMonitors = slices.Clone(snap.ServiceMonitors)
+			k := i % len(next.ServiceMonitors)
+			sm := next.ServiceMonitors[k].DeepCopy()
+			sm.ResourceVersion = strconv.Itoa(i + 2)
+			next.ServiceMonitors[k] = sm
+			if r := ReferencedObjectsWithCache(&next, Options{}, c); len(r.Secrets) != 500 {
+				b.Fatalf("%d secrets", len(r.Secrets))
+			}
+			snap = next
+		}
+	})
+}

@@ -139,7 +139,8 @@ func ptrTo[T any](v T) *T { return &v }
 // TestGenerateWithCache drives a sequence of snapshots through Generate
 // and GenerateWithCache: the output must be equal at every step, the jobs
 // of objects whose inputs did not change must be the very pointers of the
-// step before, and the others new ones.
+// step before, and the others new ones. ReferencedObjectsWithCache must
+// equal ReferencedObjects at every step too.
 func TestGenerateWithCache(t *testing.T) {
 	w := newCacheWorld(t)
 	opts := Options{}
@@ -167,8 +168,11 @@ func TestGenerateWithCache(t *testing.T) {
 			sm.ObjectMeta = w.bump(old.ObjectMeta)
 			sm.Generation = old.Generation // only the resourceVersion tells
 			sm.Spec.Endpoints[0].Interval = "15s"
+			// A new reference (optional, missing: still accepted).
+			sm.Spec.Endpoints[0].TLSConfig = &monitoringv1.TLSConfig{SafeTLSConfig: monitoringv1.SafeTLSConfig{CA: monitoringv1.SecretOrConfigMap{
+				ConfigMap: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "extra"}, Key: "ca", Optional: ptrTo(true)}}}}
 			w.sms["app/basic"] = sm
-		}, fresh: []string{"ServiceMonitor/app/basic"}},
+		}, fresh: []string{"ServiceMonitor/app/basic"}, accepted: map[string]bool{"ServiceMonitor/app/basic": true}},
 		{name: "relist: new pointers, same resourceVersions", edit: func() {
 			for k, sm := range w.sms {
 				w.sms[k] = sm.DeepCopy()
@@ -234,9 +238,11 @@ func TestGenerateWithCache(t *testing.T) {
 		}, fresh: all},
 		{name: "object deleted", edit: func() { delete(w.sms, "app/plain") }, absent: []string{"ServiceMonitor/app/plain"}},
 		{name: "object re-created", edit: func() {
+			ep := monitoringv1.Endpoint{Port: "other"}
+			ep.BearerTokenSecret = ptrTo(secretRef("unrelated", "x")) // a new reference
 			w.sms["app/plain"] = &monitoringv1.ServiceMonitor{ObjectMeta: w.meta("app", "plain"),
-				Spec: monitoringv1.ServiceMonitorSpec{Endpoints: []monitoringv1.Endpoint{{Port: "other"}}}}
-		}, fresh: []string{"ServiceMonitor/app/plain"}},
+				Spec: monitoringv1.ServiceMonitorSpec{Endpoints: []monitoringv1.Endpoint{ep}}}
+		}, fresh: []string{"ServiceMonitor/app/plain"}, accepted: map[string]bool{"ServiceMonitor/app/plain": true}},
 		{name: "invalid PrometheusAgent", edit: func() {
 			stashedAgent = w.agent
 			a := w.agent.DeepCopy()
@@ -270,12 +276,13 @@ func TestGenerateWithCache(t *testing.T) {
 		}, fresh: []string{"ServiceMonitor/other/x"}},
 	}
 
-	c := &Cache{}
+	c, rc := &Cache{}, &ReferenceCache{}
 	prev := map[string]*promconfig.ScrapeConfig{}
 	var accepted, rejected int
 	for _, step := range steps {
 		step.edit()
 		snap := w.snapshot()
+		require.Equal(t, ReferencedObjects(snap, opts), ReferencedObjectsWithCache(snap, opts, rc), step.name)
 		want, wantRes, wantErr := Generate(snap, opts)
 		got, gotRes, gotErr := GenerateWithCache(snap, opts, c)
 		require.Equal(t, wantErr, gotErr, step.name)
@@ -291,6 +298,7 @@ func TestGenerateWithCache(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, string(wantYAML), string(gotYAML), step.name)
 		require.Equal(t, len(gotRes), c.Stats().Objects, "%s: one entry per selected object", step.name)
+		require.Len(t, rc.entries, len(gotRes), "%s: one reference entry per selected object", step.name)
 
 		fresh := map[string]bool{}
 		for _, k := range step.fresh {

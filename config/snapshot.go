@@ -12,6 +12,8 @@
 // settings are unchanged, so that a snapshot after one edit costs the
 // translation of that object plus a pass over the others (cache.go). Its
 // output is Generate's; jobs it hands out again are shared and read-only.
+// ReferencedObjectsWithCache and a ReferenceCache do the same for the
+// Secret and ConfigMap references discovery filters changes with.
 package config
 
 import (

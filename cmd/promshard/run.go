@@ -98,10 +98,15 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		return err
 	}
 	defer cleanup()
+	// The references are computed after every rebuild; the cache walks
+	// only the specs of monitors that changed.
+	refCache := &config.ReferenceCache{}
 	watcher, err := discovery.New(discovery.Options{
 		RESTConfig: rc, Agent: f.prometheusAgent, Namespaces: f.namespaces, Debounce: f.debounce,
 		Logger: logger.With("component", "kubernetes"), Registerer: reg,
-		References: func(s *config.Snapshot) *config.References { return config.ReferencedObjects(s, opts) },
+		References: func(s *config.Snapshot) *config.References {
+			return config.ReferencedObjectsWithCache(s, opts, refCache)
+		},
 	})
 	if err != nil {
 		return err
