@@ -26,7 +26,7 @@ import (
 //   - every Secret and ConfigMap key it looked up: recorded by the resolver
 //     with its outcome (value, or which of object and key was missing)
 //     and looked up again in the new snapshot; only a different outcome
-//     counts, so an edit of another key or of the object's metadata does
+//     counts, so an edit of another key or of the Secret's metadata does
 //     not;
 //   - the global inputs: Options and the PrometheusAgent's namespace, name
 //     and spec (semantic equality, so that a status update is no change).
@@ -43,11 +43,13 @@ import (
 // (and the Result the same value, its Jobs slice shared). They are already
 // finalized (ScrapeConfig.Validate ran with the settings' global section),
 // and everyone must treat them as read-only, except the first preparation
-// of a job for the scrape manager, which may fill defaults in place once
-// (a second Validate under the same global section is a no-op, but
-// writes): the agent must not run it again on a pointer it has applied,
-// as the scrape manager reads that job concurrently. A caller that adds
-// rules to jobs (the replica relabeling) must do so idempotently.
+// of a job for the scrape manager, which may fill defaults in place once.
+// A second Validate under the same global section changes no value but
+// still writes fields whose value and default are both zero (sample
+// limit, ...): the agent must not run it again on a pointer it has
+// applied, as the scrape manager reads that job concurrently. A caller
+// that adds rules to jobs (the replica relabeling) must do so
+// idempotently, appending to a job only once.
 //
 // A Cache is safe for concurrent use; calls are serialized. The zero
 // value is ready to use.
