@@ -14,73 +14,138 @@ import (
 // values it returns go inline into typed HTTP client configuration; nothing
 // is written to disk.
 type resolver struct {
-	secrets    map[string]*corev1.Secret    // key: namespace/name
-	configMaps map[string]*corev1.ConfigMap // key: namespace/name
+	secrets    map[NamespacedName]*corev1.Secret
+	configMaps map[NamespacedName]*corev1.ConfigMap
+	// reads, when not nil, records every lookup, so that a cached
+	// translation can tell whether what it read has changed (cache.go).
+	reads *[]lookup
 }
 
 // newResolver indexes the Secrets and ConfigMaps of snap. A nil snapshot
 // gives a resolver that finds nothing.
 func newResolver(snap *Snapshot) *resolver {
-	r := &resolver{
-		secrets:    map[string]*corev1.Secret{},
-		configMaps: map[string]*corev1.ConfigMap{},
-	}
 	if snap == nil {
-		return r
+		snap = &Snapshot{}
+	}
+	r := &resolver{
+		secrets:    make(map[NamespacedName]*corev1.Secret, len(snap.Secrets)),
+		configMaps: make(map[NamespacedName]*corev1.ConfigMap, len(snap.ConfigMaps)),
 	}
 	for _, s := range snap.Secrets {
 		if s != nil {
-			r.secrets[s.Namespace+"/"+s.Name] = s
+			r.secrets[NamespacedName{s.Namespace, s.Name}] = s
 		}
 	}
 	for _, c := range snap.ConfigMaps {
 		if c != nil {
-			r.configMaps[c.Namespace+"/"+c.Name] = c
+			r.configMaps[NamespacedName{c.Namespace, c.Name}] = c
 		}
 	}
 	return r
 }
 
+// lookup is one read of a Secret or ConfigMap key and its outcome.
+type lookup struct {
+	configMap bool
+	ns        string
+	name, key string
+	optional  bool
+	// value and missing are the outcome; value is "" when the object or
+	// the key is missing.
+	value   string
+	missing lookupMiss
+}
+
+// lookupMiss tells what a lookup did not find.
+type lookupMiss uint8
+
+const (
+	foundKey lookupMiss = iota
+	missingObject
+	missingKey
+)
+
 // secretKey returns the value of key sel.Key in Secret ns/sel.Name.
 func (r *resolver) secretKey(ns string, sel corev1.SecretKeySelector) (string, error) {
-	s, ok := r.secrets[ns+"/"+sel.Name]
-	if !ok {
-		if sel.Optional != nil && *sel.Optional {
-			return "", nil
-		}
-		return "", fmt.Errorf("secret %s/%s not found", ns, sel.Name)
-	}
-	if v, ok := s.Data[sel.Key]; ok {
-		return string(v), nil
-	}
-	if v, ok := s.StringData[sel.Key]; ok {
-		return v, nil
-	}
-	if sel.Optional != nil && *sel.Optional {
-		return "", nil
-	}
-	return "", fmt.Errorf("secret %s/%s has no key %q", ns, sel.Name, sel.Key)
+	return r.read(lookup{ns: ns, name: sel.Name, key: sel.Key, optional: sel.Optional != nil && *sel.Optional})
 }
 
 // configMapKey returns the value of key sel.Key in ConfigMap ns/sel.Name.
 func (r *resolver) configMapKey(ns string, sel corev1.ConfigMapKeySelector) (string, error) {
-	c, ok := r.configMaps[ns+"/"+sel.Name]
-	if !ok {
-		if sel.Optional != nil && *sel.Optional {
-			return "", nil
+	return r.read(lookup{configMap: true, ns: ns, name: sel.Name, key: sel.Key, optional: sel.Optional != nil && *sel.Optional})
+}
+
+// read resolves l, records it when recording, and turns a miss of a
+// required key into an error.
+func (r *resolver) read(l lookup) (string, error) {
+	l.value, l.missing = r.resolve(&l)
+	if r.reads != nil {
+		*r.reads = append(*r.reads, l)
+	}
+	if l.missing == foundKey || l.optional {
+		return l.value, nil
+	}
+	kind := "secret"
+	if l.configMap {
+		kind = "configmap"
+	}
+	if l.missing == missingObject {
+		return "", fmt.Errorf("%s %s/%s not found", kind, l.ns, l.name)
+	}
+	return "", fmt.Errorf("%s %s/%s has no key %q", kind, l.ns, l.name, l.key)
+}
+
+// resolve looks up the key of l.
+func (r *resolver) resolve(l *lookup) (string, lookupMiss) {
+	s, b, isBytes, miss := r.find(l)
+	if isBytes {
+		return string(b), miss
+	}
+	return s, miss
+}
+
+// unchanged reports whether l would read the same outcome from r; it
+// does not copy the value.
+func (r *resolver) unchanged(l *lookup) bool {
+	s, b, isBytes, miss := r.find(l)
+	if miss != l.missing {
+		return false
+	}
+	if isBytes {
+		return string(b) == l.value
+	}
+	return s == l.value
+}
+
+// find looks up the key of l: a Secret's data before its stringData, a
+// ConfigMap's data before its binaryData. The value is b when isBytes,
+// else s.
+func (r *resolver) find(l *lookup) (s string, b []byte, isBytes bool, miss lookupMiss) {
+	ref := NamespacedName{l.ns, l.name}
+	if l.configMap {
+		c, ok := r.configMaps[ref]
+		if !ok {
+			return "", nil, false, missingObject
 		}
-		return "", fmt.Errorf("configmap %s/%s not found", ns, sel.Name)
+		if v, ok := c.Data[l.key]; ok {
+			return v, nil, false, foundKey
+		}
+		if v, ok := c.BinaryData[l.key]; ok {
+			return "", v, true, foundKey
+		}
+		return "", nil, false, missingKey
 	}
-	if v, ok := c.Data[sel.Key]; ok {
-		return v, nil
+	sec, ok := r.secrets[ref]
+	if !ok {
+		return "", nil, false, missingObject
 	}
-	if v, ok := c.BinaryData[sel.Key]; ok {
-		return string(v), nil
+	if v, ok := sec.Data[l.key]; ok {
+		return "", v, true, foundKey
 	}
-	if sel.Optional != nil && *sel.Optional {
-		return "", nil
+	if v, ok := sec.StringData[l.key]; ok {
+		return v, nil, false, foundKey
 	}
-	return "", fmt.Errorf("configmap %s/%s has no key %q", ns, sel.Name, sel.Key)
+	return "", nil, false, missingKey
 }
 
 // secretOrConfigMap returns the referenced value; an empty reference gives "".

@@ -26,6 +26,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	promconfig "github.com/prometheus/prometheus/config"
@@ -109,6 +110,12 @@ type generator struct {
 // ServiceMonitors, Probes, ScrapeConfigs, each sorted by their
 // "namespace/name" key) and Results are sorted by kind, namespace and name.
 func Generate(snap *Snapshot, opts Options) (*promconfig.Config, []Result, error) {
+	return generate(snap, opts, nil)
+}
+
+// generate is Generate, reusing and updating the translations in c when c
+// is not nil (the caller holds c.mu).
+func generate(snap *Snapshot, opts Options, c *Cache) (*promconfig.Config, []Result, error) {
 	if snap == nil {
 		snap = &Snapshot{}
 	}
@@ -121,40 +128,92 @@ func Generate(snap *Snapshot, opts Options) (*promconfig.Config, []Result, error
 	if cfg.RemoteWriteConfigs, err = g.remoteWrite(); err != nil {
 		return nil, nil, err
 	}
-	var results []Result
-	add := func(kind string, meta metav1.ObjectMeta, jobs []*promconfig.ScrapeConfig, err error) {
-		if err == nil {
-			err = g.finalize(jobs)
-		}
-		r := Result{Kind: kind, Namespace: meta.Namespace, Name: meta.Name, Generation: meta.Generation, Accepted: err == nil}
-		if err != nil {
-			r.Reason = err.Error()
-		} else {
-			cfg.ScrapeConfigs = append(cfg.ScrapeConfigs, jobs...)
-			r.Jobs = jobNames(jobs)
-		}
+	// The cache is touched only once the settings are known to be valid:
+	// a rejected PrometheusAgent leaves the translations of the last
+	// valid one in place.
+	c.begin(opts, snap.Agent)
+	pms, sms := sorted(g.selectPodMonitors()), sorted(g.selectServiceMonitors())
+	probes, scs := sorted(g.selectProbes()), sorted(g.selectScrapeConfigs())
+	n := len(pms) + len(sms) + len(probes) + len(scs)
+	results := make([]Result, 0, n)
+	// Jobs per object first, so that the job list is allocated once.
+	objJobs := make([][]*promconfig.ScrapeConfig, 0, n)
+	jobCount := 0
+	add := func(jobs []*promconfig.ScrapeConfig, r Result) {
+		objJobs = append(objJobs, jobs)
+		jobCount += len(jobs)
 		results = append(results, r)
 	}
-	for _, pm := range sorted(g.selectPodMonitors()) {
-		jobs, err := g.podMonitorJobs(pm)
-		add(KindPodMonitor, pm.ObjectMeta, jobs, err)
+	for _, pm := range pms {
+		add(g.translate(c, KindPodMonitor, pm, &pm.ObjectMeta, func() ([]*promconfig.ScrapeConfig, error) { return g.podMonitorJobs(pm) }))
 	}
-	for _, sm := range sorted(g.selectServiceMonitors()) {
-		jobs, err := g.serviceMonitorJobs(sm)
-		add(KindServiceMonitor, sm.ObjectMeta, jobs, err)
+	for _, sm := range sms {
+		add(g.translate(c, KindServiceMonitor, sm, &sm.ObjectMeta, func() ([]*promconfig.ScrapeConfig, error) { return g.serviceMonitorJobs(sm) }))
 	}
-	for _, p := range sorted(g.selectProbes()) {
-		jobs, err := g.probeJobs(p)
-		add(KindProbe, p.ObjectMeta, jobs, err)
+	for _, p := range probes {
+		add(g.translate(c, KindProbe, p, &p.ObjectMeta, func() ([]*promconfig.ScrapeConfig, error) { return g.probeJobs(p) }))
 	}
-	for _, sc := range sorted(g.selectScrapeConfigs()) {
-		jobs, err := g.scrapeConfigJobs(sc)
-		add(KindScrapeConfig, sc.ObjectMeta, jobs, err)
+	for _, sc := range scs {
+		add(g.translate(c, KindScrapeConfig, sc, &sc.ObjectMeta, func() ([]*promconfig.ScrapeConfig, error) { return g.scrapeConfigJobs(sc) }))
 	}
-	slices.SortStableFunc(results, func(a, b Result) int {
-		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	c.end()
+	if jobCount > 0 {
+		cfg.ScrapeConfigs = make([]*promconfig.ScrapeConfig, 0, jobCount)
+		for _, jobs := range objJobs {
+			cfg.ScrapeConfigs = append(cfg.ScrapeConfigs, jobs...)
+		}
+	}
+	return &cfg, sortResults(results), nil
+}
+
+// sortResults sorts results by kind, namespace and name, keeping the order
+// of equal ones; it sorts indexes, not the large Result values.
+func sortResults(results []Result) []Result {
+	if len(results) == 0 {
+		return nil
+	}
+	idx := make([]int, len(results))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(i, j int) int {
+		a, b := &results[i], &results[j]
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name), cmp.Compare(i, j))
 	})
-	return &cfg, results, nil
+	out := make([]Result, len(results))
+	for i, k := range idx {
+		out[i] = results[k]
+	}
+	return out
+}
+
+// translate returns the finalized jobs and the Result of one selected
+// object: from c when nothing the translation read has changed, else
+// translated by jobsOf (and remembered in c). A rejected object has no
+// jobs.
+func (g *generator) translate(c *Cache, kind string, obj any, meta *metav1.ObjectMeta, jobsOf func() ([]*promconfig.ScrapeConfig, error)) ([]*promconfig.ScrapeConfig, Result) {
+	key := ObjectKey{Kind: kind, Namespace: meta.Namespace, Name: meta.Name}
+	if e := c.get(key, obj, meta, g.res); e != nil {
+		return e.jobs, e.result
+	}
+	var reads []lookup
+	if c != nil {
+		g.res.reads = &reads
+	}
+	jobs, err := jobsOf()
+	if err == nil {
+		err = g.finalize(jobs)
+	}
+	g.res.reads = nil
+	r := Result{Kind: kind, Namespace: meta.Namespace, Name: meta.Name, Generation: meta.Generation, Accepted: err == nil}
+	if err != nil {
+		r.Reason = err.Error()
+		jobs = nil
+	} else {
+		r.Jobs = jobNames(jobs)
+	}
+	c.put(key, obj, meta, reads, jobs, r)
+	return jobs, r
 }
 
 func jobNames(jobs []*promconfig.ScrapeConfig) []string {
@@ -173,22 +232,55 @@ type objectMeta interface {
 
 // sorted returns objs sorted by their "namespace/name" key, as
 // prometheus-operator sorts the keys of its object maps (so "a-b/x" comes
-// before "a/x"); a new slice.
+// before "a/x"); a new slice. Objects of equal keys keep their order.
+// Snapshots from discovery are sorted by namespace, then name, which is
+// the same order unless a namespace is a prefix of another one.
 func sorted[T objectMeta](objs []T) []T {
 	type keyed struct {
-		key string
-		obj T
+		ns, name string
+		idx      int
 	}
+	byKey := func(a, b keyed) int { return compareKeys(a.ns, a.name, b.ns, b.name) }
 	ks := make([]keyed, len(objs))
+	inOrder := true
 	for i, o := range objs {
-		ks[i] = keyed{o.GetNamespace() + "/" + o.GetName(), o}
+		ks[i] = keyed{o.GetNamespace(), o.GetName(), i}
+		if inOrder && i > 0 && byKey(ks[i-1], ks[i]) > 0 {
+			inOrder = false
+		}
 	}
-	slices.SortStableFunc(ks, func(a, b keyed) int { return cmp.Compare(a.key, b.key) })
+	if !inOrder {
+		// The index as the last criterion makes the sort stable.
+		slices.SortFunc(ks, func(a, b keyed) int { return cmp.Or(byKey(a, b), cmp.Compare(a.idx, b.idx)) })
+	}
 	out := make([]T, len(ks))
 	for i, k := range ks {
-		out[i] = k.obj
+		out[i] = objs[k.idx]
 	}
 	return out
+}
+
+// compareKeys compares ns1+"/"+name1 with ns2+"/"+name2 without building
+// the strings.
+func compareKeys(ns1, name1, ns2, name2 string) int {
+	if ns1 == ns2 {
+		return strings.Compare(name1, name2)
+	}
+	n := min(len(ns1), len(ns2))
+	for i := range n {
+		if ns1[i] != ns2[i] {
+			return cmp.Compare(ns1[i], ns2[i])
+		}
+	}
+	// One namespace is a prefix of the other: "/" meets the longer one's
+	// next byte, unless that is a "/" too (not a valid namespace).
+	if len(ns1) < len(ns2) && ns2[n] != '/' {
+		return cmp.Compare(byte('/'), ns2[n])
+	}
+	if len(ns2) < len(ns1) && ns1[n] != '/' {
+		return cmp.Compare(ns1[n], byte('/'))
+	}
+	return strings.Compare(ns1+"/"+name1, ns2+"/"+name2)
 }
 
 // finalize fills each job's unset values from the global section and runs

@@ -4,6 +4,7 @@ import (
 	"reflect"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // NamespacedName names a namespaced object.
@@ -49,6 +50,12 @@ func (r *References) ConfigMap(namespace, name string) bool {
 // fields promshard ignores, which only costs a needless rebuild. Objects
 // missing from snap count as referenced, so that creating them is seen.
 func ReferencedObjects(snap *Snapshot, opts Options) *References {
+	return referencedObjects(snap, opts, nil)
+}
+
+// referencedObjects is ReferencedObjects, taking the references of
+// unchanged monitors from c when c is not nil (the caller holds c.mu).
+func referencedObjects(snap *Snapshot, opts Options, c *ReferenceCache) *References {
 	if snap == nil {
 		snap = &Snapshot{}
 	}
@@ -65,24 +72,45 @@ func ReferencedObjects(snap *Snapshot, opts Options) *References {
 			func(name string) { r.AnySecrets[name] = true },
 			func(name string) { r.AnyConfigMaps[name] = true })
 	}
-	add := func(ns string, spec any) {
-		walkSelectors(reflect.ValueOf(spec),
-			func(name string) { r.Secrets[NamespacedName{ns, name}] = true },
-			func(name string) { r.ConfigMaps[NamespacedName{ns, name}] = true })
+	c.begin()
+	add := func(kind string, obj any, meta *metav1.ObjectMeta, spec any) {
+		names := c.names(ObjectKey{Kind: kind, Namespace: meta.Namespace, Name: meta.Name}, obj, meta, spec)
+		for _, name := range names.secrets {
+			r.Secrets[NamespacedName{meta.Namespace, name}] = true
+		}
+		for _, name := range names.configMaps {
+			r.ConfigMaps[NamespacedName{meta.Namespace, name}] = true
+		}
 	}
 	for _, o := range g.selectServiceMonitors() {
-		add(o.Namespace, &o.Spec)
+		add(KindServiceMonitor, o, &o.ObjectMeta, &o.Spec)
 	}
 	for _, o := range g.selectPodMonitors() {
-		add(o.Namespace, &o.Spec)
+		add(KindPodMonitor, o, &o.ObjectMeta, &o.Spec)
 	}
 	for _, o := range g.selectProbes() {
-		add(o.Namespace, &o.Spec)
+		add(KindProbe, o, &o.ObjectMeta, &o.Spec)
 	}
 	for _, o := range g.selectScrapeConfigs() {
-		add(o.Namespace, &o.Spec)
+		add(KindScrapeConfig, o, &o.ObjectMeta, &o.Spec)
 	}
+	c.end()
 	return r
+}
+
+// selectorNames are the names of the Secrets and ConfigMaps a spec refers
+// to.
+type selectorNames struct {
+	secrets, configMaps []string
+}
+
+// specSelectorNames walks spec for its selectors.
+func specSelectorNames(spec any) selectorNames {
+	var n selectorNames
+	walkSelectors(reflect.ValueOf(spec),
+		func(name string) { n.secrets = append(n.secrets, name) },
+		func(name string) { n.configMaps = append(n.configMaps, name) })
+	return n
 }
 
 var (

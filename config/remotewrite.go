@@ -241,5 +241,10 @@ func checkRemoteWrite(rw *promconfig.RemoteWriteConfig, gl promconfig.GlobalConf
 
 // sortedKeys returns the keys of m in order.
 func sortedKeys[V any](m map[string]V) []string {
-	return slices.Sorted(maps.Keys(m))
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }

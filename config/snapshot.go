@@ -5,6 +5,15 @@
 // *promconfig.Config and one Result per object out. It does no I/O and must not
 // import promshard's discovery, sharding or agent packages, nor client-go
 // informers. Both the agent and `promshard render` call it.
+//
+// A long-running caller translates with GenerateWithCache and one Cache
+// instead: the cache keeps each object's translation while the object,
+// the Secret and ConfigMap keys its translation looked up, and the global
+// settings are unchanged, so that a snapshot after one edit costs the
+// translation of that object plus a pass over the others (cache.go). Its
+// output is Generate's; jobs it hands out again are shared and read-only.
+// ReferencedObjectsWithCache and a ReferenceCache do the same for the
+// Secret and ConfigMap references discovery filters changes with.
 package config
 
 import (
@@ -17,7 +26,9 @@ import (
 
 // Snapshot is an immutable view of every Kubernetes object that can influence
 // the generated configuration. Producers (discovery/, the render command) must
-// not mutate the objects after handing a Snapshot over.
+// not mutate the objects after handing a Snapshot over: GenerateWithCache
+// takes an object that keeps its pointer, or its non-empty resourceVersion
+// and UID, as unchanged.
 type Snapshot struct {
 	// Agent is the PrometheusAgent named by --prometheus-agent. Nil means
 	// flags-only mode: the settings come from Options.Flags. With

@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/promslog"
-	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/scrape"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -100,20 +99,22 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		return err
 	}
 	defer cleanup()
+	// The references are computed after every rebuild; the cache walks
+	// only the specs of monitors that changed.
+	refCache := &config.ReferenceCache{}
 	watcher, err := discovery.New(discovery.Options{
 		RESTConfig: rc, Agent: f.prometheusAgent, Namespaces: f.namespaces, Debounce: f.debounce,
 		Logger: logger.With("component", "kubernetes"), Registerer: reg,
-		References: func(s *config.Snapshot) *config.References { return config.ReferencedObjects(s, opts) },
+		References: func(s *config.Snapshot) *config.References {
+			return config.ReferencedObjectsWithCache(s, opts, refCache)
+		},
 	})
 	if err != nil {
 		return err
 	}
-	generate := func(s *config.Snapshot) (*promconfig.Config, []config.Result, error) {
-		cfg, res, err := config.Generate(s, opts)
-		if err == nil {
-			sharding.AppendReplicaRelabeling(cfg.ScrapeConfigs, replicaRule)
-		}
-		return cfg, res, err
+	generate, err := newGenerate(opts, replicaRule, reg)
+	if err != nil {
+		return err
 	}
 	rec, err := agent.NewReconciler(watcher.Snapshots(), generate, a, logger.With("component", "reconciler"), reg)
 	if err != nil {
