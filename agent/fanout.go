@@ -90,45 +90,60 @@ func (f *fanout) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 }
 
 // update stores the delivered sets and returns, per set, the namespaces
-// whose groups changed.
+// whose groups changed (nil: the whole set). A set's state is updated in
+// place: one lookup per delivered group when nothing changed.
 func (f *fanout) update(tsets map[string][]*targetgroup.Group) map[string]map[string]bool {
 	dirty := map[string]map[string]bool{}
 	for set, groups := range tsets {
-		old := f.sets[set]
-		st := &fanoutSet{bySource: make(map[string]*targetgroup.Group, len(groups)), byNS: map[string]map[string]*targetgroup.Group{}}
+		st := f.sets[set]
+		if st == nil {
+			st = &fanoutSet{bySource: make(map[string]*targetgroup.Group, len(groups)), byNS: map[string]map[string]*targetgroup.Group{}}
+			f.sets[set] = st
+			dirty[set] = nil
+		}
 		var changed map[string]bool
-		mark := func(tg *targetgroup.Group) {
+		mark := func(ns string) {
 			if changed == nil {
 				changed = map[string]bool{}
 			}
-			changed[groupNamespace(tg)] = true
+			changed[ns] = true
 		}
+		matched, added := 0, 0
 		for _, tg := range groups {
 			if tg == nil {
 				continue
 			}
-			st.bySource[tg.Source] = tg
-			ns := groupNamespace(tg)
-			if st.byNS[ns] == nil {
-				st.byNS[ns] = map[string]*targetgroup.Group{}
+			old, ok := st.bySource[tg.Source]
+			if ok && old == tg {
+				matched++
+				continue
 			}
-			st.byNS[ns][tg.Source] = tg
-			if old == nil || old.bySource[tg.Source] != tg {
-				mark(tg)
+			if ok {
+				matched++
+				st.remove(old)
+				mark(groupNamespace(old))
+			} else {
+				added++
 			}
+			st.add(tg)
+			mark(groupNamespace(tg))
 		}
-		if old != nil {
-			for src, tg := range old.bySource {
-				if _, ok := st.bySource[src]; !ok {
-					mark(tg)
+		if len(st.bySource) > matched+added {
+			// Groups gone: keep only the delivered sources.
+			delivered := make(map[string]struct{}, len(groups))
+			for _, tg := range groups {
+				if tg != nil {
+					delivered[tg.Source] = struct{}{}
+				}
+			}
+			for src, tg := range st.bySource {
+				if _, ok := delivered[src]; !ok {
+					st.remove(tg)
+					mark(groupNamespace(tg))
 				}
 			}
 		}
-		f.sets[set] = st
-		switch {
-		case old == nil:
-			dirty[set] = nil
-		case changed != nil:
+		if _, isNew := dirty[set]; !isNew && changed != nil {
 			dirty[set] = changed
 		}
 	}
@@ -139,6 +154,24 @@ func (f *fanout) update(tsets map[string][]*targetgroup.Group) map[string]map[st
 		}
 	}
 	return dirty
+}
+
+func (st *fanoutSet) add(tg *targetgroup.Group) {
+	st.bySource[tg.Source] = tg
+	ns := groupNamespace(tg)
+	if st.byNS[ns] == nil {
+		st.byNS[ns] = map[string]*targetgroup.Group{}
+	}
+	st.byNS[ns][tg.Source] = tg
+}
+
+func (st *fanoutSet) remove(tg *targetgroup.Group) {
+	delete(st.bySource, tg.Source)
+	ns := groupNamespace(tg)
+	delete(st.byNS[ns], tg.Source)
+	if len(st.byNS[ns]) == 0 {
+		delete(st.byNS, ns)
+	}
 }
 
 // groupNamespace is the namespace of a Kubernetes SD group, "" for others.

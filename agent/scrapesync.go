@@ -148,39 +148,43 @@ func (s *syncer) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 	}
 }
 
-// diff records in pending the jobs whose groups differ from sent.
+// diff records in pending the jobs whose groups differ from sent. The
+// stages before keep an unchanged job's slice, so the common case is one
+// identity check per job.
 func (s *syncer) diff(last map[string][]*targetgroup.Group, draining map[string]struct{}, sent, pending map[string][]*targetgroup.Group) {
-	empty := []*targetgroup.Group{}
-	want := func(job string) ([]*targetgroup.Group, bool) {
-		if _, ok := draining[job]; ok {
-			return empty, true
-		}
-		g, ok := last[job]
-		return g, ok
-	}
-	update := func(job string) {
-		g, ok := want(job)
-		if !ok {
-			delete(sent, job)
-			delete(pending, job)
-			return
-		}
-		if prev, had := sent[job]; had && slices.Equal(prev, g) {
+	set := func(job string, g []*targetgroup.Group) {
+		if prev, had := sent[job]; had && (sameSlice(prev, g) || slices.Equal(prev, g)) {
 			return
 		}
 		sent[job], pending[job] = g, g
 	}
-	for job := range last {
-		update(job)
-	}
-	for job := range draining {
-		update(job)
-	}
-	for job := range sent {
-		if _, ok := want(job); !ok {
-			update(job)
+	wanted := len(last)
+	for job, g := range last {
+		if _, ok := draining[job]; !ok {
+			set(job, g)
 		}
 	}
+	for job := range draining {
+		if _, ok := last[job]; !ok {
+			wanted++
+		}
+		set(job, []*targetgroup.Group{})
+	}
+	if len(sent) == wanted {
+		return // every job in sent is wanted
+	}
+	for job := range sent {
+		_, ok := last[job]
+		if _, drains := draining[job]; !ok && !drains {
+			delete(sent, job)
+			delete(pending, job)
+		}
+	}
+}
+
+// sameSlice reports whether a and b are the very same slice.
+func sameSlice(a, b []*targetgroup.Group) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // syncCounter captures the scrape manager's per-pool sync counter when the

@@ -187,6 +187,7 @@ type Filter struct {
 	// is assigned again); withheld reports
 	// whether the last recompute held one of them back.
 	flagged  map[string]map[uint64]*scrape.Target
+	swept    time.Time // last sweepFlagged
 	withheld atomic.Bool
 	primed   atomic.Bool
 	jobsSeen atomic.Bool
@@ -400,6 +401,7 @@ func (f *Filter) departed() bool {
 // and returns the owned target groups.
 func (f *Filter) recompute(reprepare bool) map[string][]*targetgroup.Group {
 	start := time.Now()
+	f.sweepFlagged(start)
 	p := f.startAssign(f.memberView(), len(f.last))
 	visit := func(job string, pj *preparedJob) { f.assign(p, job, pj) }
 	if reprepare || f.prepared == nil {

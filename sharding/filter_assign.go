@@ -2,6 +2,7 @@ package sharding
 
 import (
 	"slices"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
@@ -274,6 +275,39 @@ func (f *Filter) activeLoops(p *assignPass, job string) map[uint64]bool {
 		m[loopKey(t, lb)] = true
 	}
 	return m
+}
+
+// sweepInterval is how often the filter forgets flagged targets whose old
+// loops ended, for all jobs at once.
+const sweepInterval = 2 * time.Second
+
+// sweepFlagged forgets the flagged targets whose loops are gone. A job
+// assigned again does so for itself, but an unchanged job is not assigned
+// again (its output is reused): after a membership change most jobs keep
+// flagged targets, and each later change of one of them would read every
+// active target of the scrape manager. One read per sweepInterval, while
+// any target is flagged, clears them all.
+func (f *Filter) sweepFlagged(now time.Time) {
+	if len(f.flagged) == 0 || f.opts.Staleness == nil || now.Sub(f.swept) < sweepInterval {
+		return
+	}
+	f.swept = now
+	active := f.opts.Staleness.TargetsActive()
+	lb := labels.NewBuilder(labels.EmptyLabels())
+	for job, flagged := range f.flagged {
+		running := make(map[uint64]bool, len(active[job]))
+		for _, t := range active[job] {
+			running[loopKey(t, lb)] = true
+		}
+		for key := range flagged {
+			if !running[key] {
+				delete(flagged, key)
+			}
+		}
+		if len(flagged) == 0 {
+			delete(f.flagged, job)
+		}
+	}
 }
 
 // handoff disables end-of-run staleness markers for the targets this member
