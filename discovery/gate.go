@@ -156,9 +156,9 @@ func (g *reachGate) poll(rt http.RoundTripper, readyz string) {
 			continue
 		}
 		g.mu.Lock()
+		g.setUp(1) // before the waiting requests go on: they may read it
 		close(g.readyCh)
 		g.readyCh = nil
-		g.setUp(1)
 		g.logger.Info("API server ready again", "unreachable_for", time.Since(g.since).Round(time.Millisecond).String())
 		g.mu.Unlock()
 		return
