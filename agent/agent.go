@@ -40,10 +40,10 @@ type TargetFilter interface {
 	Run(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group) error
 }
 
-// Defaults of the throttles in Options: at most 1s/250ms = 4 full target
-// re-syncs per second, however busy discovery is.
+// Defaults of the throttles in Options: at most one discovery update per
+// second and four target reloads per second, however busy discovery is.
 const (
-	DefaultDiscoveryUpdateInterval = 250 * time.Millisecond
+	DefaultDiscoveryUpdateInterval = time.Second
 	DefaultScrapeReloadInterval    = 250 * time.Millisecond
 )
 
@@ -60,19 +60,20 @@ type Options struct {
 	// RemoteFlushDeadline bounds how long shutdown waits for queued samples
 	// to be sent. Default 1m, like Prometheus.
 	RemoteFlushDeadline time.Duration
-	// DiscoveryUpdateInterval is the minimum time between two target-group
-	// updates sent by the discovery manager; every update carries the
-	// target groups of all jobs, which the ownership filter and the scrape
-	// manager then re-sync. Prometheus uses 5s; promshard defaults to
-	// DefaultDiscoveryUpdateInterval (250ms) so that a monitor change
-	// reaches scraping in under a second while pod churn causes at most 4
-	// full target re-syncs per second. Lower means faster changes and more
-	// CPU on busy clusters.
+	// DiscoveryUpdateInterval is the minimum time between two updates the
+	// discovery manager sends. Each carries the groups of every shared
+	// discovery set; the fan-out, the filter and the syncer pass on only
+	// what changed, but walk every job once per update. Prometheus uses 5s;
+	// default DefaultDiscoveryUpdateInterval (1s): a pod change reaches
+	// scraping within about a second. Monitor changes do not wait for it:
+	// a new or edited job gets at once the groups its shared discovery
+	// already delivered (only a discovery configuration never seen before
+	// waits for the discovery manager's first update, ~100ms when quiet).
 	DiscoveryUpdateInterval time.Duration
 	// ScrapeReloadInterval is the minimum time between two target reloads of
-	// the scrape manager (each reload syncs the targets of every pool and
-	// starts the pools of new jobs). Prometheus uses 5s; default
-	// DefaultScrapeReloadInterval (250ms), same trade-off. Together with
+	// the scrape manager; a reload syncs only the pools whose targets
+	// changed (scrapesync.go) and starts the pools of new jobs. Prometheus
+	// uses 5s; default DefaultScrapeReloadInterval (250ms). Together with
 	// the watcher's 100ms debounce a new monitor's targets are scraped
 	// within about 0.6s plus the first scrape's offset.
 	ScrapeReloadInterval time.Duration
