@@ -278,14 +278,7 @@ func TestFilterHandoffBackBeforeReload(t *testing.T) {
 	tsets := podGroups(100, noNode)
 	all := filterOnce(f, tsets)
 	// The scrape manager runs a loop for every target n0 sent.
-	active := map[string][]*scrape.Target{}
-	for job, groups := range all {
-		for _, tg := range groups {
-			ts, _ := scrape.TargetsFromGroup(tg, f.prepared[job].cfg, nil, labels.NewBuilder(labels.EmptyLabels()))
-			active[job] = append(active[job], ts...)
-		}
-	}
-	stale.active = active
+	stale.active = loopsFor(f, all)
 
 	members.set("n0", "n1") // about half move away: their loops get the flag
 	f.recompute(false)
@@ -531,4 +524,17 @@ func TestFilterDroppedTargetReportedByOneMember(t *testing.T) {
 	for _, tg := range out[podJob] {
 		require.Empty(t, tg.Targets, "a member that owns nothing reports nothing")
 	}
+}
+
+// loopsFor returns the targets the scrape manager runs for the groups f
+// sent: one loop per target, as its pools build them.
+func loopsFor(f *Filter, sent map[string][]*targetgroup.Group) map[string][]*scrape.Target {
+	active := map[string][]*scrape.Target{}
+	for job, groups := range sent {
+		for _, tg := range groups {
+			ts, _ := scrape.TargetsFromGroup(tg, f.prepared[job].cfg, nil, labels.NewBuilder(labels.EmptyLabels()))
+			active[job] = append(active[job], ts...)
+		}
+	}
+	return active
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/scrape"
 	"github.com/stretchr/testify/require"
 )
@@ -489,14 +488,7 @@ func TestFilterWithheldJobIsAssignedAgain(t *testing.T) {
 	f := newTestFilter(t, FilterOptions{Self: "n0", Members: members, Staleness: stale})
 	tsets := podGroups(100, noNode)
 	all := filterOnce(f, tsets)
-	active := map[string][]*scrape.Target{}
-	for job, groups := range all {
-		for _, tg := range groups {
-			ts, _ := scrape.TargetsFromGroup(tg, f.prepared[job].cfg, nil, labels.NewBuilder(labels.EmptyLabels()))
-			active[job] = append(active[job], ts...)
-		}
-	}
-	stale.active = active
+	stale.active = loopsFor(f, all)
 	members.set("n0", "n1")
 	f.recompute(false)
 	members.set("n0") // back before the scrape manager reloaded
