@@ -268,9 +268,12 @@ func (f *Filter) activeLoops(p *assignPass, job string) map[uint64]bool {
 	if p.active == nil {
 		p.active = f.opts.Staleness.TargetsActive()
 	}
-	ts := p.active[job]
+	return loopKeys(p.active[job], labels.NewBuilder(labels.EmptyLabels()))
+}
+
+// loopKeys returns the loop keys of targets.
+func loopKeys(ts []*scrape.Target, lb *labels.Builder) map[uint64]bool {
 	m := make(map[uint64]bool, len(ts))
-	lb := labels.NewBuilder(labels.EmptyLabels())
 	for _, t := range ts {
 		m[loopKey(t, lb)] = true
 	}
@@ -295,10 +298,7 @@ func (f *Filter) sweepFlagged(now time.Time) {
 	active := f.opts.Staleness.TargetsActive()
 	lb := labels.NewBuilder(labels.EmptyLabels())
 	for job, flagged := range f.flagged {
-		running := make(map[uint64]bool, len(active[job]))
-		for _, t := range active[job] {
-			running[loopKey(t, lb)] = true
-		}
+		running := loopKeys(active[job], lb)
 		for key := range flagged {
 			if !running[key] {
 				delete(flagged, key)
