@@ -164,3 +164,100 @@ func Quantile(xs []float64, q float64) float64 {
 	i := int(q*float64(len(s))+0.999999) - 1
 	return s[min(max(i, 0), len(s)-1)]
 }
+
+// Memory is where a Go process' resident memory lies at one moment: the
+// kernel's split of RSS (/proc/<pid>/smaps_rollup) and the runtime's own
+// accounting (go_memstats_* on its /metrics page), in bytes.
+type Memory struct {
+	RSSAnon, RSSFile                 float64 // resident anonymous and file-backed pages
+	Exe                              string  // resident pages of the executable's mappings by permissions, e.g. "r-xp 30.1MB r--p 20.3MB"
+	HeapInuse, HeapIdleKept, NextGC  float64 // heap spans in use, idle but not returned, GC goal
+	Stacks, RuntimeOther, Goroutines float64 // goroutine stacks, GC/mspan/mcache/other runtime metadata, count
+}
+
+// String prints m in MB (goroutines as a count).
+func (m Memory) String() string {
+	return fmt.Sprintf("rss anon %.1fMB file %.1fMB (executable: %s) | heap in use %.1fMB idle kept %.1fMB next_gc %.1fMB | stacks %.1fMB runtime %.1fMB | goroutines %.0f",
+		m.RSSAnon/1e6, m.RSSFile/1e6, m.Exe, m.HeapInuse/1e6, m.HeapIdleKept/1e6, m.NextGC/1e6, m.Stacks/1e6, m.RuntimeOther/1e6, m.Goroutines)
+}
+
+// ReadMemory reads pid's memory split and its runtime's accounting from the
+// /metrics page at metricsURL.
+func ReadMemory(ctx context.Context, pid int, metricsURL string) (Memory, error) {
+	var m Memory
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return m, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "Anonymous:":
+			m.RSSAnon = kb * 1024
+		case "Rss:":
+			m.RSSFile = kb * 1024 // minus Anonymous below
+		}
+	}
+	m.RSSFile -= m.RSSAnon
+	if m.Exe, err = exeRSS(pid); err != nil {
+		return m, err
+	}
+	vals := map[string]float64{}
+	for _, name := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes",
+		"go_memstats_next_gc_bytes", "go_memstats_stack_sys_bytes", "go_memstats_gc_sys_bytes", "go_memstats_mspan_sys_bytes",
+		"go_memstats_mcache_sys_bytes", "go_memstats_other_sys_bytes", "go_memstats_buck_hash_sys_bytes", "go_goroutines"} {
+		if vals[name], err = Metric(ctx, metricsURL, name); err != nil {
+			return m, err
+		}
+	}
+	m.HeapInuse = vals["go_memstats_heap_inuse_bytes"]
+	m.HeapIdleKept = vals["go_memstats_heap_idle_bytes"] - vals["go_memstats_heap_released_bytes"]
+	m.NextGC = vals["go_memstats_next_gc_bytes"]
+	m.Stacks = vals["go_memstats_stack_sys_bytes"]
+	m.RuntimeOther = vals["go_memstats_gc_sys_bytes"] + vals["go_memstats_mspan_sys_bytes"] + vals["go_memstats_mcache_sys_bytes"] +
+		vals["go_memstats_other_sys_bytes"] + vals["go_memstats_buck_hash_sys_bytes"]
+	m.Goroutines = vals["go_goroutines"]
+	return m, nil
+}
+
+// exeRSS sums the resident pages of pid's executable's mappings (text,
+// read-only data with the pc tables, data) by permissions, from
+// /proc/<pid>/smaps.
+func exeRSS(pid int) (string, error) {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return "", err
+	}
+	var perms []string
+	kb := map[string]float64{}
+	cur := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 6 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			cur = ""
+			if f[5] == exe {
+				cur = f[1]
+				if _, ok := kb[cur]; !ok {
+					perms = append(perms, cur)
+				}
+			}
+		case len(f) >= 2 && f[0] == "Rss:" && cur != "":
+			v, _ := strconv.ParseFloat(f[1], 64)
+			kb[cur] += v
+		}
+	}
+	out := make([]string, 0, len(perms))
+	for _, p := range perms {
+		out = append(out, fmt.Sprintf("%s %.1fMB", p, kb[p]*1024/1e6))
+	}
+	return strings.Join(out, " "), nil
+}

@@ -63,6 +63,34 @@ func (b *Bins) specs() []binSpec {
 	}
 }
 
+// PrometheusAllSD builds (or reuses) Prometheus from the same tools module
+// as the test bed's, but with the default build tags: every service
+// discovery compiled in, as in a released Prometheus binary and as in
+// promshard, whose ScrapeConfig objects may use any of them. Only
+// bench-vs-agent needs it, so Binaries does not build it.
+func PrometheusAllSD(ctx context.Context, logf Logf) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	cache, err := CacheDir()
+	if err != nil {
+		return "", err
+	}
+	binDir := filepath.Join(cache, "bin")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return "", fmt.Errorf("create binary cache: %w", err)
+	}
+	unlock, err := lockFile(filepath.Join(binDir, ".lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	dst := filepath.Join(binDir, "prometheus-all-sd")
+	spec := binSpec{name: "prometheus-all-sd", toolDir: "e2e/tools/prometheus", pkg: "github.com/prometheus/prometheus/cmd/prometheus", dst: &dst}
+	return dst, buildOne(ctx, logf, root, spec, dst)
+}
+
 var (
 	rootOnce sync.Once
 	rootDir  string

@@ -6,8 +6,10 @@
 // target is distinct by labels and scraped on its own), and R clustered
 // replicas. It prints per replica: the time from its start to every target
 // owned, CPU cores and RSS idle, the same under background churn (one update
-// per second of a Secret no monitor references and one Service's endpoints),
-// the apply latency p50/p99 of monitor edits under that churn, and the
+// per second of a Secret no monitor references and one Service's endpoints;
+// idle and churn windows alternate for several rounds and the medians are
+// compared, because one pair of windows on a shared machine is noisier than
+// the effect), the apply latency p50/p99 of monitor edits under that churn, and the
 // watches it holds on the API server (kube-apiserver's
 // apiserver_longrunning_requests{verb="WATCH"} before and after it started).
 package main
@@ -37,9 +39,9 @@ import (
 )
 
 type params struct {
-	monitors, namespaces, perService, addresses, replicas, edits int
-	interval, idle, churn                                        time.Duration
-	profile                                                      string
+	monitors, namespaces, perService, addresses, replicas, edits, rounds int
+	interval, window, settle                                             time.Duration
+	profile                                                              string
 }
 
 func main() {
@@ -51,10 +53,11 @@ func main() {
 	flag.IntVar(&p.replicas, "replicas", 3, "promshard replicas")
 	flag.IntVar(&p.edits, "edits", 50, "monitor edits whose apply latency is measured")
 	flag.DurationVar(&p.interval, "interval", time.Minute, "scrape interval of every endpoint")
-	flag.DurationVar(&p.idle, "idle", time.Minute, "measured window without changes, and with churn")
-	flag.StringVar(&p.profile, "profile", "", "directory for CPU profiles of replica 0 over the idle and churn windows (idle.pprof, churn.pprof); empty: none")
+	flag.IntVar(&p.rounds, "rounds", 5, "rounds of one idle and one churn window each; medians over the rounds are compared")
+	flag.DurationVar(&p.window, "window", 30*time.Second, "measured window without changes, and with churn")
+	flag.DurationVar(&p.settle, "settle", 5*time.Second, "unmeasured time after churn starts or stops, before a window")
+	flag.StringVar(&p.profile, "profile", "", "directory for CPU profiles of replica 0 over the first idle and churn windows (idle.pprof, churn.pprof); empty: none")
 	flag.Parse()
-	p.churn = p.idle
 	benchutil.Main("bench-scale", func() error { return run(p) })
 }
 
@@ -62,13 +65,12 @@ var logf = benchutil.Logf
 
 // replica is one started promshard and what was measured of it.
 type replica struct {
-	ps                  *testbed.Promshard
-	start               time.Time
-	owned               time.Duration
-	watches             float64
-	idle, churn         benchutil.Sample
-	latencies           []float64
-	idleCores, churnCPU float64
+	ps          *testbed.Promshard
+	start       time.Time
+	owned       time.Duration
+	watches     float64
+	idle, churn []benchutil.Sample // one per round
+	latencies   []float64
 }
 
 func run(p params) error {
@@ -120,32 +122,32 @@ func run(p params) error {
 		logf("replica %d: all %d targets owned after %s; %.0f watches", i, total, r.owned.Round(time.Millisecond), r.watches)
 	}
 
-	logf("idle for %s", p.idle)
-	stopProfile := profile(ctx, p, reps[0], "idle.pprof", p.idle)
-	err = measureAll(ctx, reps, p.idle, func(r *replica, s benchutil.Sample) { r.idle = s })
-	stopProfile()
-	if err != nil {
-		return err
-	}
-	for i, r := range reps {
-		logf("replica %d idle: %.3f cores, %.1fMB, %.0f translations", i, r.idle.CPUSeconds/p.idle.Seconds(), r.idle.MeanRSS/1e6, r.idle.Samples)
-	}
-	churnCtx, stopChurn := context.WithCancel(ctx)
 	var churnWG sync.WaitGroup
-	churnWG.Go(func() { w.churn(churnCtx) })
+	stopChurn := func() {}
 	defer func() {
 		stopChurn()
 		churnWG.Wait()
 	}()
-	logf("churn for %s", p.churn)
-	stopProfile = profile(ctx, p, reps[0], "churn.pprof", p.churn)
-	err = measureAll(ctx, reps, p.churn, func(r *replica, s benchutil.Sample) { r.churn = s })
-	stopProfile()
-	if err != nil {
-		return err
-	}
-	for i, r := range reps {
-		logf("replica %d churn: %.3f cores, %.1fMB, %.0f translations", i, r.churn.CPUSeconds/p.churn.Seconds(), r.churn.MeanRSS/1e6, r.churn.Samples)
+	for round := 1; round <= p.rounds; round++ {
+		stopChurn()
+		churnWG.Wait()
+		if err := sleep(ctx, p.settle); err != nil {
+			return err
+		}
+		logf("round %d: idle for %s", round, p.window)
+		if err := window(ctx, p, reps, round, "idle", func(r *replica, s benchutil.Sample) { r.idle = append(r.idle, s) }); err != nil {
+			return err
+		}
+		churnCtx, cancel := context.WithCancel(ctx)
+		stopChurn = cancel
+		churnWG.Go(func() { w.churn(churnCtx) })
+		if err := sleep(ctx, p.settle); err != nil {
+			return err
+		}
+		logf("round %d: churn for %s", round, p.window)
+		if err := window(ctx, p, reps, round, "churn", func(r *replica, s benchutil.Sample) { r.churn = append(r.churn, s) }); err != nil {
+			return err
+		}
 	}
 	logf("%d monitor edits under churn", p.edits)
 	if err := w.edits(ctx, reps, p.edits); err != nil {
@@ -228,7 +230,38 @@ func watches(ctx context.Context, bed *testbed.Bed) (float64, error) {
 	return n, nil
 }
 
-// measureAll measures every replica over the same window.
+// window measures every replica over one window of p.window and logs it; in
+// round 1 it profiles replica 0 if asked.
+func window(ctx context.Context, p params, reps []*replica, round int, name string, set func(*replica, benchutil.Sample)) error {
+	stopProfile := func() {}
+	if round == 1 {
+		stopProfile = profile(ctx, p, reps[0], name+".pprof", p.window)
+	}
+	err := measureAll(ctx, reps, p.window, set)
+	stopProfile()
+	if err != nil {
+		return err
+	}
+	for i, r := range reps {
+		s := r.idle
+		if name == "churn" {
+			s = r.churn
+		}
+		last := s[len(s)-1]
+		logf("round %d replica %d %s: %.3f cores, %.1fMB, %.0f translations", round, i, name, last.CPUSeconds/p.window.Seconds(), last.MeanRSS/1e6, last.Samples)
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
 // profile records a CPU profile of r over d (less a second) into
 // p.profile/name in the background; the returned func waits for it.
 func profile(ctx context.Context, p params, r *replica, name string, d time.Duration) func() {
@@ -261,6 +294,7 @@ func profile(ctx context.Context, p params, r *replica, name string, d time.Dura
 	return func() { <-done }
 }
 
+// measureAll measures every replica over the same window.
 func measureAll(ctx context.Context, reps []*replica, d time.Duration, set func(*replica, benchutil.Sample)) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(reps))
@@ -281,18 +315,38 @@ func measureAll(ctx context.Context, reps []*replica, d time.Duration, set func(
 }
 
 func report(p params, total int, reps []*replica, churnErrs int) {
-	fmt.Printf("\nbench-scale: %d ServiceMonitors x 2 endpoints in %d namespaces, %d targets (%d sockets), %d replicas, interval %s, windows %s\n",
-		p.monitors, p.namespaces, total, p.addresses, len(reps), p.interval, p.idle)
+	fmt.Printf("\nbench-scale: %d ServiceMonitors x 2 endpoints in %d namespaces, %d targets (%d sockets), %d replicas, interval %s, %d rounds of %s idle + %s churn\n",
+		p.monitors, p.namespaces, total, p.addresses, len(reps), p.interval, p.rounds, p.window, p.window)
 	fmt.Printf("churn: 1 Secret update/s in a namespace no monitor references + 1 Service endpoints change/s (%d failed writes)\n", churnErrs)
-	fmt.Printf("%-8s %10s %8s %10s %10s %10s %10s %8s %9s %9s %8s\n", "replica", "owned_s", "watches",
-		"idle_cores", "idle_MB", "churn_cores", "churn_MB", "cpu_x", "apply_p50", "apply_p99", "gens")
-	for i, r := range reps {
-		idle, churn := r.idle.CPUSeconds/p.idle.Seconds(), r.churn.CPUSeconds/p.churn.Seconds()
-		fmt.Printf("%-8d %10.1f %8.0f %10.3f %10.1f %10.3f %10.1f %8.3f %8.3fs %8.3fs %8.0f\n", i, r.owned.Seconds(), r.watches,
-			idle, r.idle.MeanRSS/1e6, churn, r.churn.MeanRSS/1e6, churn/idle,
-			benchutil.Quantile(r.latencies, 0.5), benchutil.Quantile(r.latencies, 0.99), r.churn.Samples)
+	fmt.Printf("%-8s %8s %8s %10s %8s %11s %8s %7s %-36s %9s %9s %6s\n", "replica", "owned_s", "watches",
+		"idle_cores", "idle_MB", "churn_cores", "churn_MB", "cpu_x", "cpu_x per round", "apply_p50", "apply_p99", "gens")
+	cores := func(ss []benchutil.Sample) (med float64, each []float64) {
+		for _, s := range ss {
+			each = append(each, s.CPUSeconds/p.window.Seconds())
+		}
+		return benchutil.Median(each), each
 	}
-	fmt.Println("cpu_x = churn/idle CPU (goal <= 1.10); apply p99 goal <= 1s; gens = translations during the churn window (goal 0)")
+	rss := func(ss []benchutil.Sample) float64 {
+		var xs []float64
+		for _, s := range ss {
+			xs = append(xs, s.MeanRSS)
+		}
+		return benchutil.Median(xs)
+	}
+	for i, r := range reps {
+		idle, idles := cores(r.idle)
+		churn, churns := cores(r.churn)
+		var ratios []string
+		var gens float64
+		for j := range churns {
+			ratios = append(ratios, strconv.FormatFloat(churns[j]/idles[j], 'f', 2, 64))
+			gens += r.churn[j].Samples
+		}
+		fmt.Printf("%-8d %8.1f %8.0f %10.3f %8.1f %11.3f %8.1f %7.3f %-36s %8.3fs %8.3fs %6.0f\n", i, r.owned.Seconds(), r.watches,
+			idle, rss(r.idle)/1e6, churn, rss(r.churn)/1e6, churn/idle, strings.Join(ratios, " "),
+			benchutil.Quantile(r.latencies, 0.5), benchutil.Quantile(r.latencies, 0.99), gens)
+	}
+	fmt.Println("cores and MB: medians over the rounds; cpu_x = median churn / median idle cores (goal <= 1.10); apply p99 goal <= 1s; gens = translations in all churn windows (goal 0)")
 }
 
 // monitor is the i-th ServiceMonitor: two endpoints on the Service's port.

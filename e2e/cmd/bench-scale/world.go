@@ -23,6 +23,7 @@ type world struct {
 	p        params
 	sockets  []*testbed.Target
 	failures atomic.Int64
+	churned  atomic.Int64 // churn steps so far: each window goes on where the last stopped
 }
 
 func nsName(i int) string  { return fmt.Sprintf("scale-%03d", i) }
@@ -107,12 +108,13 @@ func (w *world) churn(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	secrets := w.bed.Kube.CoreV1().Secrets(churnNS)
-	for n := 1; ; n++ {
+	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		n := int(w.churned.Add(1))
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: churnNS, Name: "unreferenced"},
 			StringData: map[string]string{"n": strconv.Itoa(n)}}
 		if _, err := secrets.Update(ctx, s, metav1.UpdateOptions{}); err != nil {
