@@ -36,8 +36,12 @@ type TargetFilter interface {
 	// SetScrapeConfigs is called after every applied configuration so the
 	// filter can compute final targets with the jobs' relabeling.
 	SetScrapeConfigs(cfgs []*promconfig.ScrapeConfig)
-	// Run forwards owned targets from in to out until ctx is done.
-	Run(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group) error
+	// RunChanges forwards owned targets from in to out until ctx is done.
+	// Both carry changes: a map names only the jobs whose groups changed
+	// since the previous map (an unchanged job keeps its slice), with a
+	// nil slice for a job gone; the first map names every job. The maps
+	// belong to their receiver; slices and groups must not be modified.
+	RunChanges(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group) error
 }
 
 // Defaults of the throttles in Options: at most one discovery update per
@@ -62,8 +66,9 @@ type Options struct {
 	RemoteFlushDeadline time.Duration
 	// DiscoveryUpdateInterval is the minimum time between two updates the
 	// discovery manager sends. Each carries the groups of every shared
-	// discovery set; the fan-out, the filter and the syncer pass on only
-	// what changed, but walk every job once per update. Prometheus uses 5s;
+	// discovery set; the fan-out compares each set's groups with the last
+	// ones (one lookup per group) and passes on only the jobs that changed,
+	// and the filter and the syncer work on those jobs only. Prometheus uses 5s;
 	// default DefaultDiscoveryUpdateInterval (1s): a pod change reaches
 	// scraping within about a second. Monitor changes do not wait for it:
 	// a new or edited job gets at once the groups its shared discovery
@@ -259,7 +264,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func(in <-chan map[string][]*targetgroup.Group) {
 			defer wg.Done()
-			if err := filter.Run(filterCtx, in, out); err != nil && !errors.Is(err, context.Canceled) {
+			if err := filter.RunChanges(filterCtx, in, out); err != nil && !errors.Is(err, context.Canceled) {
 				errc <- fmt.Errorf("target filter: %w", err)
 			}
 		}(tsets)

@@ -21,7 +21,7 @@ type recordingFilter struct {
 	calls [][]*promconfig.ScrapeConfig
 }
 
-func (f *recordingFilter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group) error {
+func (f *recordingFilter) RunChanges(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group) error {
 	for {
 		select {
 		case <-ctx.Done():

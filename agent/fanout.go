@@ -16,14 +16,15 @@ import (
 // target groups of every shared discovery set (sdshare.go), and the
 // ownership filter, which takes target groups per job.
 //
-// It sends every job whose sets were all delivered by discovery at least
-// once, in every message. Work is proportional to the change: a set's
+// It passes on changes, as TargetFilter.RunChanges takes them: each message
+// names only the jobs whose groups changed since the previous message, and
+// maps a job to nil once it is gone; a job appears once every set it reads
+// was delivered by discovery. Work is proportional to the change: a set's
 // groups are compared with the last ones by pointer (the discovery manager
 // passes a provider's group on until the provider sends a new one), and
-// only the jobs reading a changed group's namespace (or the whole set) get
-// a new slice. Every other job keeps the identical slice it had in the
-// previous message, so the stages after it can tell changed jobs apart by
-// comparing slices element by element.
+// only the jobs reading a changed group's namespace (or the whole set) are
+// rebuilt and, if their groups differ, sent with a new slice. Nothing is
+// sent when no job changed.
 type fanout struct {
 	mtx     sync.Mutex
 	plan    map[string][]jobSource // by job; guarded by mtx
@@ -81,6 +82,9 @@ func (f *fanout) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 		plan := f.plan
 		f.mtx.Unlock()
 		res := f.build(plan, dirty)
+		if len(res) == 0 {
+			continue
+		}
 		select {
 		case out <- res:
 		case <-ctx.Done():
@@ -182,10 +186,17 @@ func groupNamespace(tg *targetgroup.Group) string {
 	return ""
 }
 
-// build returns every job's groups. It rebuilds the slices of jobs whose
-// sources changed with plan and of jobs that read a dirty namespace of a
-// set; every other job keeps its slice.
+// build returns the jobs whose groups changed, with nil for those gone. It
+// rebuilds the slices of jobs whose sources changed with plan and of jobs
+// that read a dirty namespace of a set; every other job keeps its slice.
 func (f *fanout) build(plan map[string][]jobSource, dirty map[string]map[string]bool) map[string][]*targetgroup.Group {
+	changes := map[string][]*targetgroup.Group{}
+	drop := func(job string) {
+		if _, had := f.jobs[job]; had {
+			changes[job] = nil
+			delete(f.jobs, job)
+		}
+	}
 	rebuild := map[string]struct{}{}
 	if plan != nil && !samePlan(f.cur, plan) {
 		for job, srcs := range plan {
@@ -196,7 +207,7 @@ func (f *fanout) build(plan map[string][]jobSource, dirty map[string]map[string]
 		for job, srcs := range f.cur {
 			if _, ok := plan[job]; !ok {
 				f.unindex(job, srcs)
-				delete(f.jobs, job)
+				drop(job)
 			}
 		}
 		for job := range rebuild {
@@ -229,15 +240,16 @@ func (f *fanout) build(plan map[string][]jobSource, dirty map[string]map[string]
 	for job := range rebuild {
 		groups, ok := f.groups(f.cur[job])
 		if !ok {
-			delete(f.jobs, job) // a set not delivered yet: not sent, as before discovery saw it
+			drop(job) // a set not delivered yet: not sent, as before discovery saw it
 			continue
 		}
 		if prev, had := f.jobs[job]; had && slices.Equal(prev, groups) {
 			continue
 		}
 		f.jobs[job] = groups
+		changes[job] = groups
 	}
-	return maps.Clone(f.jobs)
+	return changes
 }
 
 // samePlan tells whether b is the plan map a (setPlan hands a new map for

@@ -87,7 +87,7 @@ func (s *syncer) set(draining map[string]struct{}) {
 
 func (s *syncer) run(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group) {
 	var (
-		last        map[string][]*targetgroup.Group     // latest input
+		last        = map[string][]*targetgroup.Group{} // every job's latest input
 		sent        = map[string][]*targetgroup.Group{} // per job: what the scrape manager has or will have
 		pending     = map[string][]*targetgroup.Group{} // changed since the outstanding update
 		outstanding bool
@@ -98,6 +98,7 @@ func (s *syncer) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 	poll.Stop()
 	defer poll.Stop()
 	for {
+		var changes map[string][]*targetgroup.Group // nil: compare every job
 		select {
 		case <-ctx.Done():
 			return
@@ -106,9 +107,11 @@ func (s *syncer) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 				in = nil
 				continue
 			}
-			last = ts
+			changes = ts
+			applyChanges(last, ts)
 		case <-s.changed:
 		case <-poll.C:
+			changes = map[string][]*targetgroup.Group{} // nothing new
 		}
 		if outstanding {
 			switch {
@@ -123,7 +126,11 @@ func (s *syncer) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 		s.mtx.Lock()
 		draining, enabled := s.draining, s.enabled
 		s.mtx.Unlock()
-		s.diff(last, draining, sent, pending)
+		if changes == nil {
+			s.diff(last, draining, sent, pending)
+		} else {
+			diffChanges(changes, draining, sent, pending)
+		}
 		if outstanding {
 			poll.Reset(syncPollInterval)
 			continue
@@ -148,27 +155,22 @@ func (s *syncer) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 	}
 }
 
-// diff records in pending the jobs whose groups differ from sent. The
+// diff records in pending the jobs whose groups differ from sent, over
+// every job of last and every draining job (which gets empty groups). The
 // stages before keep an unchanged job's slice, so the common case is one
 // identity check per job.
 func (s *syncer) diff(last map[string][]*targetgroup.Group, draining map[string]struct{}, sent, pending map[string][]*targetgroup.Group) {
-	set := func(job string, g []*targetgroup.Group) {
-		if prev, had := sent[job]; had && (sameSlice(prev, g) || slices.Equal(prev, g)) {
-			return
-		}
-		sent[job], pending[job] = g, g
-	}
 	wanted := len(last)
 	for job, g := range last {
 		if _, ok := draining[job]; !ok {
-			set(job, g)
+			setJob(job, g, sent, pending)
 		}
 	}
 	for job := range draining {
 		if _, ok := last[job]; !ok {
 			wanted++
 		}
-		set(job, []*targetgroup.Group{})
+		setJob(job, []*targetgroup.Group{}, sent, pending)
 	}
 	if len(sent) == wanted {
 		return // every job in sent is wanted
@@ -180,6 +182,43 @@ func (s *syncer) diff(last map[string][]*targetgroup.Group, draining map[string]
 			delete(pending, job)
 		}
 	}
+}
+
+// diffChanges is diff for the jobs of one input of changes only, when the
+// draining jobs did not change since the last diff.
+func diffChanges(changes map[string][]*targetgroup.Group, draining map[string]struct{}, sent, pending map[string][]*targetgroup.Group) {
+	for job, g := range changes {
+		if _, drains := draining[job]; drains {
+			continue // it keeps its empty groups
+		}
+		if g == nil {
+			delete(sent, job)
+			delete(pending, job)
+			continue
+		}
+		setJob(job, g, sent, pending)
+	}
+}
+
+// setJob records g as job's groups in sent and pending unless sent has them.
+func setJob(job string, g []*targetgroup.Group, sent, pending map[string][]*targetgroup.Group) {
+	if prev, had := sent[job]; had && (sameSlice(prev, g) || slices.Equal(prev, g)) {
+		return
+	}
+	sent[job], pending[job] = g, g
+}
+
+// applyChanges applies a map of changes (TargetFilter.RunChanges) to dst,
+// a full map, and returns dst.
+func applyChanges(dst, changes map[string][]*targetgroup.Group) map[string][]*targetgroup.Group {
+	for job, groups := range changes {
+		if groups == nil {
+			delete(dst, job)
+		} else {
+			dst[job] = groups
+		}
+	}
+	return dst
 }
 
 // sameSlice reports whether a and b are the very same slice.

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sort"
 	"testing"
@@ -18,7 +19,7 @@ import (
 
 // TestSyncerPartialUpdatesLoseNothing drives the syncer into a real scrape
 // manager with a fast reloader: many quick inputs in which a few jobs
-// change each time. Every pool must end with the last input's targets
+// change each time, passed on as changes. Every pool must end with the last input's targets
 // (no partial update lost to a map replaced before its reload), and a job
 // that never changed must have been synced exactly once.
 func TestSyncerPartialUpdatesLoseNothing(t *testing.T) {
@@ -59,18 +60,19 @@ func TestSyncerPartialUpdatesLoseNothing(t *testing.T) {
 		cur[fmt.Sprintf("job-%d", i)] = addr(i, 0)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	for range 300 {
-		next := make(map[string][]*targetgroup.Group, jobs)
-		for k, v := range cur {
-			next[k] = v
-		}
+	in <- maps.Clone(cur) // the first input names every job
+	for i := range 300 {
+		changes := map[string][]*targetgroup.Group{}
 		for range 1 + rng.IntN(3) {
 			j := 1 + rng.IntN(jobs-1) // job-0 never changes
 			version[j]++
-			next[fmt.Sprintf("job-%d", j)] = addr(j, version[j])
+			changes[fmt.Sprintf("job-%d", j)] = addr(j, version[j])
 		}
-		cur = next
-		in <- cur
+		applyChanges(cur, changes)
+		if i%50 == 0 {
+			changes = maps.Clone(cur) // now and then every job, which is valid changes too
+		}
+		in <- changes
 		if rng.IntN(10) == 0 {
 			time.Sleep(time.Duration(rng.IntN(5)) * time.Millisecond)
 		}

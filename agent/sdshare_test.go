@@ -132,7 +132,12 @@ func TestFanoutRoutesNamespacesAndKeepsUnchangedSlices(t *testing.T) {
 		"s":   {{set: "sd/1"}},
 	}
 	g1, g2 := group("eps/ns1/x", "ns1", "1:80"), group("eps/ns2/y", "ns2", "2:80")
-	out := f.build(plan, f.update(map[string][]*targetgroup.Group{"sd/0": {g1, g2}}))
+	build := func(prev map[string][]*targetgroup.Group, dirty map[string]map[string]bool) (map[string][]*targetgroup.Group, map[string][]*targetgroup.Group) {
+		changes := f.build(plan, dirty)
+		return applyChanges(maps.Clone(prev), changes), changes
+	}
+	out, changes := build(map[string][]*targetgroup.Group{}, f.update(map[string][]*targetgroup.Group{"sd/0": {g1, g2}}))
+	require.Len(t, changes, 3)
 	require.Equal(t, []*targetgroup.Group{g1}, out["a"])
 	require.Equal(t, []*targetgroup.Group{g2}, out["b"])
 	require.Equal(t, []*targetgroup.Group{g1, g2}, out["all"])
@@ -141,14 +146,15 @@ func TestFanoutRoutesNamespacesAndKeepsUnchangedSlices(t *testing.T) {
 	// ns2 changes: a keeps its slice, b and all get new ones.
 	g2b := group("eps/ns2/y", "ns2", "2:81")
 	g3 := group("static", "", "3:80")
-	next := f.build(plan, f.update(map[string][]*targetgroup.Group{"sd/0": {g1, g2b}, "sd/1": {g3}}))
+	next, changes := build(out, f.update(map[string][]*targetgroup.Group{"sd/0": {g1, g2b}, "sd/1": {g3}}))
+	require.NotContains(t, changes, "a", "an unchanged job is not sent")
 	require.Same(t, &out["a"][0], &next["a"][0], "unchanged job keeps its slice")
 	require.Equal(t, []*targetgroup.Group{g2b}, next["b"])
 	require.Equal(t, []*targetgroup.Group{g1, g2b}, next["all"])
 	require.Equal(t, []*targetgroup.Group{g3}, next["s"])
 
 	// A group deleted in ns1 empties a.
-	last := f.build(plan, f.update(map[string][]*targetgroup.Group{"sd/0": {g2b}, "sd/1": {g3}}))
+	last, _ := build(next, f.update(map[string][]*targetgroup.Group{"sd/0": {g2b}, "sd/1": {g3}}))
 	require.Empty(t, last["a"])
 	require.NotNil(t, last["a"], "a job without groups gets an empty list, not none")
 	require.Same(t, &next["s"][0], &last["s"][0])
@@ -157,9 +163,15 @@ func TestFanoutRoutesNamespacesAndKeepsUnchangedSlices(t *testing.T) {
 	plan = maps.Clone(plan)
 	plan["a"] = []jobSource{{set: "sd/0", namespaces: map[string]struct{}{"ns1": {}, "ns2": {}}}}
 	delete(plan, "b")
-	final := f.build(plan, nil)
+	final, changes := build(last, nil)
 	require.Equal(t, []*targetgroup.Group{g2b}, final["a"])
 	require.NotContains(t, final, "b")
+	require.Contains(t, changes, "b")
+	require.Nil(t, changes["b"], "a job gone is sent as nil")
+	require.Len(t, changes, 2)
+
+	// Nothing changed: nothing to send.
+	require.Empty(t, f.build(plan, f.update(map[string][]*targetgroup.Group{"sd/0": {g2b}, "sd/1": {g3}})))
 }
 
 func BenchmarkFanoutOneNamespaceChange(b *testing.B) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -167,9 +168,17 @@ type Filter struct {
 	statsMtx sync.Mutex
 	stats    Stats
 
-	// Owned by Run.
-	last     map[string][]*targetgroup.Group
-	prepared map[string]*preparedJob
+	// Owned by Run. last is every job's input groups. While lastTracked,
+	// lastChanged holds the jobs of last that changed since the last
+	// prepare; untracked, the next prepare walks every job. out is every
+	// job's output as last passed on, and passView the member view version
+	// of the last pass.
+	last        map[string][]*targetgroup.Group
+	lastChanged map[string]struct{}
+	lastTracked bool
+	out         map[string][]*targetgroup.Group
+	passView    uint64
+	prepared    map[string]*preparedJob
 	// preparedGen is the cfgGen prepared was last brought up to date with.
 	preparedGen uint64
 	sent        map[string]map[uint64]sentTarget
@@ -321,7 +330,7 @@ const retryWithheld = 100 * time.Millisecond
 
 // Run reads target groups from in and sends the owned subset to out, for
 // every job in the input that has a scrape configuration (with empty groups
-// when nothing is owned): every output is a full map, never a delta. On a
+// when nothing is owned): every input and every output is a full map. On a
 // membership or configuration change it re-filters the last input. Once this
 // member left the cluster it sends nothing more: it keeps scraping what it
 // had until it stops, while its peers take over. It blocks until ctx is done.
@@ -336,12 +345,32 @@ const retryWithheld = 100 * time.Millisecond
 // modify them. The input groups must not be modified either once sent, as
 // Prometheus' discovery manager guarantees.
 func (f *Filter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group) error {
-	changes := f.opts.Members.Changes()
+	return f.run(ctx, in, out, false)
+}
+
+// RunChanges is Run with maps of changes, so that its work per input is
+// proportional to what changed rather than to every job: an input names
+// only the jobs whose groups changed since the previous input, each with
+// its complete new groups, and a job mapped to a nil slice is gone; the
+// first input names every job. An output names in the same way only the
+// jobs whose owned groups changed since the previous output (a new slice),
+// with nil for a job no longer passed on, and nothing is sent when nothing
+// changed. A job changes by pointer, as in Run: an unchanged job must keep
+// its slice, and the maps themselves belong to their receiver.
+//
+// The scrape manager takes such maps as they are (scrape.Manager.Run syncs
+// only the pools a map names), except for the nil slices.
+func (f *Filter) RunChanges(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group) error {
+	return f.run(ctx, in, out, true)
+}
+
+func (f *Filter) run(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group, changes bool) error {
+	members := f.opts.Members.Changes()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
+	reprepare := false // an input arrived since the last recompute
 	for {
-		reprepare := false
 		select {
 		case <-ctx.Done():
 			return nil
@@ -350,10 +379,15 @@ func (f *Filter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 				in = nil // discovery stopped: keep serving membership changes
 				continue
 			}
-			f.last, reprepare = tsets, true
+			if changes {
+				f.applyChanges(tsets)
+			} else {
+				f.setInput(tsets)
+			}
+			reprepare = true
 		case <-f.cfgChanged:
 			reprepare = true
-		case <-changes:
+		case <-members:
 		case <-retry.C:
 		case <-f.release:
 		}
@@ -363,13 +397,42 @@ func (f *Filter) Run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 		}
 		f.released = f.releasing.Load()
 		res := f.recompute(reprepare)
+		reprepare = false
 		if f.withheld.Load() {
 			retry.Reset(retryWithheld)
+		}
+		if !changes {
+			res = maps.Clone(f.out)
+		} else if len(res) == 0 {
+			continue
 		}
 		select {
 		case out <- res:
 		case <-ctx.Done():
 			return nil
+		}
+	}
+}
+
+// setInput makes m, a full map, the input: the next prepare walks every
+// job.
+func (f *Filter) setInput(m map[string][]*targetgroup.Group) {
+	f.last, f.lastTracked, f.lastChanged = m, false, nil
+}
+
+// applyChanges applies a map of changes (see RunChanges) to the input.
+func (f *Filter) applyChanges(changes map[string][]*targetgroup.Group) {
+	if f.last == nil {
+		f.last = make(map[string][]*targetgroup.Group, len(changes))
+	}
+	for job, groups := range changes {
+		if groups == nil {
+			delete(f.last, job)
+		} else {
+			f.last[job] = groups
+		}
+		if f.lastTracked {
+			f.lastChanged[job] = struct{}{}
 		}
 	}
 }
@@ -396,25 +459,42 @@ func (f *Filter) departed() bool {
 	return false
 }
 
-// recompute relabels what changed in the last input if needed, assigns
-// owners where the input or the member view changed, hands moved targets off
-// and returns the owned target groups.
+// recompute relabels what changed in the input if needed (reprepare: the
+// input or the configurations changed), assigns owners where the input or
+// the member view changed, hands moved targets off, updates f.out and
+// returns the jobs whose output changed, with nil for a job no longer in
+// it.
+//
+// When only some jobs' input changed since the last pass (and neither the
+// configurations nor the member view did, and no target is held back),
+// only those jobs are visited: the others would keep their output anyway.
+// Otherwise every job is.
 func (f *Filter) recompute(reprepare bool) map[string][]*targetgroup.Group {
 	start := time.Now()
 	f.sweepFlagged(start)
-	p := f.startAssign(f.memberView(), len(f.last))
+	v := f.memberView()
+	f.cfgMtx.Lock()
+	cfgs, gen := f.cfgs, f.cfgGen
+	f.cfgMtx.Unlock()
+	var jobs map[string]struct{} // the jobs to visit; nil: every job
+	if f.prepared != nil && f.lastTracked && v.version == f.passView && !f.withheld.Load() && gen == f.preparedGen {
+		jobs = f.lastChanged
+	}
+	p := f.startAssign(v, len(jobs))
 	visit := func(job string, pj *preparedJob) { f.assign(p, job, pj) }
-	if reprepare || f.prepared == nil {
-		f.cfgMtx.Lock()
-		cfgs, gen := f.cfgs, f.cfgGen
-		f.cfgMtx.Unlock()
+	switch {
+	case jobs != nil:
+		f.prepareJobs(cfgs, jobs, visit)
+	case reprepare || f.prepared == nil || gen != f.preparedGen:
 		f.prepare(cfgs, gen, visit)
-	} else {
+	default:
 		for job, pj := range f.prepared {
 			visit(job, pj)
 		}
 	}
-	res := p.res
+	f.lastTracked, f.lastChanged = true, map[string]struct{}{}
+	f.passView = v.version
+	changed := f.diffOut(p.res, jobs)
 	stats := f.publishStats(&p.v)
 	f.metrics.recompute.Observe(time.Since(start).Seconds())
 	f.metrics.discovered.Set(float64(stats.TotalTargets))
@@ -424,5 +504,43 @@ func (f *Filter) recompute(reprepare bool) map[string][]*targetgroup.Group {
 	f.statsMtx.Lock()
 	f.stats = stats
 	f.statsMtx.Unlock()
-	return res
+	return changed
+}
+
+// diffOut records in f.out the output res of the jobs visited (nil: every
+// job) and returns what changed.
+func (f *Filter) diffOut(res map[string][]*targetgroup.Group, visited map[string]struct{}) map[string][]*targetgroup.Group {
+	if f.out == nil {
+		f.out = make(map[string][]*targetgroup.Group, len(res))
+	}
+	changed := map[string][]*targetgroup.Group{}
+	for job, groups := range res {
+		if prev, ok := f.out[job]; !ok || !sameSlice(prev, groups) {
+			changed[job] = groups
+			f.out[job] = groups
+		}
+	}
+	gone := func(job string) {
+		if _, ok := res[job]; !ok {
+			if _, had := f.out[job]; had {
+				changed[job] = nil
+				delete(f.out, job)
+			}
+		}
+	}
+	if visited != nil {
+		for job := range visited {
+			gone(job)
+		}
+	} else if len(f.out) > len(res) {
+		for job := range f.out {
+			gone(job)
+		}
+	}
+	return changed
+}
+
+// sameSlice reports whether a and b are the same slice, or both empty.
+func sameSlice(a, b []*targetgroup.Group) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }

@@ -38,15 +38,16 @@ func BenchmarkFilterRecompute(b *testing.B) {
 				if tc.reprepare {
 					// New group values, as after a discovery update: all
 					// targets are relabeled again.
-					f.last = map[string][]*targetgroup.Group{}
+					in := map[string][]*targetgroup.Group{}
 					for job, groups := range tsets {
 						for _, g := range groups {
 							cp := *g
-							f.last[job] = append(f.last[job], &cp)
+							in[job] = append(in[job], &cp)
 						}
 					}
+					f.setInput(in)
 				}
-				f.recompute(tc.reprepare)
+				recomputeAll(f, tc.reprepare)
 			}
 			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/recompute")
 		})
@@ -196,7 +197,7 @@ func BenchmarkFilterServiceMonitors(b *testing.B) {
 			} else {
 				members.set(names...)
 			}
-			f.recompute(false)
+			recomputeAll(f, false)
 		}
 	})
 }

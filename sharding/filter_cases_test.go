@@ -225,7 +225,7 @@ func TestFilterHandoff(t *testing.T) {
 	before := finalTargets(t, filterOnce(f, tsets))[podJob]
 
 	members.set(three...)
-	after := finalTargets(t, f.recompute(false))[podJob]
+	after := finalTargets(t, recomputeAll(f, false))[podJob]
 	var moved []string
 	for _, ls := range before {
 		if !slices.Contains(after, ls) {
@@ -255,7 +255,7 @@ func TestFilterHandoff(t *testing.T) {
 	scs, err := loadScrapeConfigs(strings.Replace(testConfig, "scrape_interval: 15s", "scrape_interval: 20s", 1))
 	require.NoError(t, err)
 	f.SetScrapeConfigs(scs)
-	require.Len(t, finalTargets(t, f.recompute(true))[podJob], len(after)-1)
+	require.Len(t, finalTargets(t, recomputeAll(f, true))[podJob], len(after)-1)
 	require.Empty(t, stale.disabled)
 }
 
@@ -267,7 +267,7 @@ func TestFilterHandoffReplicatedIsNoHandoff(t *testing.T) {
 	f := newTestFilter(t, FilterOptions{Self: "n0", Members: members, Staleness: stale, ReplicationFactor: 2})
 	require.Len(t, finalTargets(t, filterOnce(f, podGroups(200, noNode)))[podJob], 200)
 	members.set("n0", "n1", "n2", "n3")
-	require.Less(t, len(finalTargets(t, f.recompute(false))[podJob]), 200)
+	require.Less(t, len(finalTargets(t, recomputeAll(f, false))[podJob]), 200)
 	require.Empty(t, stale.disabled)
 }
 
@@ -281,17 +281,17 @@ func TestFilterHandoffBackBeforeReload(t *testing.T) {
 	stale.active = loopsFor(f, all)
 
 	members.set("n0", "n1") // about half move away: their loops get the flag
-	f.recompute(false)
+	recomputeAll(f, false)
 	movedAway := len(stale.disabled[podJob])
 	require.NotZero(t, movedAway)
 	members.set("n0") // back before the scrape manager reloaded
-	back := finalTargets(t, f.recompute(false))
+	back := finalTargets(t, recomputeAll(f, false))
 	require.Len(t, back[podJob], 100-movedAway, "targets whose flagged loop still runs are held back")
 	require.True(t, f.withheld.Load())
 
 	// The scrape manager reloads: the flagged loops are gone.
 	stale.active = map[string][]*scrape.Target{}
-	back = finalTargets(t, f.recompute(false))
+	back = finalTargets(t, recomputeAll(f, false))
 	require.Len(t, back[podJob], 100, "they come back in fresh loops")
 	require.False(t, f.withheld.Load())
 	require.Empty(t, f.flagged[podJob])
@@ -344,13 +344,17 @@ func TestFilterNodeStrategy(t *testing.T) {
 // runFilter runs f until the test ends, after dropping the change signals
 // of the set-up, and returns its input and output channels.
 func runFilter(t *testing.T, f *Filter, members *testMembers) (chan<- map[string][]*targetgroup.Group, <-chan map[string][]*targetgroup.Group) {
+	return startFilter(t, f, members, f.Run)
+}
+
+func startFilter(t *testing.T, f *Filter, members *testMembers, run func(context.Context, <-chan map[string][]*targetgroup.Group, chan<- map[string][]*targetgroup.Group) error) (chan<- map[string][]*targetgroup.Group, <-chan map[string][]*targetgroup.Group) {
 	drain(members.changes)
 	drain(f.cfgChanged)
 	in := make(chan map[string][]*targetgroup.Group)
 	out := make(chan map[string][]*targetgroup.Group)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx, in, out) }()
+	go func() { done <- run(ctx, in, out) }()
 	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
 	return in, out
 }
@@ -420,7 +424,7 @@ func TestFilterReusesUnchangedGroups(t *testing.T) {
 	scs, err := loadScrapeConfigs(strings.Replace(testConfig, "target_label: pod", "target_label: pod_name", 1))
 	require.NoError(t, err)
 	f.SetScrapeConfigs(scs)
-	f.recompute(true)
+	recomputeAll(f, true)
 	for _, e := range f.prepared[podJob].groups[0].entries {
 		require.NotEmpty(t, e.lset.Get("pod_name"))
 	}
@@ -465,7 +469,7 @@ func TestFilterPrimed(t *testing.T) {
 			if tc.cfgs {
 				f.SetScrapeConfigs(testScrapeConfigs(t))
 			}
-			f.last = tc.input
+			f.setInput(tc.input)
 			f.checkPrimed()
 			time.Sleep(time.Millisecond)
 			require.Equal(t, tc.primed, f.Primed())

@@ -2,6 +2,7 @@ package sharding
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -100,11 +101,6 @@ func incGroup(rng *rand.Rand, source string, n int) *targetgroup.Group {
 		tg.Targets = append(tg.Targets, tl)
 	}
 	return tg
-}
-
-// sameSlice reports whether a and b are the identical slice.
-func sameSlice(a, b []*targetgroup.Group) bool {
-	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // outputContent spells out an output independent of group order: per job,
@@ -221,7 +217,7 @@ func TestFilterMembershipChangeRecomputesAll(t *testing.T) {
 	prev := filterOnce(f, in)
 	for _, set := range [][]string{{"n0", "n1"}, {"n0", "n1", "n2", "n3"}, {"n0"}} {
 		members.set(set...)
-		out := f.recompute(false)
+		out := recomputeAll(f, false)
 		for _, job := range incJobs {
 			require.False(t, sameSlice(prev[job], out[job]), "%v: %s is recomputed", set, job)
 		}
@@ -234,7 +230,7 @@ func TestFilterMembershipChangeRecomputesAll(t *testing.T) {
 	members.mtx.Lock()
 	members.ready = false
 	members.mtx.Unlock()
-	out := f.recompute(false)
+	out := recomputeAll(f, false)
 	require.False(t, sameSlice(prev["j0"], out["j0"]))
 	require.Equal(t, Stats{Ready: false, TotalTargets: f.Stats().TotalTargets, Owned: map[string]int{"n0": 0}}, f.Stats())
 	// Members listed in another order are the same view.
@@ -242,9 +238,9 @@ func TestFilterMembershipChangeRecomputesAll(t *testing.T) {
 	members.mtx.Lock()
 	members.ready = true
 	members.mtx.Unlock()
-	prev = f.recompute(false)
+	prev = recomputeAll(f, false)
 	members.set("n1", "n2", "n0")
-	out = f.recompute(false)
+	out = recomputeAll(f, false)
 	for _, job := range incJobs {
 		require.True(t, sameSlice(prev[job], out[job]), job)
 	}
@@ -262,7 +258,7 @@ func TestFilterConfigPointerChangeRecomputesJob(t *testing.T) {
 	// other jobs (same pointers) are not even looked at.
 	cfgs["j2"] = incScrapeConfigs(t)["j2"]
 	f.SetScrapeConfigs(cfgList(cfgs))
-	out := f.recompute(true)
+	out := recomputeAll(f, true)
 	for _, job := range incJobs {
 		require.Equal(t, job != "j2", sameSlice(prev[job], out[job]), job)
 	}
@@ -273,7 +269,7 @@ func TestFilterConfigPointerChangeRecomputesJob(t *testing.T) {
 	total := f.Stats().TotalTargets
 	delete(cfgs, "j3")
 	f.SetScrapeConfigs(cfgList(cfgs))
-	prev, out = out, f.recompute(true)
+	prev, out = out, recomputeAll(f, true)
 	require.NotContains(t, out, "j3")
 	require.Less(t, f.Stats().TotalTargets, total)
 	for _, job := range []string{"j0", "j1", "j2", "j4"} {
@@ -326,6 +322,11 @@ func incrementalMatchesFresh(t *testing.T, opts FilterOptions, seed uint64) {
 	in["nocfg"] = []*targetgroup.Group{incGroup(rng, "nocfg/0", 3)}
 	prev := filterOnce(f, in)
 	viewChanged, cfgChanged := false, false
+	// fc gets the same inputs as changes (RunChanges); acc applies its
+	// outputs, which must add up to the same full output.
+	fc := newIncFilter(t, opts, incScrapeConfigs(t))
+	fc.applyChanges(maps.Clone(in))
+	acc := applyOut(nil, fc.recompute(true))
 
 	for step := range 150 {
 		next := map[string][]*targetgroup.Group{}
@@ -408,14 +409,29 @@ func incrementalMatchesFresh(t *testing.T, opts FilterOptions, seed uint64) {
 		if reprepare {
 			out = filterOnce(f, next)
 		} else {
-			out = f.recompute(false)
+			out = recomputeAll(f, false)
 		}
+
+		if cfgChanged {
+			fc.SetScrapeConfigs(cfgList(cfgs))
+		}
+		changes := inputChanges(in, next)
+		fc.applyChanges(changes)
+		delta := fc.recompute(reprepare)
+		acc = applyOut(acc, delta)
 
 		fresh := newIncFilter(t, opts, cfgs)
 		fresh.opts.Members = members
 		want := filterOnce(fresh, next)
 		require.Equal(t, outputContent(want), outputContent(out), "seed %d step %d", seed, step)
 		require.Equal(t, fresh.Stats(), f.Stats(), "seed %d step %d", seed, step)
+		require.Equal(t, outputContent(want), outputContent(acc), "seed %d step %d: changes", seed, step)
+		require.Equal(t, fresh.Stats(), fc.Stats(), "seed %d step %d: changes", seed, step)
+		if !viewChanged && !cfgChanged {
+			for job := range delta {
+				require.Contains(t, changes, job, "seed %d step %d: only changed jobs are passed on", seed, step)
+			}
+		}
 		if !viewChanged && !cfgChanged {
 			for job, groups := range out {
 				if sameGroups(in[job], next[job]) && prev[job] != nil {
@@ -425,6 +441,38 @@ func incrementalMatchesFresh(t *testing.T, opts FilterOptions, seed uint64) {
 		}
 		in, prev, viewChanged, cfgChanged = next, out, false, false
 	}
+}
+
+// inputChanges returns what RunChanges gets when the input goes from prev to
+// next: the jobs whose slice is new, nil for those gone.
+func inputChanges(prev, next map[string][]*targetgroup.Group) map[string][]*targetgroup.Group {
+	out := map[string][]*targetgroup.Group{}
+	for job, groups := range next {
+		if old, ok := prev[job]; !ok || !sameSlice(old, groups) {
+			out[job] = groups
+		}
+	}
+	for job := range prev {
+		if _, ok := next[job]; !ok {
+			out[job] = nil
+		}
+	}
+	return out
+}
+
+// applyOut applies a RunChanges output to acc, the full output so far.
+func applyOut(acc, changes map[string][]*targetgroup.Group) map[string][]*targetgroup.Group {
+	if acc == nil {
+		acc = map[string][]*targetgroup.Group{}
+	}
+	for job, groups := range changes {
+		if groups == nil {
+			delete(acc, job)
+		} else {
+			acc[job] = groups
+		}
+	}
+	return acc
 }
 
 // sameGroups reports whether a and b hold the same group pointers in any
@@ -490,19 +538,19 @@ func TestFilterWithheldJobIsAssignedAgain(t *testing.T) {
 	all := filterOnce(f, tsets)
 	stale.active = loopsFor(f, all)
 	members.set("n0", "n1")
-	f.recompute(false)
+	recomputeAll(f, false)
 	members.set("n0") // back before the scrape manager reloaded
-	prev := f.recompute(false)
+	prev := recomputeAll(f, false)
 	require.True(t, f.withheld.Load())
-	out := f.recompute(false)
+	out := recomputeAll(f, false)
 	require.True(t, f.withheld.Load())
 	require.False(t, sameSlice(prev[podJob], out[podJob]), "a job holding targets back is assigned again")
 
 	stale.active = map[string][]*scrape.Target{}
-	out = f.recompute(false)
+	out = recomputeAll(f, false)
 	require.False(t, f.withheld.Load())
 	require.Len(t, finalTargets(t, out)[podJob], 100)
-	prev, out = out, f.recompute(false)
+	prev, out = out, recomputeAll(f, false)
 	for job := range out {
 		require.True(t, sameSlice(prev[job], out[job]), "%s: nothing held back any more", job)
 	}
@@ -543,6 +591,47 @@ func TestFilterRunKeepsUnchangedSlices(t *testing.T) {
 	}
 }
 
+// RunChanges passes on only the jobs whose output changed, with nil for a
+// job gone, and sends nothing when nothing changed.
+func TestFilterRunChangesSendsChangedJobsOnly(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	members := newTestMembers(three...)
+	f := newIncFilter(t, FilterOptions{Self: "n0", Members: members}, incScrapeConfigs(t))
+	in, out := startFilter(t, f, members, f.RunChanges)
+	receive := func() map[string][]*targetgroup.Group {
+		select {
+		case o := <-out:
+			return o
+		case <-time.After(5 * time.Second):
+			t.Fatal("no output")
+			return nil
+		}
+	}
+	input := incInput(rng)
+	in <- maps.Clone(input)
+	first := receive()
+	require.Len(t, first, len(incJobs), "the first output names every job")
+
+	in <- map[string][]*targetgroup.Group{"j3": {incGroup(rng, "j3/0", 3)}}
+	second := receive()
+	require.Equal(t, []string{"j3"}, slices.Collect(maps.Keys(second)))
+	require.NotNil(t, second["j3"])
+
+	in <- map[string][]*targetgroup.Group{"j2": nil}
+	third := receive()
+	require.Equal(t, map[string][]*targetgroup.Group{"j2": nil}, third, "a job gone is passed on as nil")
+
+	// The same members again: the view does not change, nothing is sent;
+	// the next output is the next change.
+	members.set(three...)
+	in <- map[string][]*targetgroup.Group{"j1": {incGroup(rng, "j1/0", 2)}}
+	require.Equal(t, []string{"j1"}, slices.Collect(maps.Keys(receive())))
+
+	members.set("n0", "n1")
+	fourth := receive()
+	require.Len(t, fourth, len(incJobs)-1, "a membership change reassigns every job")
+}
+
 // A member's zone or node is part of the view under the strategy that uses
 // it, even when the participants stay the same.
 func TestFilterZoneOrNodeChangeRecomputes(t *testing.T) {
@@ -570,7 +659,7 @@ func TestFilterZoneOrNodeChangeRecomputes(t *testing.T) {
 			members.mtx.Lock()
 			tc.move(&members.members[1])
 			members.mtx.Unlock()
-			out := f.recompute(false)
+			out := recomputeAll(f, false)
 			for _, job := range incJobs {
 				require.False(t, sameSlice(prev[job], out[job]), job)
 			}

@@ -120,8 +120,7 @@ func (f *Filter) prepare(cfgs map[string]*config.ScrapeConfig, cfgGen uint64, vi
 	// configuration is known without a lookup.
 	sameCfgs := cfgGen == f.preparedGen
 	f.preparedGen = cfgGen
-	var lb *labels.Builder
-	seen := map[*targetgroup.Group]int{}
+	var pc prepareCtx
 	for job, groups := range f.last {
 		pj := f.prepared[job]
 		var cfg *config.ScrapeConfig
@@ -130,34 +129,75 @@ func (f *Filter) prepare(cfgs map[string]*config.ScrapeConfig, cfgGen uint64, vi
 		} else {
 			cfg = cfgs[job]
 		}
-		if pj != nil && pj.unchanged(groups, cfg, seen) {
-			pj.in = groups // the next input likely lists them in this order
-		} else {
-			if lb == nil {
-				lb = labels.NewBuilder(labels.EmptyLabels())
-			}
-			if cfg == nil && len(groups) > 0 {
-				f.logger.Debug("No scrape config for discovered job yet, owning none of its targets", "job", job)
-			}
-			if pj != nil {
-				f.uncount(pj)
-			}
-			pj = prepareJob(lb, f.keyer, job, groups, cfg, pj)
-			f.prepared[job] = pj
-		}
-		visit(job, pj)
+		visit(job, f.prepareOne(&pc, job, groups, cfg, pj))
 	}
 	if len(f.prepared) == len(f.last) {
 		return // every prepared job is in the input
 	}
 	for job, pj := range f.prepared {
 		if _, ok := f.last[job]; !ok {
-			f.uncount(pj)
-			delete(f.prepared, job)
-			delete(f.sent, job)
-			delete(f.flagged, job)
+			f.forget(job, pj)
 		}
 	}
+}
+
+// prepareJobs is prepare for the given jobs of f.last only, under the
+// configurations of the last prepare (cfgs): the jobs whose input changed
+// since. It visits the jobs still in the input.
+func (f *Filter) prepareJobs(cfgs map[string]*config.ScrapeConfig, jobs map[string]struct{}, visit func(job string, pj *preparedJob)) {
+	var pc prepareCtx
+	for job := range jobs {
+		pj := f.prepared[job]
+		groups, ok := f.last[job]
+		switch {
+		case !ok && pj != nil:
+			f.forget(job, pj)
+		case ok && pj != nil:
+			visit(job, f.prepareOne(&pc, job, groups, pj.cfg, pj))
+		case ok:
+			visit(job, f.prepareOne(&pc, job, groups, cfgs[job], nil))
+		}
+	}
+}
+
+// prepareCtx is scratch space for prepareOne, shared within one prepare.
+type prepareCtx struct {
+	lb   *labels.Builder
+	seen map[*targetgroup.Group]int
+}
+
+// prepareOne returns job's preparedJob for its input groups under cfg: pj
+// (its previous one) when the groups and cfg are unchanged, else a new one,
+// which replaces pj in f.prepared and in the running totals.
+func (f *Filter) prepareOne(pc *prepareCtx, job string, groups []*targetgroup.Group, cfg *config.ScrapeConfig, pj *preparedJob) *preparedJob {
+	if pc.seen == nil {
+		pc.seen = map[*targetgroup.Group]int{}
+	}
+	if pj != nil && pj.unchanged(groups, cfg, pc.seen) {
+		pj.in = groups // the next input likely lists them in this order
+		return pj
+	}
+	if pc.lb == nil {
+		pc.lb = labels.NewBuilder(labels.EmptyLabels())
+	}
+	if cfg == nil && len(groups) > 0 {
+		f.logger.Debug("No scrape config for discovered job yet, owning none of its targets", "job", job)
+	}
+	if pj != nil {
+		f.uncount(pj)
+	}
+	pj = prepareJob(pc.lb, f.keyer, job, groups, cfg, pj)
+	f.prepared[job] = pj
+	return pj
+}
+
+// forget drops a job gone from the input, its sent targets with it (they
+// get normal staleness).
+func (f *Filter) forget(job string, pj *preparedJob) {
+	f.uncount(pj)
+	delete(f.prepared, job)
+	delete(f.sent, job)
+	delete(f.flagged, job)
 }
 
 // prepareJob relabels a job's groups with cfg, reusing prev's groups that

@@ -2,6 +2,7 @@ package sharding
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -159,8 +160,15 @@ func newTestFilter(t testing.TB, opts FilterOptions) *Filter {
 
 // filterOnce runs one recompute over tsets, as Run does on new input.
 func filterOnce(f *Filter, tsets map[string][]*targetgroup.Group) map[string][]*targetgroup.Group {
-	f.last = tsets
-	return f.recompute(true)
+	f.setInput(tsets)
+	return recomputeAll(f, true)
+}
+
+// recomputeAll runs one recompute and returns every job's output, as Run
+// sends it.
+func recomputeAll(f *Filter, reprepare bool) map[string][]*targetgroup.Group {
+	f.recompute(reprepare)
+	return maps.Clone(f.out)
 }
 
 // finalTargets returns the final label sets (what the scrape pool scrapes)
