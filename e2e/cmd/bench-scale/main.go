@@ -104,7 +104,7 @@ func run(p params) error {
 		}
 		r := &replica{start: time.Now()}
 		r.ps, err = bed.StartPromshard(ctx, testbed.PromshardOptions{Binary: bin, Name: "scale-" + strconv.Itoa(i),
-			IP: "127.0.0." + strconv.Itoa(20+i), Gossip: true, NoWaitReady: true, Args: args})
+			IP: "127.0.0." + strconv.Itoa(20+i), Gossip: true, NoWaitReady: true, Args: args, Env: []string{"GODEBUG=gctrace=1"}})
 		if err != nil {
 			return err
 		}

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -133,19 +136,34 @@ func (w *world) churnErrors() int { return int(w.failures.Load()) }
 // edits edits n monitors one after the other and records, per replica, the
 // time from just before the write to the replica's log line "configuration
 // applied" (the replicas run with --log.level=debug; reading the metrics
-// page instead takes seconds at this scale).
+// page instead takes seconds at this scale). Only the log written since the
+// last edit is read. An edit slower than slowEdit prints what that replica
+// logged meanwhile (its GC traces included: the replicas run with
+// GODEBUG=gctrace=1), to tell where the time went.
 func (w *world) edits(ctx context.Context, reps []*replica, n int) error {
+	offsets := make([]int64, len(reps))
+	for i, r := range reps {
+		offsets[i] = fileSize(r.ps.LogPath)
+	}
 	for k := 1; k <= n; k++ {
 		i := (k * 97) % w.p.monitors
 		t0 := time.Now() // before the write: includes its round trip
 		if _, err := w.bed.ApplyMonitoring(ctx, monitor(w.monitorNS(i), monName(i), k)); err != nil {
 			return err
 		}
-		for _, r := range reps {
+		for ri, r := range reps {
 			deadline := time.Now().Add(time.Minute)
+			var since strings.Builder
 			for {
-				if at, ok := appliedAfter(r.ps.Log(), t0); ok {
-					r.latencies = append(r.latencies, at.Sub(t0).Seconds())
+				chunk, next := readFrom(r.ps.LogPath, offsets[ri])
+				offsets[ri] = next
+				since.WriteString(chunk)
+				if at, ok := appliedAfter(since.String(), t0); ok {
+					d := at.Sub(t0)
+					r.latencies = append(r.latencies, d.Seconds())
+					if d > slowEdit {
+						logf("edit %d: replica %d applied after %s; its log meanwhile:\n%s", k, ri, d.Round(time.Millisecond), lastLines(since.String(), 60))
+					}
 					break
 				}
 				if time.Now().After(deadline) {
@@ -156,6 +174,39 @@ func (w *world) edits(ctx context.Context, reps []*replica, n int) error {
 		}
 	}
 	return nil
+}
+
+// slowEdit is the apply latency above which edits prints the replica's log.
+const slowEdit = time.Second
+
+// fileSize returns the size of the file at path (0 if unreadable).
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// readFrom returns the complete lines of the file at path from offset on,
+// and the offset after them.
+func readFrom(path string, offset int64) (string, int64) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", offset
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.NewSectionReader(f, offset, 1<<40))
+	if err != nil {
+		return "", offset
+	}
+	end := bytes.LastIndexByte(b, '\n') + 1
+	return string(b[:end]), offset + int64(end)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // appliedAfter returns the time of the first "configuration applied" log
