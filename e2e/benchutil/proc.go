@@ -98,11 +98,14 @@ type Sample struct {
 // Measure watches pid for d: CPU time, RSS once a second, and the increase
 // of counter on the /metrics page at metricsURL.
 func Measure(ctx context.Context, pid int, d time.Duration, metricsURL, counter string) (Sample, error) {
-	cpu0, err := CPUSeconds(pid)
+	// The counter is read outside the window: at thousands of scrape pools
+	// rendering the metrics page costs the process more than the work
+	// measured.
+	n0, err := Metric(ctx, metricsURL, counter)
 	if err != nil {
 		return Sample{}, err
 	}
-	n0, err := Metric(ctx, metricsURL, counter)
+	cpu0, err := CPUSeconds(pid)
 	if err != nil {
 		return Sample{}, err
 	}
