@@ -22,10 +22,11 @@ import (
 // and, at its next reload, syncs every pool named in it, which relabels
 // all of the pool's targets again. Sent every job on every discovery
 // update, pod churn would re-relabel every target of the process several
-// times a second. The syncer, the last stage before scrape.Manager.Run,
-// sends only the jobs whose groups changed (compared element by element by
-// pointer: the fanout and the filter keep a job's slice while it does not
-// change), and empty groups for draining jobs (drain.go).
+// times a second. The stages before pass on only the jobs that changed
+// (TargetFilter.RunChanges); the syncer, the last stage before
+// scrape.Manager.Run, keeps every job's groups, sends only the jobs whose
+// groups differ from what it sent (compared element by element by pointer),
+// and empty groups for draining jobs (drain.go).
 //
 // A map that reaches the scrape manager before its reload picked up the
 // previous one replaces it, which would lose the jobs of the previous one.
