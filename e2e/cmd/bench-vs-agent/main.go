@@ -16,7 +16,7 @@
 // discovery only. -agent-build=all-sd measures Prometheus as released
 // instead, with every service discovery compiled in, as promshard has them
 // for ScrapeConfig objects: linked code costs resident memory even unused
-// (its executable pages), so that build's agent used about 45 MB more here.
+// (its executable pages).
 package main
 
 import (
