@@ -56,7 +56,7 @@ func main() {
 	flag.IntVar(&p.rounds, "rounds", 5, "rounds of one idle and one churn window each; medians over the rounds are compared")
 	flag.DurationVar(&p.window, "window", 30*time.Second, "measured window without changes, and with churn")
 	flag.DurationVar(&p.settle, "settle", 5*time.Second, "unmeasured time after churn starts or stops, before a window")
-	flag.StringVar(&p.profile, "profile", "", "directory for CPU profiles of replica 0 over the first idle and churn windows (idle.pprof, churn.pprof); empty: none")
+	flag.StringVar(&p.profile, "profile", "", "directory for CPU profiles of replica 0 over the first idle and churn windows (idle.pprof, churn.pprof) and its heap profile after the first idle window (heap.pprof); empty: none")
 	flag.Parse()
 	benchutil.Main("bench-scale", func() error { return run(p) })
 }
@@ -242,6 +242,11 @@ func window(ctx context.Context, p params, reps []*replica, round int, name stri
 	if err != nil {
 		return err
 	}
+	if round == 1 && name == "idle" && p.profile != "" {
+		if err := saveProfile(ctx, reps[0].ps.WebURL+"/debug/pprof/heap", filepath.Join(p.profile, "heap.pprof")); err != nil {
+			logf("heap profile: %v", err)
+		}
+	}
 	for i, r := range reps {
 		s := r.idle
 		if name == "churn" {
@@ -262,6 +267,24 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// saveProfile writes what url answers to path.
+func saveProfile(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
 // profile records a CPU profile of r over d (less a second) into
 // p.profile/name in the background; the returned func waits for it.
 func profile(ctx context.Context, p params, r *replica, name string, d time.Duration) func() {
@@ -272,22 +295,7 @@ func profile(ctx context.Context, p params, r *replica, name string, d time.Dura
 	go func() {
 		defer close(done)
 		secs := max(1, int(d.Seconds())-1)
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", r.ps.WebURL, secs), nil)
-		if err != nil {
-			logf("profile %s: %v", name, err)
-			return
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			logf("profile %s: %v", name, err)
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err == nil {
-			err = os.WriteFile(filepath.Join(p.profile, name), b, 0o644)
-		}
-		if err != nil {
+		if err := saveProfile(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", r.ps.WebURL, secs), filepath.Join(p.profile, name)); err != nil {
 			logf("profile %s: %v", name, err)
 		}
 	}()
