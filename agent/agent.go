@@ -156,6 +156,7 @@ type Agent struct {
 	sd     *sdRegistry
 	fanout *fanout
 	syncer *syncer
+	syncs  *syncCounter // the scrape manager's registerer (scrapesync.go)
 	marker *promconfig.ScrapeConfig
 }
 
@@ -220,7 +221,8 @@ func New(opts Options) (*Agent, error) {
 		a.closeStorage()
 		return nil, err
 	}
-	a.syncer = newSyncer(logger.With("component", "target sync"), syncs.value, a.metrics)
+	a.syncs = syncs
+	a.syncer = newSyncer(logger.With("component", "target sync"), syncs.value, syncs.dropSyncLengths, a.metrics)
 	return a, nil
 }
 

@@ -6,10 +6,12 @@ import (
 	"maps"
 	"math/rand/v2"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
@@ -37,6 +39,9 @@ func TestSyncerPartialUpdatesLoseNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, a.scrape.ApplyConfig(a.withMarker(loaded)))
 
+	var drops atomic.Int64
+	dropSyncLengths := a.syncer.synced
+	a.syncer.synced = func() { drops.Add(1); dropSyncLengths() }
 	ctx, cancel := context.WithCancel(context.Background())
 	in := make(chan map[string][]*targetgroup.Group)
 	out := make(chan map[string][]*targetgroup.Group)
@@ -101,6 +106,14 @@ func TestSyncerPartialUpdatesLoseNothing(t *testing.T) {
 		}
 	}
 	require.Less(t, total, float64(jobs)*syncs[markerJob], "updates carry only changed jobs")
+
+	// The per-pool sync-length summaries are dropped after confirmed
+	// updates and never exported; the histograms stay.
+	require.Positive(t, drops.Load())
+	a.syncs.dropSyncLengths()
+	require.Zero(t, testutil.CollectAndCount(a.syncs.syncLength))
+	require.Zero(t, testutil.CollectAndCount(reg, "prometheus_target_sync_length_seconds"))
+	require.Positive(t, testutil.CollectAndCount(reg, "prometheus_target_sync_length_histogram_seconds"))
 }
 
 func assertEventually(cond func() bool, within time.Duration) bool {
