@@ -132,13 +132,35 @@ func TestHandoffBackBeforeReload(t *testing.T) {
 	require.Eventually(t, func() bool { return r.f.Stats().Owned["n1"] > 0 }, 5*time.Second, time.Millisecond)
 	r.members.set("n0") // back, within the same reload interval
 	require.Eventually(t, func() bool { return r.f.Stats().Owned["n0"] == 20 }, 5*time.Second, time.Millisecond)
-	// After the reloads, every target runs again, in a fresh loop.
-	require.Eventually(t, func() bool { return !r.f.withheld.Load() }, 5*time.Second, 10*time.Millisecond)
-	time.Sleep(1600 * time.Millisecond)
+	// The old loops of the targets that came back end at the next reload
+	// (their markers are off, so they were withheld); at the reload after
+	// it every target runs again, in a fresh loop, which scrapes before the
+	// target vanishes. (A target that vanishes before its fresh loop's
+	// first scrape gets no markers from anyone: its last samples came from
+	// the loop handed off without them.) Waiting on the filter's withheld
+	// flag instead would race with the pass that sets it.
+	active := func() int { return len(r.f.opts.Staleness.TargetsActive()["it"]) }
+	require.Eventually(t, func() bool { return active() == len(r.ids)-len(moved) }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return active() == len(r.ids) }, 5*time.Second, 10*time.Millisecond)
 	vanished := moved[0]
+	scraped := upSamples(r.store, vanished)
+	require.Eventually(t, func() bool { return upSamples(r.store, vanished) > scraped }, 5*time.Second, 10*time.Millisecond)
 	r.in <- r.group(without(r.ids, vanished)...)
 	require.Eventually(t, func() bool { return scrapedUp(r.store, true)[fmt.Sprint(vanished)] }, 5*time.Second, 50*time.Millisecond,
 		"a target that came back must get staleness markers when it vanishes")
+}
+
+// upSamples counts the `up` samples of target t.
+func upSamples(store *recordingAppendable, t int) int {
+	store.mtx.Lock()
+	defer store.mtx.Unlock()
+	n := 0
+	for _, s := range store.samples {
+		if s.lset.Get("__name__") == "up" && s.lset.Get("t") == fmt.Sprint(t) {
+			n++
+		}
+	}
+	return n
 }
 
 // scrapedUp returns the t labels of targets with an `up` sample, only
