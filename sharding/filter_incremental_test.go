@@ -556,20 +556,24 @@ func TestFilterWithheldJobIsAssignedAgain(t *testing.T) {
 	}
 }
 
+// receiveOutput returns the filter's next output, failing after 5 s.
+func receiveOutput(t *testing.T, out <-chan map[string][]*targetgroup.Group) map[string][]*targetgroup.Group {
+	t.Helper()
+	select {
+	case o := <-out:
+		return o
+	case <-time.After(5 * time.Second):
+		t.Fatal("no output")
+		return nil
+	}
+}
+
 func TestFilterRunKeepsUnchangedSlices(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	members := newTestMembers(three...)
 	f := newIncFilter(t, FilterOptions{Self: "n0", Members: members}, incScrapeConfigs(t))
 	in, out := runFilter(t, f, members)
-	receive := func() map[string][]*targetgroup.Group {
-		select {
-		case o := <-out:
-			return o
-		case <-time.After(5 * time.Second):
-			t.Fatal("no output")
-			return nil
-		}
-	}
+	receive := func() map[string][]*targetgroup.Group { return receiveOutput(t, out) }
 	input := incInput(rng)
 	in <- input
 	first := receive()
@@ -598,15 +602,7 @@ func TestFilterRunChangesSendsChangedJobsOnly(t *testing.T) {
 	members := newTestMembers(three...)
 	f := newIncFilter(t, FilterOptions{Self: "n0", Members: members}, incScrapeConfigs(t))
 	in, out := startFilter(t, f, members, f.RunChanges)
-	receive := func() map[string][]*targetgroup.Group {
-		select {
-		case o := <-out:
-			return o
-		case <-time.After(5 * time.Second):
-			t.Fatal("no output")
-			return nil
-		}
-	}
+	receive := func() map[string][]*targetgroup.Group { return receiveOutput(t, out) }
 	input := incInput(rng)
 	in <- maps.Clone(input)
 	first := receive()

@@ -69,19 +69,7 @@ func (b *Bins) specs() []binSpec {
 // promshard, whose ScrapeConfig objects may use any of them. Only
 // bench-vs-agent needs it, so Binaries does not build it.
 func PrometheusAllSD(ctx context.Context, logf Logf) (string, error) {
-	root, err := RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	cache, err := CacheDir()
-	if err != nil {
-		return "", err
-	}
-	binDir := filepath.Join(cache, "bin")
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
-		return "", fmt.Errorf("create binary cache: %w", err)
-	}
-	unlock, err := lockFile(filepath.Join(binDir, ".lock"))
+	root, binDir, unlock, err := lockBinDir()
 	if err != nil {
 		return "", err
 	}
@@ -89,6 +77,26 @@ func PrometheusAllSD(ctx context.Context, logf Logf) (string, error) {
 	dst := filepath.Join(binDir, "prometheus-all-sd")
 	spec := binSpec{name: "prometheus-all-sd", toolDir: "e2e/tools/prometheus", pkg: "github.com/prometheus/prometheus/cmd/prometheus", dst: &dst}
 	return dst, buildOne(ctx, logf, root, spec, dst)
+}
+
+// lockBinDir returns the repository root and the binary cache directory,
+// created if needed, holding the cache's file lock until unlock is called.
+func lockBinDir() (root, binDir string, unlock func(), err error) {
+	if root, err = RepoRoot(); err != nil {
+		return "", "", nil, err
+	}
+	cache, err := CacheDir()
+	if err != nil {
+		return "", "", nil, err
+	}
+	binDir = filepath.Join(cache, "bin")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return "", "", nil, fmt.Errorf("create binary cache: %w", err)
+	}
+	if unlock, err = lockFile(filepath.Join(binDir, ".lock")); err != nil {
+		return "", "", nil, err
+	}
+	return root, binDir, unlock, nil
 }
 
 var (
@@ -159,19 +167,7 @@ func CacheDir() (string, error) {
 // processes wait on a file lock. A cold build of kube-apiserver takes ~9
 // minutes on 2 cores; logf receives a progress line every 30 s.
 func Binaries(ctx context.Context, logf Logf) (*Bins, error) {
-	root, err := RepoRoot()
-	if err != nil {
-		return nil, err
-	}
-	cache, err := CacheDir()
-	if err != nil {
-		return nil, err
-	}
-	binDir := filepath.Join(cache, "bin")
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
-		return nil, fmt.Errorf("create binary cache: %w", err)
-	}
-	unlock, err := lockFile(filepath.Join(binDir, ".lock"))
+	root, binDir, unlock, err := lockBinDir()
 	if err != nil {
 		return nil, err
 	}

@@ -19,19 +19,7 @@ import (
 // BuildPromshard builds ./cmd/promshard of this repository into the binary
 // cache and returns its path. It is quick when Go's build cache is warm.
 func BuildPromshard(ctx context.Context, logf Logf) (string, error) {
-	root, err := RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	cache, err := CacheDir()
-	if err != nil {
-		return "", err
-	}
-	binDir := filepath.Join(cache, "bin")
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
-		return "", fmt.Errorf("create binary cache: %w", err)
-	}
-	unlock, err := lockFile(filepath.Join(binDir, ".lock"))
+	root, binDir, unlock, err := lockBinDir()
 	if err != nil {
 		return "", err
 	}
