@@ -477,10 +477,11 @@ func (f *Filter) recompute(reprepare bool) map[string][]*targetgroup.Group {
 	cfgs, gen := f.cfgs, f.cfgGen
 	f.cfgMtx.Unlock()
 	var jobs map[string]struct{} // the jobs to visit; nil: every job
+	visits := len(f.last)
 	if f.prepared != nil && f.lastTracked && v.version == f.passView && !f.withheld.Load() && gen == f.preparedGen {
-		jobs = f.lastChanged
+		jobs, visits = f.lastChanged, len(f.lastChanged)
 	}
-	p := f.startAssign(v, len(jobs))
+	p := f.startAssign(v, visits)
 	visit := func(job string, pj *preparedJob) { f.assign(p, job, pj) }
 	switch {
 	case jobs != nil:
