@@ -96,14 +96,18 @@ type Sample struct {
 }
 
 // Measure watches pid for d: CPU time, RSS once a second, and the increase
-// of counter on the /metrics page at metricsURL.
+// of counter on the /metrics page at metricsURL (not read if counter is
+// empty).
 func Measure(ctx context.Context, pid int, d time.Duration, metricsURL, counter string) (Sample, error) {
 	// The counter is read outside the window: at thousands of scrape pools
 	// rendering the metrics page costs the process more than the work
 	// measured.
-	n0, err := Metric(ctx, metricsURL, counter)
-	if err != nil {
-		return Sample{}, err
+	var n0, n1 float64
+	var err error
+	if counter != "" {
+		if n0, err = Metric(ctx, metricsURL, counter); err != nil {
+			return Sample{}, err
+		}
 	}
 	cpu0, err := CPUSeconds(pid)
 	if err != nil {
@@ -127,9 +131,10 @@ func Measure(ctx context.Context, pid int, d time.Duration, metricsURL, counter 
 	if err != nil {
 		return Sample{}, err
 	}
-	n1, err := Metric(ctx, metricsURL, counter)
-	if err != nil {
-		return Sample{}, err
+	if counter != "" {
+		if n1, err = Metric(ctx, metricsURL, counter); err != nil {
+			return Sample{}, err
+		}
 	}
 	return Sample{CPUSeconds: cpu1 - cpu0, MeanRSS: Mean(rss), Samples: n1 - n0}, nil
 }

@@ -56,7 +56,7 @@ func main() {
 	flag.IntVar(&p.rounds, "rounds", 5, "rounds of one idle and one churn window each; medians over the rounds are compared")
 	flag.DurationVar(&p.window, "window", 30*time.Second, "measured window without changes, and with churn")
 	flag.DurationVar(&p.settle, "settle", 5*time.Second, "unmeasured time after churn starts or stops, before a window")
-	flag.StringVar(&p.profile, "profile", "", "directory for CPU profiles of replica 0 over the first idle and churn windows (idle.pprof, churn.pprof) and its heap profile after the first idle window (heap.pprof); empty: none")
+	flag.StringVar(&p.profile, "profile", "", "directory for CPU profiles of replica 0 over the first idle and churn windows (idle.pprof, churn.pprof) and its heap profiles at their start and end, each after a forced GC (idle-start.heap, idle-end.heap, churn-start.heap, churn-end.heap; go tool pprof -sample_index=alloc_space -base idle-start.heap idle-end.heap shows what the window allocated); empty: none")
 	flag.Parse()
 	benchutil.Main("bench-scale", func() error { return run(p) })
 }
@@ -70,6 +70,9 @@ type replica struct {
 	owned       time.Duration
 	watches     float64
 	idle, churn []benchutil.Sample // one per round
+	idleGC      []gcStat
+	churnGC     []gcStat
+	gens        float64 // translations over all rounds
 	latencies   []float64
 }
 
@@ -122,6 +125,10 @@ func run(p params) error {
 		logf("replica %d: all %d targets owned after %s; %.0f watches", i, total, r.owned.Round(time.Millisecond), r.watches)
 	}
 
+	gens0, err := generations(ctx, reps)
+	if err != nil {
+		return err
+	}
 	var churnWG sync.WaitGroup
 	stopChurn := func() {}
 	defer func() {
@@ -148,6 +155,13 @@ func run(p params) error {
 		if err := window(ctx, p, reps, round, "churn", func(r *replica, s benchutil.Sample) { r.churn = append(r.churn, s) }); err != nil {
 			return err
 		}
+	}
+	gens1, err := generations(ctx, reps)
+	if err != nil {
+		return err
+	}
+	for i, r := range reps {
+		r.gens = gens1[i] - gens0[i]
 	}
 	logf("%d monitor edits under churn", p.edits)
 	if err := w.edits(ctx, reps, p.edits); err != nil {
@@ -230,32 +244,69 @@ func watches(ctx context.Context, bed *testbed.Bed) (float64, error) {
 	return n, nil
 }
 
-// window measures every replica over one window of p.window and logs it; in
-// round 1 it profiles replica 0 if asked.
+// window measures every replica over one window of p.window and logs it,
+// with the GC cycles each replica's trace shows in it; in round 1 it
+// profiles replica 0 if asked.
 func window(ctx context.Context, p params, reps []*replica, round int, name string, set func(*replica, benchutil.Sample)) error {
 	stopProfile := func() {}
-	if round == 1 {
+	if round == 1 && p.profile != "" {
+		heapProfile(ctx, p, reps[0], name+"-start.heap")
 		stopProfile = profile(ctx, p, reps[0], name+".pprof", p.window)
+	}
+	offsets := make([]int64, len(reps))
+	for i, r := range reps {
+		offsets[i] = fileSize(r.ps.LogPath)
 	}
 	err := measureAll(ctx, reps, p.window, set)
 	stopProfile()
 	if err != nil {
 		return err
 	}
-	if round == 1 && name == "idle" && p.profile != "" {
-		if err := saveProfile(ctx, reps[0].ps.WebURL+"/debug/pprof/heap", filepath.Join(p.profile, "heap.pprof")); err != nil {
-			logf("heap profile: %v", err)
-		}
+	logs := make([]string, len(reps))
+	for i, r := range reps {
+		logs[i], _ = readFrom(r.ps.LogPath, offsets[i])
+	}
+	if round == 1 && p.profile != "" {
+		heapProfile(ctx, p, reps[0], name+"-end.heap") // its forced GC is not the window's
 	}
 	for i, r := range reps {
-		s := r.idle
+		log := logs[i]
+		gc := parseGC(log)
+		s := &r.idle
 		if name == "churn" {
-			s = r.churn
+			s = &r.churn
+			r.churnGC = append(r.churnGC, gc)
+		} else {
+			r.idleGC = append(r.idleGC, gc)
 		}
-		last := s[len(s)-1]
-		logf("round %d replica %d %s: %.3f cores, %.1fMB, %.0f translations", round, i, name, last.CPUSeconds/p.window.Seconds(), last.MeanRSS/1e6, last.Samples)
+		last := (*s)[len(*s)-1]
+		logf("round %d replica %d %s: %.3f cores, %.1fMB; GC %d cycles, %.2f CPU-s, %.0fMB live; %d failed scrapes", round, i, name,
+			last.CPUSeconds/p.window.Seconds(), last.MeanRSS/1e6, gc.cycles, gc.cpu, gc.liveMB, failedScrapes(log))
 	}
 	return nil
+}
+
+// generations reads every replica's translation counter.
+func generations(ctx context.Context, reps []*replica) ([]float64, error) {
+	out := make([]float64, len(reps))
+	for i, r := range reps {
+		v, err := benchutil.Metric(ctx, r.ps.WebURL+"/metrics", "promshard_config_generations_total")
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// heapProfile saves r's heap profile as p.profile/name.
+func heapProfile(ctx context.Context, p params, r *replica, name string) {
+	// gc=1: the heap profile's allocation counts are those of the last
+	// completed GC cycle; a forced one makes them current, so that the
+	// difference of two profiles is what the window allocated.
+	if err := saveProfile(ctx, r.ps.WebURL+"/debug/pprof/heap?gc=1", filepath.Join(p.profile, name)); err != nil {
+		logf("heap profile %s: %v", name, err)
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -309,7 +360,8 @@ func measureAll(ctx context.Context, reps []*replica, d time.Duration, set func(
 	for i, r := range reps {
 		wg.Go(func() {
 			var s benchutil.Sample
-			s, errs[i] = benchutil.Measure(ctx, r.ps.PID(), d, r.ps.WebURL+"/metrics", "promshard_config_generations_total")
+			// No counter: the translations are read once around all rounds.
+			s, errs[i] = benchutil.Measure(ctx, r.ps.PID(), d, "", "")
 			set(r, s)
 		})
 	}
@@ -326,8 +378,9 @@ func report(p params, total int, reps []*replica, churnErrs int) {
 	fmt.Printf("\nbench-scale: %d ServiceMonitors x 2 endpoints in %d namespaces, %d targets (%d sockets), %d replicas, interval %s, %d rounds of %s idle + %s churn\n",
 		p.monitors, p.namespaces, total, p.addresses, len(reps), p.interval, p.rounds, p.window, p.window)
 	fmt.Printf("churn: 1 Secret update/s in a namespace no monitor references + 1 Service endpoints change/s (%d failed writes)\n", churnErrs)
-	fmt.Printf("%-8s %8s %8s %10s %8s %11s %8s %7s %7s %-36s %9s %9s %6s\n", "replica", "owned_s", "watches",
-		"idle_cores", "idle_MB", "churn_cores", "churn_MB", "cpu_x", "sum_x", "cpu_x per round", "apply_p50", "apply_p99", "gens")
+	fmt.Printf("%-8s %8s %8s %10s %8s %11s %8s %7s %7s %-36s %9s %9s %6s %-28s\n", "replica", "owned_s", "watches",
+		"idle_cores", "idle_MB", "churn_cores", "churn_MB", "cpu_x", "sum_x", "cpu_x per round", "apply_p50", "apply_p99", "gens",
+		"gc idle|churn: cycles, CPU-s")
 	cores := func(ss []benchutil.Sample) (med float64, each []float64) {
 		for _, s := range ss {
 			each = append(each, s.CPUSeconds/p.window.Seconds())
@@ -345,18 +398,18 @@ func report(p params, total int, reps []*replica, churnErrs int) {
 		idle, idles := cores(r.idle)
 		churn, churns := cores(r.churn)
 		var ratios []string
-		var gens, idleSum, churnSum float64
+		var idleSum, churnSum float64
 		for j := range churns {
 			ratios = append(ratios, strconv.FormatFloat(churns[j]/idles[j], 'f', 2, 64))
-			gens += r.churn[j].Samples
 			idleSum += idles[j]
 			churnSum += churns[j]
 		}
-		fmt.Printf("%-8d %8.1f %8.0f %10.3f %8.1f %11.3f %8.1f %7.3f %7.3f %-36s %8.3fs %8.3fs %6.0f\n", i, r.owned.Seconds(), r.watches,
+		gi, gc := sumGC(r.idleGC), sumGC(r.churnGC)
+		fmt.Printf("%-8d %8.1f %8.0f %10.3f %8.1f %11.3f %8.1f %7.3f %7.3f %-36s %8.3fs %8.3fs %6.0f %d, %.1f | %d, %.1f\n", i, r.owned.Seconds(), r.watches,
 			idle, rss(r.idle)/1e6, churn, rss(r.churn)/1e6, churn/idle, churnSum/idleSum, strings.Join(ratios, " "),
-			benchutil.Quantile(r.latencies, 0.5), benchutil.Quantile(r.latencies, 0.99), gens)
+			benchutil.Quantile(r.latencies, 0.5), benchutil.Quantile(r.latencies, 0.99), r.gens, gi.cycles, gi.cpu, gc.cycles, gc.cpu)
 	}
-	fmt.Println("cores and MB: medians over the rounds; cpu_x = median churn / median idle cores (goal <= 1.10), sum_x = all churn windows' CPU / all idle windows'; apply p99 goal <= 1s; gens = translations in all churn windows (goal 0)")
+	fmt.Println("cores and MB: medians over the rounds; cpu_x = median churn / median idle cores (goal <= 1.10), sum_x = all churn windows' CPU / all idle windows'; apply p99 goal <= 1s; gens = translations over all rounds (goal 0); gc = GC cycles and their CPU time summed over the idle and the churn windows")
 }
 
 // monitor is the i-th ServiceMonitor: two endpoints on the Service's port.

@@ -49,13 +49,26 @@ func (w *world) service(i, shift int) testbed.ServiceSpec {
 // few concurrent writers.
 func newWorld(ctx context.Context, bed *testbed.Bed, p params) (*world, error) {
 	w := &world{bed: bed, p: p}
-	host, err := bed.Netns(ctx)
-	if err != nil {
-		return nil, err
+	// Every target holds a keep-alive connection to its socket's server, and
+	// a process may have 20,000 open files here (the hard limit, which only
+	// CAP_SYS_RESOURCE raises): one target server for all targets ran out of
+	// them ("accept4: too many open files") and the replicas' scrapes timed
+	// out. The sockets are spread over target servers of at most
+	// connsPerServer targets each, in their own network namespaces.
+	servers := max(1, min(p.addresses, (p.monitors*2*p.perService+connsPerServer-1)/connsPerServer))
+	for h := range servers {
+		host, err := bed.Netns(ctx)
+		if err != nil {
+			return nil, err
+		}
+		n := p.addresses/servers + btoi(h < p.addresses%servers)
+		ts, err := host.AddTargets(ctx, "scale"+strconv.Itoa(h), n, testbed.TargetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		w.sockets = append(w.sockets, ts...)
 	}
-	if w.sockets, err = host.AddTargets(ctx, "scale", p.addresses, testbed.TargetOptions{}); err != nil {
-		return nil, err
-	}
+	logf("%d sockets on %d target servers", len(w.sockets), servers)
 	for i := range p.namespaces {
 		if err := bed.CreateNamespace(ctx, nsName(i), nil); err != nil {
 			return nil, err
@@ -65,7 +78,7 @@ func newWorld(ctx context.Context, bed *testbed.Bed, p params) (*world, error) {
 		return nil, err
 	}
 	start := time.Now()
-	err = parallel(ctx, p.monitors, 8, func(i int) error {
+	err := parallel(ctx, p.monitors, 8, func(i int) error {
 		if err := bed.ApplyService(ctx, w.service(i, 0)); err != nil {
 			return err
 		}
@@ -74,6 +87,18 @@ func newWorld(ctx context.Context, bed *testbed.Bed, p params) (*world, error) {
 	})
 	logf("created %d Services and ServiceMonitors in %s", p.monitors, time.Since(start).Round(time.Second))
 	return w, err
+}
+
+// connsPerServer bounds the targets (so keep-alive connections) one target
+// server serves, well below a process' 20,000 open files: a target moved to
+// another replica holds its old connection until it idles out.
+const connsPerServer = 6000
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // parallel runs f(0..n-1) on workers goroutines; the first error wins.

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// gcStat is what the Go runtime's GC trace (the replicas run with
+// GODEBUG=gctrace=1) logged over one window: the cycles that ended in it,
+// their CPU time (assist, background and idle mark workers, and the two
+// stop-the-world phases), and the live heap the last one marked.
+type gcStat struct {
+	cycles int
+	cpu    float64 // seconds
+	liveMB float64
+}
+
+// gcLine matches a gctrace line, e.g. "gc 12 @3.4s 1%: 0.02+1.2+0.01 ms
+// clock, 0.04+0.5/1.0/2.0+0.03 ms cpu, 4->4->2 MB, 5 MB goal, ...".
+var gcLine = regexp.MustCompile(`^gc \d+ @[0-9.]+s \d+%: [^,]* ms clock, ([0-9.]+)\+([0-9.]+)/([0-9.]+)/([0-9.]+)\+([0-9.]+) ms cpu, \d+->\d+->(\d+) MB`)
+
+// parseGC sums the GC trace lines in log.
+func parseGC(log string) gcStat {
+	var s gcStat
+	for line := range strings.SplitSeq(log, "\n") {
+		m := gcLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		s.cycles++
+		for _, f := range m[1:6] {
+			ms, _ := strconv.ParseFloat(f, 64)
+			s.cpu += ms / 1000
+		}
+		s.liveMB, _ = strconv.ParseFloat(m[6], 64)
+	}
+	return s
+}
+
+// failedScrapes counts the scrapes that failed in log (the replicas log
+// each at debug). The target server must keep up with every target, or the
+// windows measure timeouts instead of scrapes.
+func failedScrapes(log string) int {
+	return strings.Count(log, `msg="Scrape failed"`)
+}
+
+// sumGC adds up the windows' GC traces.
+func sumGC(ss []gcStat) gcStat {
+	var t gcStat
+	for _, s := range ss {
+		t.cycles += s.cycles
+		t.cpu += s.cpu
+		if s.liveMB > 0 {
+			t.liveMB = s.liveMB
+		}
+	}
+	return t
+}
