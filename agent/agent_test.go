@@ -149,7 +149,7 @@ func TestAgentScrapesAndRemoteWrites(t *testing.T) {
 	want := fmt.Sprintf(`demo_value{cluster="unit", instance=%q, job="static", kind="test"}`, host)
 	require.Eventually(t, func() bool { return rcv.has(want) }, 20*time.Second, 50*time.Millisecond, "receiver never got %s", want)
 
-	td := targetsOf(a.ScrapeManager())
+	td := a.targets()
 	require.Len(t, td.ActiveTargets, 1)
 	require.Equal(t, "static", td.ActiveTargets[0].ScrapePool)
 	require.Equal(t, "http://"+host+"/metrics", td.ActiveTargets[0].ScrapeURL)

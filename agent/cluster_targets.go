@@ -48,7 +48,7 @@ func NewClusterTargets(a *Agent, self string) *ClusterTargets {
 // error lists the members that did not answer; their targets are missing
 // from the result, everyone else's are there.
 func (c *ClusterTargets) Gather(ctx context.Context) (TargetDiscovery, error) {
-	local := targetsOf(c.agent.ScrapeManager())
+	local := c.agent.targets()
 	local.setOwner(c.Self)
 	var peers []Peer
 	if c.Peers != nil {
@@ -115,12 +115,12 @@ func fetchTargets(ctx context.Context, client *http.Client, p Peer) (TargetDisco
 func (w *Web) targetsHandler(rw http.ResponseWriter, r *http.Request) {
 	switch scope := r.URL.Query().Get("scope"); scope {
 	case "", "local":
-		td := targetsOf(w.agent.ScrapeManager())
+		td := w.agent.targets()
 		td.setOwner(w.opts.Targets.self())
 		writeJSON(rw, http.StatusOK, apiResponse{Status: "success", Data: td})
 	case "cluster":
 		if w.opts.Targets == nil {
-			writeJSON(rw, http.StatusOK, apiResponse{Status: "success", Data: targetsOf(w.agent.ScrapeManager())})
+			writeJSON(rw, http.StatusOK, apiResponse{Status: "success", Data: w.agent.targets()})
 			return
 		}
 		td, err := w.opts.Targets.Gather(r.Context())

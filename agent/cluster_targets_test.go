@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
 )
 
@@ -66,4 +67,26 @@ func TestClusterTargetsGather(t *testing.T) {
 	rec = httptest.NewRecorder()
 	w.targetsHandler(rec, httptest.NewRequest(http.MethodGet, "/api/v1/targets?scope=everything", nil))
 	require.Equal(t, http.StatusBadRequest, rec.Code)
+}
+
+// droppedReporter is a TargetFilter's report of the targets it keeps out of
+// the scrape manager.
+type droppedReporter struct{}
+
+func (droppedReporter) DroppedTargets() (map[string][]labels.Labels, map[string]int) {
+	return map[string][]labels.Labels{"serviceMonitor/ns/a/0": {labels.FromStrings("__address__", "10.0.0.1:80", "job", "serviceMonitor/ns/a/0")}},
+		map[string]int{"serviceMonitor/ns/a/0": 3}
+}
+
+// The targets API lists the dropped targets a filter reports with the scrape
+// manager's, and their counts.
+func TestTargetsAddFilterDropped(t *testing.T) {
+	a := newTestAgent(t)
+	t.Cleanup(func() {
+		a.scrape.Stop()
+		a.closeStorage()
+	})
+	td := targetsOf(a.ScrapeManager(), droppedReporter{})
+	require.Equal(t, []DroppedTarget{{ScrapePool: "serviceMonitor/ns/a/0", DiscoveredLabels: map[string]string{"__address__": "10.0.0.1:80", "job": "serviceMonitor/ns/a/0"}}}, td.DroppedTargets)
+	require.Equal(t, map[string]int{"serviceMonitor/ns/a/0": 3}, td.DroppedTargetCounts)
 }

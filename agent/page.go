@@ -85,7 +85,7 @@ func (w *Web) statusPage(rw http.ResponseWriter, r *http.Request) {
 		}
 	}
 	d.Scope = "this member"
-	td := targetsOf(w.agent.ScrapeManager())
+	td := w.agent.targets()
 	if w.opts.Targets != nil {
 		d.Scope = "cluster"
 		var err error

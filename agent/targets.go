@@ -43,9 +43,27 @@ type TargetDiscovery struct {
 	DroppedTargetCounts map[string]int  `json:"droppedTargetCounts"`
 }
 
-// targetsOf returns this member's active and dropped targets, sorted by scrape
+// DroppedTargetsReporter is implemented by a TargetFilter that keeps the
+// targets relabeling drops out of the scrape manager and reports them
+// itself (sharding.Filter does): per job their discovered labels (at most
+// keep_dropped_targets) and their number.
+type DroppedTargetsReporter interface {
+	DroppedTargets() (map[string][]labels.Labels, map[string]int)
+}
+
+// targets returns this member's active and dropped targets, sorted by scrape
 // pool and scrape URL, in the shape of Prometheus' /api/v1/targets.
-func targetsOf(sm *scrape.Manager) TargetDiscovery {
+func (a *Agent) targets() TargetDiscovery {
+	var dropped DroppedTargetsReporter
+	if r, ok := a.filter.(DroppedTargetsReporter); ok {
+		dropped = r
+	}
+	return targetsOf(a.ScrapeManager(), dropped)
+}
+
+// targetsOf returns the targets of sm, with the dropped ones of dropped
+// (nil: none) added to sm's.
+func targetsOf(sm *scrape.Manager, dropped DroppedTargetsReporter) TargetDiscovery {
 	lb := labels.NewBuilder(labels.EmptyLabels())
 	td := TargetDiscovery{
 		ActiveTargets:       []Target{},
@@ -84,6 +102,17 @@ func targetsOf(sm *scrape.Manager) TargetDiscovery {
 				DiscoveredLabels: t.DiscoveredLabels(lb).Map(),
 				ScrapePool:       pool,
 			})
+		}
+	}
+	if dropped != nil {
+		ls, counts := dropped.DroppedTargets()
+		for pool, n := range counts {
+			td.DroppedTargetCounts[pool] += n
+		}
+		for pool, l := range ls {
+			for _, dl := range l {
+				td.DroppedTargets = append(td.DroppedTargets, DroppedTarget{DiscoveredLabels: dl.Map(), ScrapePool: pool})
+			}
 		}
 	}
 	td.sort()

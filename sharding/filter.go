@@ -168,6 +168,9 @@ type Filter struct {
 	statsMtx sync.Mutex
 	stats    Stats
 
+	droppedMtx sync.Mutex
+	dropped    map[string]droppedJob // by job (filter_dropped.go)
+
 	// Owned by Run. last is every job's input groups. While lastTracked,
 	// lastChanged holds the jobs of last that changed since the last
 	// prepare; untracked, the next prepare walks every job. out is every
@@ -177,6 +180,7 @@ type Filter struct {
 	lastChanged map[string]struct{}
 	lastTracked bool
 	out         map[string][]*targetgroup.Group
+	outCfg      map[string]*config.ScrapeConfig // the configuration each job of out was assigned under
 	passView    uint64
 	prepared    map[string]*preparedJob
 	// preparedGen is the cfgGen prepared was last brought up to date with.
@@ -244,6 +248,7 @@ func NewFilter(opts FilterOptions) (*Filter, error) {
 		cfgChanged: make(chan struct{}, 1),
 		release:    make(chan struct{}, 1),
 		sent:       map[string]map[uint64]sentTarget{},
+		outCfg:     map[string]*config.ScrapeConfig{},
 		sharder:    NewRendezvous(),
 		keyer:      NewKeyer(opts.ReplicaLabel),
 		flagged:    map[string]map[uint64]*scrape.Target{},
@@ -330,7 +335,8 @@ const retryWithheld = 100 * time.Millisecond
 
 // Run reads target groups from in and sends the owned subset to out, for
 // every job in the input that has a scrape configuration (with empty groups
-// when nothing is owned): every input and every output is a full map. On a
+// when nothing is owned): every input and every output is a full map. Targets
+// the job's relabeling drops are not sent; DroppedTargets reports them. On a
 // membership or configuration change it re-filters the last input. Once this
 // member left the cluster it sends nothing more: it keeps scraping what it
 // had until it stops, while its peers take over. It blocks until ctx is done.
@@ -338,8 +344,9 @@ const retryWithheld = 100 * time.Millisecond
 // A job unchanged since the previous output (the same input group pointers,
 // in any order; the same *config.ScrapeConfig; the same member view; no
 // target held back because its old loop still runs) is sent as the
-// identical slice, with the identical groups, as in the previous output; a
-// job recomputed gets a new slice of new groups. A later stage can thus tell changed jobs
+// identical slice, with the identical groups, as in the previous output; so
+// is a job recomputed to the same owned groups (by content). Any other job
+// gets a new slice of new groups. A later stage can thus tell changed jobs
 // by slice identity or by comparing the groups element-wise by pointer.
 // The output slices and groups are shared between outputs: nobody may
 // modify them. The input groups must not be modified either once sent, as
@@ -526,6 +533,7 @@ func (f *Filter) diffOut(res map[string][]*targetgroup.Group, visited map[string
 			if _, had := f.out[job]; had {
 				changed[job] = nil
 				delete(f.out, job)
+				delete(f.outCfg, job)
 			}
 		}
 	}

@@ -1,6 +1,8 @@
 package sharding
 
 import (
+	"maps"
+	"reflect"
 	"slices"
 	"time"
 
@@ -33,6 +35,8 @@ type assignment struct {
 	// withheld: a target of out was held back because its old loop still
 	// ran (see StalenessDisabler); the job is assigned again until none is.
 	withheld bool
+	// dropped are the targets relabeling drops that this member reports.
+	dropped []droppedRef
 }
 
 // jobStats is the part of Stats one job contributes, or their sum.
@@ -103,6 +107,7 @@ func (f *Filter) assign(p *assignPass, job string, pj *preparedJob) {
 		// No scrape pool exists for a job without configuration (it was
 		// just removed, or discovery runs ahead of the apply): sending it
 		// would only make the scrape manager log an error.
+		f.setDropped(job, nil, nil)
 		return
 	}
 	if pj.assigned.view == p.v.version && !pj.assigned.withheld {
@@ -116,8 +121,77 @@ func (f *Filter) assign(p *assignPass, job string, pj *preparedJob) {
 	}
 	f.uncount(pj)
 	pj.assigned = f.assignJob(&p.v, job, pj, flagged, active)
+	if prev, ok := f.out[job]; ok && f.outCfg[job] == pj.cfg && sameOwnedGroups(prev, pj.assigned.out) {
+		// Pod churn in a namespace changes the input of every job reading
+		// it, while most of them keep the same targets: passed on as
+		// unchanged, they cost their scrape pools no sync. Under a new
+		// configuration the pool must sync (its targets' labels come from
+		// the relabeling).
+		pj.assigned.out = prev
+	}
+	f.outCfg[job] = pj.cfg
 	f.totals.add(&pj.assigned.stats, 1)
+	f.setDropped(job, pj.cfg, pj.assigned.dropped)
 	p.res[job] = pj.assigned.out
+}
+
+// sameOwnedGroups reports whether the owned groups b hold what a holds, in
+// any order: the same sources, group labels and targets (compared by
+// content where they are not the very same maps).
+func sameOwnedGroups(a, b []*targetgroup.Group) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	inOrder := true
+	for i := range a {
+		if !sameGroup(a[i], b[i]) {
+			inOrder = false
+			break
+		}
+	}
+	if inOrder {
+		return true
+	}
+	// Discovery lists a set's groups in map order.
+	bySource := make(map[string][]*targetgroup.Group, len(a))
+	for _, g := range a {
+		bySource[source(g)] = append(bySource[source(g)], g)
+	}
+	for _, g := range b {
+		cands := bySource[source(g)]
+		i := slices.IndexFunc(cands, func(x *targetgroup.Group) bool { return sameGroup(x, g) })
+		if i < 0 {
+			return false
+		}
+		bySource[source(g)] = slices.Delete(cands, i, i+1)
+	}
+	return true
+}
+
+func source(g *targetgroup.Group) string {
+	if g == nil {
+		return ""
+	}
+	return g.Source
+}
+
+func sameGroup(x, y *targetgroup.Group) bool {
+	if x == y {
+		return true
+	}
+	if x == nil || y == nil || x.Source != y.Source || len(x.Targets) != len(y.Targets) || !sameLabelSet(x.Labels, y.Labels) {
+		return false
+	}
+	for j := range x.Targets {
+		if !sameLabelSet(x.Targets[j], y.Targets[j]) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameLabelSet(a, b model.LabelSet) bool {
+	return len(a) == len(b) && (len(a) == 0 || reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer() || maps.Equal(a, b))
 }
 
 // assignJob computes one job's owned groups and statistics, hands its moved
@@ -137,7 +211,7 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 			e := &pg.entries[i]
 			if e.dropped {
 				if e.relabelDropped && f.reportsDropped(v, e) {
-					og.Targets = append(og.Targets, pg.tg.Targets[i])
+					a.dropped = append(a.dropped, droppedRef{tg: pg.tg, i: i})
 				}
 				continue
 			}
@@ -206,9 +280,8 @@ func (f *Filter) publishStats(v *memberView) Stats {
 	return st
 }
 
-// reportsDropped tells whether this member hands a target that relabeling
-// drops to its scrape pool, which only records it as dropped: the one
-// participant that owns the entry's key does.
+// reportsDropped tells whether this member reports a target that
+// relabeling drops: the one participant that owns the entry's key does.
 func (f *Filter) reportsDropped(v *memberView, e *preparedEntry) bool {
 	if !v.ready || v.self != StateParticipant {
 		return false

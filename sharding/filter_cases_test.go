@@ -504,30 +504,103 @@ func TestFilterRelease(t *testing.T) {
 	}
 }
 
-// A target relabeling drops is scraped by nobody, but exactly one member
-// hands it to its scrape pool, which lists it under droppedTargets.
+// A target relabeling drops is scraped by nobody and never sent to a scrape
+// pool; exactly one member reports it (DroppedTargets), with the discovered
+// labels its pool would have listed.
 func TestFilterDroppedTargetReportedByOneMember(t *testing.T) {
 	tsets := podGroups(20, noNode)
 	tsets[podJob][0].Targets[3]["__meta_kubernetes_pod_annotation_drop"] = "true"
 	reporters := 0
 	for _, self := range three {
-		out := filterOnce(newTestFilter(t, FilterOptions{Self: self, Members: newTestMembers(three...)}), tsets)
+		f := newTestFilter(t, FilterOptions{Self: self, Members: newTestMembers(three...)})
+		out := filterOnce(f, tsets)
 		for _, tg := range out[podJob] {
 			for _, tl := range tg.Targets {
-				if tl["__meta_kubernetes_pod_annotation_drop"] == "true" {
-					reporters++
-				}
+				require.NotEqual(t, model.LabelValue("true"), tl["__meta_kubernetes_pod_annotation_drop"], "sent to a scrape pool")
 			}
 		}
+		ls, counts := f.DroppedTargets()
+		if counts[podJob] == 0 {
+			require.Empty(t, ls[podJob])
+			continue
+		}
+		reporters++
+		require.Equal(t, map[string]int{podJob: 1}, counts)
+		require.Len(t, ls[podJob], 1)
+		d := ls[podJob][0]
+		require.Equal(t, "true", d.Get("__meta_kubernetes_pod_annotation_drop"))
+		require.Equal(t, "app-3", d.Get("__meta_kubernetes_pod_name"))
+		require.Equal(t, "default", d.Get("__meta_kubernetes_namespace"), "group labels too")
+		require.Equal(t, podJob, d.Get("job"), "and the job's defaults, as Prometheus lists them")
 	}
 	require.Equal(t, 1, reporters)
 
 	notReady := newTestMembers(three...)
 	notReady.ready = false
-	out := filterOnce(newTestFilter(t, FilterOptions{Self: "n0", Members: notReady}), tsets)
-	for _, tg := range out[podJob] {
-		require.Empty(t, tg.Targets, "a member that owns nothing reports nothing")
+	f := newTestFilter(t, FilterOptions{Self: "n0", Members: notReady})
+	filterOnce(f, tsets)
+	_, counts := f.DroppedTargets()
+	require.Empty(t, counts, "a member that owns nothing reports nothing")
+}
+
+// keep_dropped_targets bounds the dropped targets listed per job, not their
+// count; a job gone reports none.
+func TestFilterDroppedTargetsKeepLimit(t *testing.T) {
+	tsets := podGroups(40, noNode)
+	for _, tl := range tsets[podJob][0].Targets {
+		tl["__meta_kubernetes_pod_annotation_drop"] = "true"
 	}
+	f := newTestFilter(t, FilterOptions{Self: "n0", Members: newTestMembers("n0")})
+	cfgs := testScrapeConfigs(t)
+	for _, c := range cfgs {
+		if c.JobName == podJob {
+			c.KeepDroppedTargets = 5
+		}
+	}
+	f.SetScrapeConfigs(cfgs)
+	filterOnce(f, tsets)
+	ls, counts := f.DroppedTargets()
+	require.Equal(t, 40, counts[podJob])
+	require.Len(t, ls[podJob], 5)
+
+	delete(tsets, podJob)
+	filterOnce(f, tsets)
+	ls, counts = f.DroppedTargets()
+	require.Empty(t, ls)
+	require.Empty(t, counts)
+}
+
+// A changed input group whose owned targets are the same (only targets
+// relabeling drops changed, as pod churn in a namespace does to every job
+// reading it) keeps the job's output slice: its scrape pool is not synced.
+func TestFilterDroppedOnlyChangeKeepsOutput(t *testing.T) {
+	tsets := podGroups(20, noNode)
+	f := newTestFilter(t, FilterOptions{Self: "n0", Members: newTestMembers("n0")})
+	prev := filterOnce(f, tsets)
+
+	tg := *tsets[podJob][0]
+	tg.Labels = maps.Clone(tg.Labels)
+	tg.Targets = slices.Clone(tg.Targets)
+	for i := range tg.Targets {
+		tg.Targets[i] = maps.Clone(tg.Targets[i])
+	}
+	dropped := pod(99, 80, "")
+	dropped["__meta_kubernetes_pod_annotation_drop"] = "true"
+	tg.Targets = append(tg.Targets, dropped)
+	next := maps.Clone(tsets)
+	next[podJob] = []*targetgroup.Group{&tg}
+	out := filterOnce(f, next)
+	require.True(t, sameSlice(prev[podJob], out[podJob]), "same owned targets, same slice")
+	_, counts := f.DroppedTargets()
+	require.Equal(t, 1, counts[podJob], "the new dropped target is reported")
+
+	next2 := maps.Clone(next)
+	tg2 := tg
+	tg2.Targets = slices.Clone(tg.Targets)
+	tg2.Targets[0] = pod(98, 80, "")
+	next2[podJob] = []*targetgroup.Group{&tg2}
+	out = filterOnce(f, next2)
+	require.False(t, sameSlice(prev[podJob], out[podJob]), "an owned target changed")
 }
 
 // loopsFor returns the targets the scrape manager runs for the groups f

@@ -36,9 +36,8 @@ type preparedEntry struct {
 	lset    labels.Labels // final labels; empty when dropped or failed
 	dropped bool          // dropped by relabeling or no scrape config: no owner
 	// relabelDropped marks a target the job's relabeling drops. One member
-	// (the owner of key, a hash of the discovered labels) still sends it,
-	// so that its scrape pool lists it under droppedTargets (bounded by
-	// keep_dropped_targets, as in Prometheus) once for the cluster.
+	// (the owner of key, a hash of the discovered labels) reports it
+	// (Filter.DroppedTargets), so that it is listed once for the cluster.
 	relabelDropped bool
 	dup            bool   // an earlier entry of the job has the same key
 	all            bool   // __tmp_disable_sharding: every participant owns it
@@ -195,6 +194,7 @@ func (f *Filter) prepareOne(pc *prepareCtx, job string, groups []*targetgroup.Gr
 // get normal staleness).
 func (f *Filter) forget(job string, pj *preparedJob) {
 	f.uncount(pj)
+	f.setDropped(job, nil, nil)
 	delete(f.prepared, job)
 	delete(f.sent, job)
 	delete(f.flagged, job)
