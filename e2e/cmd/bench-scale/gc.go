@@ -44,16 +44,3 @@ func parseGC(log string) gcStat {
 func failedScrapes(log string) int {
 	return strings.Count(log, `msg="Scrape failed"`)
 }
-
-// sumGC adds up the windows' GC traces.
-func sumGC(ss []gcStat) gcStat {
-	var t gcStat
-	for _, s := range ss {
-		t.cycles += s.cycles
-		t.cpu += s.cpu
-		if s.liveMB > 0 {
-			t.liveMB = s.liveMB
-		}
-	}
-	return t
-}

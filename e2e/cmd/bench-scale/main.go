@@ -2,16 +2,22 @@
 // bench-scale`, not part of `make test`): M ServiceMonitors with two
 // endpoints each in N namespaces, each over its own Service of T endpoint
 // addresses (M x 2 x T scrape targets; the addresses are A real target
-// sockets in a network namespace, reused across Services, so each Prometheus
+// sockets in network namespaces, reused across Services, so each Prometheus
 // target is distinct by labels and scraped on its own), and R clustered
 // replicas. It prints per replica: the time from its start to every target
 // owned, CPU cores and RSS idle, the same under background churn (one update
-// per second of a Secret no monitor references and one Service's endpoints;
-// idle and churn windows alternate for several rounds and the medians are
-// compared, because one pair of windows on a shared machine is noisier than
-// the effect), the apply latency p50/p99 of monitor edits under that churn, and the
+// per second of a Secret no monitor references and one Service's endpoints),
+// the apply latency p50/p99 of monitor edits under that churn, and the
 // watches it holds on the API server (kube-apiserver's
 // apiserver_longrunning_requests{verb="WATCH"} before and after it started).
+//
+// Idle and churn windows alternate over several rounds (odd rounds idle
+// first, even rounds churn first), because one pair of windows on a shared
+// machine is noisier than the effect. A garbage collection costs about as
+// much as the effect and comes about once per round, so the report also
+// gives, per replica, the heap allocated in each kind of window (the work
+// churn causes, which sets how often the collector runs) and the CPU ratio
+// with each window charged GC time in proportion to what it allocated.
 package main
 
 import (
@@ -69,10 +75,8 @@ type replica struct {
 	start       time.Time
 	owned       time.Duration
 	watches     float64
-	idle, churn []benchutil.Sample // one per round
-	idleGC      []gcStat
-	churnGC     []gcStat
-	gens        float64 // translations over all rounds
+	windows     map[string][]windowStat // "idle" and "churn": one per round
+	gens        float64                 // translations over all rounds
 	latencies   []float64
 }
 
@@ -105,7 +109,7 @@ func run(p params) error {
 		if i > 0 {
 			args = append(args, "--cluster.join="+reps[0].ps.GossipAddr)
 		}
-		r := &replica{start: time.Now()}
+		r := &replica{start: time.Now(), windows: map[string][]windowStat{}}
 		r.ps, err = bed.StartPromshard(ctx, testbed.PromshardOptions{Binary: bin, Name: "scale-" + strconv.Itoa(i),
 			IP: "127.0.0." + strconv.Itoa(20+i), Gossip: true, NoWaitReady: true, Args: args, Env: []string{"GODEBUG=gctrace=1"}})
 		if err != nil {
@@ -125,6 +129,12 @@ func run(p params) error {
 		logf("replica %d: all %d targets owned after %s; %.0f watches", i, total, r.owned.Round(time.Millisecond), r.watches)
 	}
 
+	// Targets a replica took over when the next one joined get their first
+	// scrape, and a new connection, within an interval: wait that out.
+	logf("warming up for one scrape interval (%s)", p.interval)
+	if err := sleep(ctx, p.interval); err != nil {
+		return err
+	}
 	gens0, err := generations(ctx, reps)
 	if err != nil {
 		return err
@@ -135,26 +145,40 @@ func run(p params) error {
 		stopChurn()
 		churnWG.Wait()
 	}()
+	churning := false
 	for round := 1; round <= p.rounds; round++ {
-		stopChurn()
-		churnWG.Wait()
-		if err := sleep(ctx, p.settle); err != nil {
-			return err
+		// Odd rounds measure idle first, even ones churn first: a GC cycle
+		// (over a second of CPU at this heap) recurring about once per
+		// round would otherwise fall into the same kind of window each time.
+		kinds := []string{"idle", "churn"}
+		if round%2 == 0 {
+			kinds = []string{"churn", "idle"}
 		}
-		logf("round %d: idle for %s", round, p.window)
-		if err := window(ctx, p, reps, round, "idle", func(r *replica, s benchutil.Sample) { r.idle = append(r.idle, s) }); err != nil {
-			return err
+		for _, kind := range kinds {
+			switch {
+			case kind == "idle" && churning:
+				stopChurn()
+				churnWG.Wait()
+				churning = false
+			case kind == "churn" && !churning:
+				churnCtx, cancel := context.WithCancel(ctx)
+				stopChurn = cancel
+				churnWG.Go(func() { w.churn(churnCtx) })
+				churning = true
+			}
+			if err := sleep(ctx, p.settle); err != nil {
+				return err
+			}
+			logf("round %d: %s for %s", round, kind, p.window)
+			if err := window(ctx, p, reps, round, kind); err != nil {
+				return err
+			}
 		}
+	}
+	if !churning { // the edits are measured under churn
 		churnCtx, cancel := context.WithCancel(ctx)
 		stopChurn = cancel
 		churnWG.Go(func() { w.churn(churnCtx) })
-		if err := sleep(ctx, p.settle); err != nil {
-			return err
-		}
-		logf("round %d: churn for %s", round, p.window)
-		if err := window(ctx, p, reps, round, "churn", func(r *replica, s benchutil.Sample) { r.churn = append(r.churn, s) }); err != nil {
-			return err
-		}
 	}
 	gens1, err := generations(ctx, reps)
 	if err != nil {
@@ -244,48 +268,6 @@ func watches(ctx context.Context, bed *testbed.Bed) (float64, error) {
 	return n, nil
 }
 
-// window measures every replica over one window of p.window and logs it,
-// with the GC cycles each replica's trace shows in it; in round 1 it
-// profiles replica 0 if asked.
-func window(ctx context.Context, p params, reps []*replica, round int, name string, set func(*replica, benchutil.Sample)) error {
-	stopProfile := func() {}
-	if round == 1 && p.profile != "" {
-		heapProfile(ctx, p, reps[0], name+"-start.heap")
-		stopProfile = profile(ctx, p, reps[0], name+".pprof", p.window)
-	}
-	offsets := make([]int64, len(reps))
-	for i, r := range reps {
-		offsets[i] = fileSize(r.ps.LogPath)
-	}
-	err := measureAll(ctx, reps, p.window, set)
-	stopProfile()
-	if err != nil {
-		return err
-	}
-	logs := make([]string, len(reps))
-	for i, r := range reps {
-		logs[i], _ = readFrom(r.ps.LogPath, offsets[i])
-	}
-	if round == 1 && p.profile != "" {
-		heapProfile(ctx, p, reps[0], name+"-end.heap") // its forced GC is not the window's
-	}
-	for i, r := range reps {
-		log := logs[i]
-		gc := parseGC(log)
-		s := &r.idle
-		if name == "churn" {
-			s = &r.churn
-			r.churnGC = append(r.churnGC, gc)
-		} else {
-			r.idleGC = append(r.idleGC, gc)
-		}
-		last := (*s)[len(*s)-1]
-		logf("round %d replica %d %s: %.3f cores, %.1fMB; GC %d cycles, %.2f CPU-s, %.0fMB live; %d failed scrapes", round, i, name,
-			last.CPUSeconds/p.window.Seconds(), last.MeanRSS/1e6, gc.cycles, gc.cpu, gc.liveMB, failedScrapes(log))
-	}
-	return nil
-}
-
 // generations reads every replica's translation counter.
 func generations(ctx context.Context, reps []*replica) ([]float64, error) {
 	out := make([]float64, len(reps))
@@ -351,65 +333,6 @@ func profile(ctx context.Context, p params, r *replica, name string, d time.Dura
 		}
 	}()
 	return func() { <-done }
-}
-
-// measureAll measures every replica over the same window.
-func measureAll(ctx context.Context, reps []*replica, d time.Duration, set func(*replica, benchutil.Sample)) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(reps))
-	for i, r := range reps {
-		wg.Go(func() {
-			var s benchutil.Sample
-			// No counter: the translations are read once around all rounds.
-			s, errs[i] = benchutil.Measure(ctx, r.ps.PID(), d, "", "")
-			set(r, s)
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func report(p params, total int, reps []*replica, churnErrs int) {
-	fmt.Printf("\nbench-scale: %d ServiceMonitors x 2 endpoints in %d namespaces, %d targets (%d sockets), %d replicas, interval %s, %d rounds of %s idle + %s churn\n",
-		p.monitors, p.namespaces, total, p.addresses, len(reps), p.interval, p.rounds, p.window, p.window)
-	fmt.Printf("churn: 1 Secret update/s in a namespace no monitor references + 1 Service endpoints change/s (%d failed writes)\n", churnErrs)
-	fmt.Printf("%-8s %8s %8s %10s %8s %11s %8s %7s %7s %-36s %9s %9s %6s %-28s\n", "replica", "owned_s", "watches",
-		"idle_cores", "idle_MB", "churn_cores", "churn_MB", "cpu_x", "sum_x", "cpu_x per round", "apply_p50", "apply_p99", "gens",
-		"gc idle|churn: cycles, CPU-s")
-	cores := func(ss []benchutil.Sample) (med float64, each []float64) {
-		for _, s := range ss {
-			each = append(each, s.CPUSeconds/p.window.Seconds())
-		}
-		return benchutil.Median(each), each
-	}
-	rss := func(ss []benchutil.Sample) float64 {
-		var xs []float64
-		for _, s := range ss {
-			xs = append(xs, s.MeanRSS)
-		}
-		return benchutil.Median(xs)
-	}
-	for i, r := range reps {
-		idle, idles := cores(r.idle)
-		churn, churns := cores(r.churn)
-		var ratios []string
-		var idleSum, churnSum float64
-		for j := range churns {
-			ratios = append(ratios, strconv.FormatFloat(churns[j]/idles[j], 'f', 2, 64))
-			idleSum += idles[j]
-			churnSum += churns[j]
-		}
-		gi, gc := sumGC(r.idleGC), sumGC(r.churnGC)
-		fmt.Printf("%-8d %8.1f %8.0f %10.3f %8.1f %11.3f %8.1f %7.3f %7.3f %-36s %8.3fs %8.3fs %6.0f %d, %.1f | %d, %.1f\n", i, r.owned.Seconds(), r.watches,
-			idle, rss(r.idle)/1e6, churn, rss(r.churn)/1e6, churn/idle, churnSum/idleSum, strings.Join(ratios, " "),
-			benchutil.Quantile(r.latencies, 0.5), benchutil.Quantile(r.latencies, 0.99), r.gens, gi.cycles, gi.cpu, gc.cycles, gc.cpu)
-	}
-	fmt.Println("cores and MB: medians over the rounds; cpu_x = median churn / median idle cores (goal <= 1.10), sum_x = all churn windows' CPU / all idle windows'; apply p99 goal <= 1s; gens = translations over all rounds (goal 0); gc = GC cycles and their CPU time summed over the idle and the churn windows")
 }
 
 // monitor is the i-th ServiceMonitor: two endpoints on the Service's port.
