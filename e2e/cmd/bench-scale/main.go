@@ -62,7 +62,7 @@ func main() {
 	flag.IntVar(&p.rounds, "rounds", 5, "rounds of one idle and one churn window each; medians over the rounds are compared")
 	flag.DurationVar(&p.window, "window", 30*time.Second, "measured window without changes, and with churn")
 	flag.DurationVar(&p.settle, "settle", 5*time.Second, "unmeasured time after churn starts or stops, before a window")
-	flag.StringVar(&p.profile, "profile", "", "directory for CPU profiles of replica 0 over the first idle and churn windows (idle.pprof, churn.pprof) and its heap profiles at their start and end, each after a forced GC (idle-start.heap, idle-end.heap, churn-start.heap, churn-end.heap; go tool pprof -sample_index=alloc_space -base idle-start.heap idle-end.heap shows what the window allocated); empty: none")
+	flag.StringVar(&p.profile, "profile", "", "directory for CPU profiles of replica 0 over the first idle and churn windows (idle.pprof, churn.pprof) and the first 20s of the edits (edits.pprof) and its heap profiles at their start and end, each after a forced GC (idle-start.heap, idle-end.heap, churn-start.heap, churn-end.heap; go tool pprof -sample_index=alloc_space -base idle-start.heap idle-end.heap shows what the window allocated); empty: none")
 	flag.Parse()
 	benchutil.Main("bench-scale", func() error { return run(p) })
 }
@@ -188,9 +188,11 @@ func run(p params) error {
 		r.gens = gens1[i] - gens0[i]
 	}
 	logf("%d monitor edits under churn", p.edits)
+	stopProfile := profile(ctx, p, reps[0], "edits.pprof", 21*time.Second)
 	if err := w.edits(ctx, reps, p.edits); err != nil {
 		return err
 	}
+	stopProfile()
 	stopChurn()
 	churnWG.Wait()
 	report(p, total, reps, w.churnErrors())
