@@ -71,13 +71,13 @@ var logf = benchutil.Logf
 
 // replica is one started promshard and what was measured of it.
 type replica struct {
-	ps          *testbed.Promshard
-	start       time.Time
-	owned       time.Duration
-	watches     float64
-	windows     map[string][]windowStat // "idle" and "churn": one per round
-	gens        float64                 // translations over all rounds
-	latencies   []float64
+	ps        *testbed.Promshard
+	start     time.Time
+	owned     time.Duration
+	watches   float64
+	windows   map[string][]windowStat // "idle" and "churn": one per round
+	gens      float64                 // translations over all rounds
+	latencies []float64
 }
 
 func run(p params) error {
