@@ -144,10 +144,17 @@ func sameOwnedGroups(a, b []*targetgroup.Group) bool {
 	}
 	inOrder := true
 	for i := range a {
-		if !sameGroup(a[i], b[i]) {
-			inOrder = false
-			break
+		if sameGroup(a[i], b[i]) {
+			continue
 		}
+		if source(a[i]) == source(b[i]) {
+			// The same group with other targets: changed. (Were a source
+			// listed twice, another pairing might match; passing the job
+			// on costs one sync.)
+			return false
+		}
+		inOrder = false
+		break
 	}
 	if inOrder {
 		return true

@@ -43,6 +43,12 @@ type droppedJob struct {
 // setDropped records the dropped targets job's last assignment reports
 // (none: refs or cfg nil).
 func (f *Filter) setDropped(job string, cfg *config.ScrapeConfig, refs []droppedRef) {
+	if len(refs) == 0 || cfg == nil {
+		// Only Run's goroutine writes f.dropped: it may read it unlocked.
+		if _, ok := f.dropped[job]; !ok {
+			return // the common case: nothing to report, nothing reported
+		}
+	}
 	f.droppedMtx.Lock()
 	defer f.droppedMtx.Unlock()
 	if len(refs) == 0 || cfg == nil {
