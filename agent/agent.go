@@ -233,6 +233,13 @@ func (a *Agent) SetFilter(f TargetFilter) {
 	a.filter = f
 }
 
+// targetFilter returns the installed filter (nil: none).
+func (a *Agent) targetFilter() TargetFilter {
+	a.mtx.Lock()
+	defer a.mtx.Unlock()
+	return a.filter
+}
+
 // ScrapeManager returns the scrape manager, for the filter's handoff calls
 // (DisableEndOfRunStalenessMarkers) and for the targets API.
 func (a *Agent) ScrapeManager() *scrape.Manager { return a.scrape }
@@ -240,9 +247,7 @@ func (a *Agent) ScrapeManager() *scrape.Manager { return a.scrape }
 // Run runs discovery, the filter and scraping until ctx is done, then stops
 // scraping and flushes remote write within RemoteFlushDeadline.
 func (a *Agent) Run(ctx context.Context) error {
-	a.mtx.Lock()
-	filter := a.filter
-	a.mtx.Unlock()
+	filter := a.targetFilter()
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)

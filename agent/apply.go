@@ -231,10 +231,7 @@ func (a *Agent) apply(loaded *promconfig.Config) error {
 	}
 	a.effective = &eff
 	a.syncer.set(a.drain.names())
-	a.mtx.Lock()
-	filter := a.filter
-	a.mtx.Unlock()
-	if filter != nil {
+	if filter := a.targetFilter(); filter != nil {
 		// The filter learns the new relabeling before discovery can send
 		// groups of a new job.
 		filter.SetScrapeConfigs(loaded.ScrapeConfigs)

@@ -55,7 +55,7 @@ type DroppedTargetsReporter interface {
 // pool and scrape URL, in the shape of Prometheus' /api/v1/targets.
 func (a *Agent) targets() TargetDiscovery {
 	var dropped DroppedTargetsReporter
-	if r, ok := a.filter.(DroppedTargetsReporter); ok {
+	if r, ok := a.targetFilter().(DroppedTargetsReporter); ok {
 		dropped = r
 	}
 	return targetsOf(a.ScrapeManager(), dropped)
