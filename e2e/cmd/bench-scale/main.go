@@ -59,7 +59,7 @@ func main() {
 	flag.IntVar(&p.replicas, "replicas", 3, "promshard replicas")
 	flag.IntVar(&p.edits, "edits", 50, "monitor edits whose apply latency is measured")
 	flag.DurationVar(&p.interval, "interval", time.Minute, "scrape interval of every endpoint")
-	flag.IntVar(&p.rounds, "rounds", 5, "rounds of one idle and one churn window each; medians over the rounds are compared")
+	flag.IntVar(&p.rounds, "rounds", 5, "rounds of one idle and one churn window each (odd rounds idle first); the report compares medians, sums and GC-amortized sums over the rounds")
 	flag.DurationVar(&p.window, "window", 30*time.Second, "measured window without changes, and with churn")
 	flag.DurationVar(&p.settle, "settle", 5*time.Second, "unmeasured time after churn starts or stops, before a window")
 	flag.StringVar(&p.profile, "profile", "", "directory for CPU profiles of replica 0 over the first idle and churn windows (idle.pprof, churn.pprof) and the first 20s of the edits (edits.pprof) and its heap profiles at their start and end, each after a forced GC (idle-start.heap, idle-end.heap, churn-start.heap, churn-end.heap; go tool pprof -sample_index=alloc_space -base idle-start.heap idle-end.heap shows what the window allocated); empty: none")
@@ -146,6 +146,12 @@ func run(p params) error {
 		churnWG.Wait()
 	}()
 	churning := false
+	startChurn := func() {
+		churnCtx, cancel := context.WithCancel(ctx)
+		stopChurn = cancel
+		churnWG.Go(func() { w.churn(churnCtx) })
+		churning = true
+	}
 	for round := 1; round <= p.rounds; round++ {
 		// Odd rounds measure idle first, even ones churn first: a GC cycle
 		// (over a second of CPU at this heap) recurring about once per
@@ -161,10 +167,7 @@ func run(p params) error {
 				churnWG.Wait()
 				churning = false
 			case kind == "churn" && !churning:
-				churnCtx, cancel := context.WithCancel(ctx)
-				stopChurn = cancel
-				churnWG.Go(func() { w.churn(churnCtx) })
-				churning = true
+				startChurn()
 			}
 			if err := sleep(ctx, p.settle); err != nil {
 				return err
@@ -176,9 +179,7 @@ func run(p params) error {
 		}
 	}
 	if !churning { // the edits are measured under churn
-		churnCtx, cancel := context.WithCancel(ctx)
-		stopChurn = cancel
-		churnWG.Go(func() { w.churn(churnCtx) })
+		startChurn()
 	}
 	gens1, err := generations(ctx, reps)
 	if err != nil {
