@@ -33,9 +33,14 @@ import (
 // between discovery.Manager.SyncCh() and scrape.Manager.Run(). The sharding
 // package implements it; nil means this process owns every target.
 type TargetFilter interface {
-	// SetScrapeConfigs is called after every applied configuration so the
-	// filter can compute final targets with the jobs' relabeling.
+	// SetScrapeConfigs gives the filter every job's configuration, so it
+	// can compute final targets with the jobs' relabeling; it is called
+	// at the first apply (and the first after the filter was installed).
 	SetScrapeConfigs(cfgs []*promconfig.ScrapeConfig)
+	// ChangeScrapeConfigs is called after every later apply that changed
+	// jobs, with only those: a job mapped to nil was removed, every job
+	// not in the map keeps its configuration. The map is not kept.
+	ChangeScrapeConfigs(changes map[string]*promconfig.ScrapeConfig)
 	// RunChanges forwards owned targets from in to out until ctx is done.
 	// Both carry changes: a map names only the jobs whose groups changed
 	// since the previous map (an unchanged job keeps its slice), with a
@@ -144,6 +149,12 @@ type Agent struct {
 	desired   *promconfig.Config
 	effective *promconfig.Config
 	empty     *promconfig.Config
+	// running holds desired's jobs by name; next is the index of the
+	// configuration being applied (reused, apply.go). fed is the filter
+	// that got every running job (a filter installed later gets them all
+	// at the next apply, then only changes).
+	running, next jobIndex
+	fed           TargetFilter
 	// lastChanged is false when the last ApplyConfig equalled the running
 	// configuration.
 	lastChanged bool

@@ -79,7 +79,10 @@ func (a *Agent) ApplyConfig(cfg *promconfig.Config) error {
 		a.logger.Debug("agent stopped, configuration not applied")
 		return nil
 	}
-	loaded, err := prepare(cfg, a.desired, a.logger)
+	if a.next == nil {
+		a.next = jobIndex{}
+	}
+	loaded, err := prepareInto(cfg, a.desired, a.running, a.next, a.logger)
 	if err != nil {
 		a.metrics.applyFailures.Inc()
 		return err
@@ -93,10 +96,11 @@ func (a *Agent) ApplyConfig(cfg *promconfig.Config) error {
 		a.metrics.applyFailures.Inc()
 		return err
 	}
-	if err := a.apply(loaded); err != nil {
+	if err := a.apply(loaded, a.next); err != nil {
 		return err
 	}
 	a.desired = loaded
+	a.running, a.next = a.next, a.running
 	a.lastChanged = true
 	return nil
 }
@@ -110,25 +114,22 @@ func (a *Agent) LastApplyChanged() bool {
 }
 
 // reuseUnchanged replaces every job of next whose content equals the
-// applied job of the same name with the applied pointer, and reports
-// whether next as a whole equals the applied configuration.
+// applied job of the same name with the applied pointer (in a.next too),
+// and reports whether next as a whole equals the applied configuration.
 func (a *Agent) reuseUnchanged(next *promconfig.Config) bool {
 	prev := a.desired
 	if prev == nil {
 		return false
 	}
-	byName := make(map[string]*promconfig.ScrapeConfig, len(prev.ScrapeConfigs))
-	for _, sc := range prev.ScrapeConfigs {
-		byName[sc.JobName] = sc
-	}
 	same := len(prev.ScrapeConfigs) == len(next.ScrapeConfigs)
 	for i, sc := range next.ScrapeConfigs {
-		old, ok := byName[sc.JobName]
-		if !ok || !sameContent(old, sc) {
+		old := a.running[sc.JobName]
+		if old != sc && (old == nil || !sameContent(old, sc)) {
 			same = false
 			continue
 		}
 		next.ScrapeConfigs[i] = old
+		a.next[sc.JobName] = old
 		same = same && prev.ScrapeConfigs[i] == old
 	}
 	return same && sameContent(prev.GlobalConfig, next.GlobalConfig) &&
@@ -138,15 +139,9 @@ func (a *Agent) reuseUnchanged(next *promconfig.Config) bool {
 // check builds the HTTP clients of the jobs and remote writes of next that
 // are not running yet, as the managers would, and drops them again.
 func (a *Agent) check(next *promconfig.Config) error {
-	running := map[*promconfig.ScrapeConfig]bool{}
-	if a.desired != nil {
-		for _, sc := range a.desired.ScrapeConfigs {
-			running[sc] = true
-		}
-	}
 	jobErrs := JobErrors{}
 	for _, sc := range next.ScrapeConfigs {
-		if running[sc] {
+		if a.running[sc.JobName] == sc {
 			continue
 		}
 		if err := checkJob(sc); err != nil {
@@ -165,6 +160,30 @@ func (a *Agent) check(next *promconfig.Config) error {
 		}
 	}
 	return nil
+}
+
+// jobChanges returns the jobs of loaded (indexed by idx) that are not
+// running as they are, and the running jobs gone, mapped to nil.
+func (a *Agent) jobChanges(loaded *promconfig.Config, idx jobIndex) map[string]*promconfig.ScrapeConfig {
+	changes := map[string]*promconfig.ScrapeConfig{}
+	kept := 0 // running names still in loaded
+	for _, sc := range loaded.ScrapeConfigs {
+		old, ok := a.running[sc.JobName]
+		if ok {
+			kept++
+		}
+		if old != sc {
+			changes[sc.JobName] = sc
+		}
+	}
+	if kept < len(a.running) {
+		for job := range a.running {
+			if _, ok := idx[job]; !ok {
+				changes[job] = nil
+			}
+		}
+	}
+	return changes
 }
 
 // checkJob builds what scrape.newScrapePool builds for sc, and the HTTP
@@ -206,14 +225,18 @@ func checkClient(hc commoncfg.HTTPClientConfig, name string) error {
 	return nil
 }
 
-// apply applies a prepared and checked configuration; applyMtx is held.
-func (a *Agent) apply(loaded *promconfig.Config) error {
+// apply applies a prepared and checked configuration whose jobs idx
+// indexes; applyMtx is held. Only the jobs that differ from the running
+// ones are handed to discovery, the fan-out and the filter; the scrape
+// manager takes every job (it compares them itself).
+func (a *Agent) apply(loaded *promconfig.Config, idx jobIndex) error {
 	start := time.Now()
+	changes := a.jobChanges(loaded, idx)
 	// The discovery plan commits nothing until the managers took the
 	// configuration.
-	plan := a.sd.plan(loaded.ScrapeConfigs)
+	plan := a.sd.plan(changes)
 	drainBefore := a.drain.clone()
-	keep, nextDrain := a.drain.update(a.effective, loaded, start)
+	keep, nextDrain := a.drain.update(a.effective, idx, start)
 	eff := *loaded
 	eff.ScrapeConfigs = append(append([]*promconfig.ScrapeConfig(nil), loaded.ScrapeConfigs...), keep...)
 
@@ -231,10 +254,15 @@ func (a *Agent) apply(loaded *promconfig.Config) error {
 	}
 	a.effective = &eff
 	a.syncer.set(a.drain.names())
-	if filter := a.targetFilter(); filter != nil {
-		// The filter learns the new relabeling before discovery can send
-		// groups of a new job.
+	// The filter learns the new relabeling before discovery can send
+	// groups of a new job.
+	switch filter := a.targetFilter(); {
+	case filter == nil:
+	case filter != a.fed:
 		filter.SetScrapeConfigs(loaded.ScrapeConfigs)
+		a.fed = filter
+	case len(changes) > 0:
+		filter.ChangeScrapeConfigs(changes)
 	}
 	if plan.changed {
 		// Prometheus' discovery manager logs and counts providers it
@@ -242,18 +270,19 @@ func (a *Agent) apply(loaded *promconfig.Config) error {
 		// today.
 		if err := a.discovery.ApplyConfig(plan.sets); err != nil {
 			a.metrics.applyFailures.Inc()
+			a.fed = nil // it has jobs that are not running: all again next time
 			return fmt.Errorf("applying discovery configuration: %w", err)
 		}
 		a.metrics.sdApplies.Inc()
 	}
 	plan.commit()
-	a.fanout.setPlan(plan.byJob)
+	a.fanout.setSources(plan.changes)
 	a.scheduleDrainEnd(nextDrain)
 	a.metrics.applies.Inc()
 	a.metrics.applyDuration.Observe(time.Since(start).Seconds())
 	a.metrics.lastApply.SetToCurrentTime()
 	a.metrics.scrapePools.Set(float64(len(loaded.ScrapeConfigs)))
-	a.metrics.sdSets.Set(float64(len(plan.sets)))
+	a.metrics.sdSets.Set(float64(a.sd.sets()))
 	return nil
 }
 
@@ -297,7 +326,7 @@ func (a *Agent) scheduleDrainEnd(at time.Time) {
 		if a.stopped || a.desired == nil {
 			return
 		}
-		if err := a.apply(a.desired); err != nil {
+		if err := a.apply(a.desired, a.running); err != nil {
 			a.logger.Error("dropping drained jobs", "err", err)
 		}
 	})

@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -16,9 +18,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// recordingFilter records what the agent hands the ownership filter.
+// recordingFilter records what the agent hands the ownership filter: the
+// calls, and the jobs it holds after them.
 type recordingFilter struct {
-	calls [][]*promconfig.ScrapeConfig
+	calls []map[string]*promconfig.ScrapeConfig // per call: the jobs given (nil: removed)
+	full  int                                   // calls of SetScrapeConfigs
+	jobs  map[string]*promconfig.ScrapeConfig
 }
 
 func (f *recordingFilter) RunChanges(ctx context.Context, in <-chan map[string][]*targetgroup.Group, out chan<- map[string][]*targetgroup.Group) error {
@@ -37,7 +42,20 @@ func (f *recordingFilter) RunChanges(ctx context.Context, in <-chan map[string][
 }
 
 func (f *recordingFilter) SetScrapeConfigs(cfgs []*promconfig.ScrapeConfig) {
-	f.calls = append(f.calls, cfgs)
+	f.full++
+	f.jobs = indexJobs(cfgs, nil)
+	f.calls = append(f.calls, maps.Clone(f.jobs))
+}
+
+func (f *recordingFilter) ChangeScrapeConfigs(changes map[string]*promconfig.ScrapeConfig) {
+	f.calls = append(f.calls, maps.Clone(changes))
+	for job, sc := range changes {
+		if sc == nil {
+			delete(f.jobs, job)
+		} else {
+			f.jobs[job] = sc
+		}
+	}
 }
 
 // badCAJob is a job whose CA file is not a certificate: Validate accepts
@@ -115,7 +133,8 @@ func TestApplyIdenticalConfigTouchesNoManager(t *testing.T) {
 	}
 	require.NoError(t, a.ApplyConfig(build("a", "b")))
 	require.Len(t, f.calls, 1)
-	first := f.calls[0]
+	require.Equal(t, 1, f.full, "the first apply gives the filter every job")
+	first := maps.Clone(f.jobs)
 
 	// The same content in new values: no manager is touched.
 	require.NoError(t, a.ApplyConfig(build("a", "b")))
@@ -123,11 +142,12 @@ func TestApplyIdenticalConfigTouchesNoManager(t *testing.T) {
 	require.Equal(t, 1.0, testutil.ToFloat64(a.metrics.applies))
 	require.Equal(t, 1.0, testutil.ToFloat64(a.metrics.applySkips))
 
-	// One job more: the unchanged jobs keep their pointers.
+	// One job more: only it is handed on; the others keep their pointers.
 	require.NoError(t, a.ApplyConfig(build("a", "b", "c")))
 	require.Len(t, f.calls, 2)
-	require.Same(t, first[0], f.calls[1][0])
-	require.Same(t, first[1], f.calls[1][1])
+	require.Equal(t, []string{"c"}, slices.Collect(maps.Keys(f.calls[1])))
+	require.Same(t, first["a"], f.jobs["a"])
+	require.Same(t, first["b"], f.jobs["b"])
 	require.Equal(t, []string{"a", "b", "c"}, jobNamesOf(a.desired))
 	require.Equal(t, 2.0, testutil.ToFloat64(a.metrics.applies))
 
@@ -136,8 +156,16 @@ func TestApplyIdenticalConfigTouchesNoManager(t *testing.T) {
 	changed.ScrapeConfigs[0].HTTPClientConfig.BearerToken = "new"
 	require.NoError(t, a.ApplyConfig(changed))
 	require.Len(t, f.calls, 3)
-	require.NotSame(t, first[0], f.calls[2][0])
-	require.Same(t, first[1], f.calls[2][1])
+	require.Equal(t, []string{"a"}, slices.Collect(maps.Keys(f.calls[2])))
+	require.NotSame(t, first["a"], f.jobs["a"])
+	require.Same(t, first["b"], f.jobs["b"])
+
+	// A job removed is handed on as nil.
+	require.NoError(t, a.ApplyConfig(build("b", "c")))
+	require.Len(t, f.calls, 4)
+	require.Equal(t, map[string]*promconfig.ScrapeConfig{"a": nil}, f.calls[3])
+	require.Equal(t, jobIndex{"b": a.desired.ScrapeConfigs[0], "c": a.desired.ScrapeConfigs[1]}, a.running)
+	require.Equal(t, 1, f.full)
 }
 
 func TestApplyAfterStopIsNoop(t *testing.T) {

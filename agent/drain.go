@@ -32,21 +32,18 @@ type drainState struct {
 	timer *time.Timer
 }
 
-// update computes the draining jobs for a new configuration: jobs of the
-// previously effective configuration missing from next start draining; jobs
-// whose period passed or that came back stop. It returns the scrape configs
-// to keep and the earliest deadline (zero if none).
-func (s *drainState) update(prev, next *promconfig.Config, now time.Time) ([]*promconfig.ScrapeConfig, time.Time) {
+// update computes the draining jobs for a new configuration whose jobs
+// want indexes: jobs of the previously effective configuration missing from
+// it start draining; jobs whose period passed or that came back stop. It
+// returns the scrape configs to keep and the earliest deadline (zero if
+// none).
+func (s *drainState) update(prev *promconfig.Config, want jobIndex, now time.Time) ([]*promconfig.ScrapeConfig, time.Time) {
 	if s.jobs == nil {
 		s.jobs, s.until = map[string]*promconfig.ScrapeConfig{}, map[string]time.Time{}
 	}
-	want := map[string]bool{}
-	for _, sc := range next.ScrapeConfigs {
-		want[sc.JobName] = true
-	}
 	if prev != nil {
 		for _, sc := range prev.ScrapeConfigs {
-			if _, ok := s.jobs[sc.JobName]; !ok && !want[sc.JobName] {
+			if _, ok := s.jobs[sc.JobName]; !ok && want[sc.JobName] == nil {
 				s.jobs[sc.JobName] = sc
 				s.until[sc.JobName] = now.Add(drainPeriod(sc))
 			}
@@ -55,7 +52,7 @@ func (s *drainState) update(prev, next *promconfig.Config, now time.Time) ([]*pr
 	var keep []*promconfig.ScrapeConfig
 	var earliest time.Time
 	for job, sc := range s.jobs {
-		if want[job] || !now.Before(s.until[job]) {
+		if want[job] != nil || !now.Before(s.until[job]) {
 			delete(s.jobs, job)
 			delete(s.until, job)
 			continue

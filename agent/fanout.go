@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"maps"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -27,12 +26,12 @@ import (
 // sent when no job changed.
 type fanout struct {
 	mtx     sync.Mutex
-	plan    map[string][]jobSource // by job; guarded by mtx
+	pending map[string][]jobSource // sources changed since run took them (nil: job gone); guarded by mtx
 	changed chan struct{}
 
 	// Owned by run.
 	sets  map[string]*fanoutSet
-	cur   map[string][]jobSource                    // the plan the slices were built with
+	cur   map[string][]jobSource                    // every job's sources
 	index map[string]map[string]map[string]struct{} // set -> namespace ("": all) -> jobs
 	jobs  map[string][]*targetgroup.Group           // last slice per built job
 }
@@ -48,10 +47,14 @@ func newFanout() *fanout {
 		index: map[string]map[string]map[string]struct{}{}, jobs: map[string][]*targetgroup.Group{}}
 }
 
-// setPlan replaces the jobs' sources and makes run send again.
-func (f *fanout) setPlan(plan map[string][]jobSource) {
+// setSources changes the sources of the jobs in changes (nil: the job is
+// gone) and makes run send again. The map is not kept.
+func (f *fanout) setSources(changes map[string][]jobSource) {
 	f.mtx.Lock()
-	f.plan = plan
+	if f.pending == nil {
+		f.pending = make(map[string][]jobSource, len(changes))
+	}
+	maps.Copy(f.pending, changes)
 	f.mtx.Unlock()
 	select {
 	case f.changed <- struct{}{}:
@@ -79,9 +82,10 @@ func (f *fanout) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 			continue
 		}
 		f.mtx.Lock()
-		plan := f.plan
+		changes := f.pending
+		f.pending = nil
 		f.mtx.Unlock()
-		res := f.build(plan, dirty)
+		res := f.build(changes, dirty)
 		if len(res) == 0 {
 			continue
 		}
@@ -187,36 +191,31 @@ func groupNamespace(tg *targetgroup.Group) string {
 }
 
 // build returns the jobs whose groups changed, with nil for those gone. It
-// rebuilds the slices of jobs whose sources changed with plan and of jobs
-// that read a dirty namespace of a set; every other job keeps its slice.
-func (f *fanout) build(plan map[string][]jobSource, dirty map[string]map[string]bool) map[string][]*targetgroup.Group {
+// rebuilds the slices of jobs whose sources changed and of jobs that read
+// a dirty namespace of a set; every other job keeps its slice.
+func (f *fanout) build(sources map[string][]jobSource, dirty map[string]map[string]bool) map[string][]*targetgroup.Group {
 	changes := map[string][]*targetgroup.Group{}
-	drop := func(job string) {
-		if _, had := f.jobs[job]; had {
-			changes[job] = nil
-			delete(f.jobs, job)
-		}
-	}
 	rebuild := map[string]struct{}{}
-	if plan != nil && !samePlan(f.cur, plan) {
-		for job, srcs := range plan {
-			if old, ok := f.cur[job]; !ok || !sameSources(old, srcs) {
-				rebuild[job] = struct{}{}
-			}
+	for job, srcs := range sources {
+		old, had := f.cur[job]
+		if had && srcs != nil && sameSources(old, srcs) {
+			continue
 		}
-		for job, srcs := range f.cur {
-			if _, ok := plan[job]; !ok {
-				f.unindex(job, srcs)
-				drop(job)
-			}
+		if had {
+			f.unindex(job, old)
 		}
-		for job := range rebuild {
-			if old, ok := f.cur[job]; ok {
-				f.unindex(job, old)
+		if srcs == nil {
+			delete(f.cur, job)
+			if _, built := f.jobs[job]; built {
+				changes[job] = nil
+				delete(f.jobs, job)
 			}
-			f.indexJob(job, plan[job])
+			delete(rebuild, job)
+			continue
 		}
-		f.cur = plan
+		f.indexJob(job, srcs)
+		f.cur[job] = srcs
+		rebuild[job] = struct{}{}
 	}
 	for set, nss := range dirty {
 		byNS := f.index[set]
@@ -240,7 +239,11 @@ func (f *fanout) build(plan map[string][]jobSource, dirty map[string]map[string]
 	for job := range rebuild {
 		groups, ok := f.groups(f.cur[job])
 		if !ok {
-			drop(job) // a set not delivered yet: not sent, as before discovery saw it
+			// A set not delivered yet: not sent, as before discovery saw it.
+			if _, built := f.jobs[job]; built {
+				changes[job] = nil
+				delete(f.jobs, job)
+			}
 			continue
 		}
 		if prev, had := f.jobs[job]; had && slices.Equal(prev, groups) {
@@ -250,12 +253,6 @@ func (f *fanout) build(plan map[string][]jobSource, dirty map[string]map[string]
 		changes[job] = groups
 	}
 	return changes
-}
-
-// samePlan tells whether b is the plan map a (setPlan hands a new map for
-// every apply; the same map means no apply happened).
-func samePlan(a, b map[string][]jobSource) bool {
-	return len(a) == len(b) && (len(a) == 0 || reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer())
 }
 
 func (f *fanout) indexJob(job string, srcs []jobSource) {

@@ -27,6 +27,17 @@ import (
 // never written again (the translation hands unchanged objects' jobs
 // again, see config.Cache).
 func prepare(cfg *promconfig.Config, prev *promconfig.Config, logger *slog.Logger) (*promconfig.Config, error) {
+	var running jobIndex
+	if prev != nil {
+		running = indexJobs(prev.ScrapeConfigs, nil)
+	}
+	return prepareInto(cfg, prev, running, jobIndex{}, logger)
+}
+
+// prepareInto is prepare with the index of prev's jobs (running) and an
+// index it fills with the prepared configuration's jobs (into, cleared
+// first), both reused across applies.
+func prepareInto(cfg *promconfig.Config, prev *promconfig.Config, running, into jobIndex, logger *slog.Logger) (*promconfig.Config, error) {
 	if cfg == nil {
 		return nil, errors.New("agent: nil configuration")
 	}
@@ -42,23 +53,19 @@ func prepare(cfg *promconfig.Config, prev *promconfig.Config, logger *slog.Logge
 		return nil, err
 	}
 	base.GlobalConfig = gc
-	var running map[*promconfig.ScrapeConfig]struct{}
-	if prev != nil && sameContent(prev.GlobalConfig, gc) {
-		running = make(map[*promconfig.ScrapeConfig]struct{}, len(prev.ScrapeConfigs))
-		for _, sc := range prev.ScrapeConfigs {
-			running[sc] = struct{}{}
-		}
+	if prev == nil || !sameContent(prev.GlobalConfig, gc) {
+		running = nil // every job is validated under the new global section
 	}
 
+	clear(into)
 	base.ScrapeConfigs = make([]*promconfig.ScrapeConfig, 0, len(cfg.ScrapeConfigs))
-	seen := make(map[string]struct{}, len(cfg.ScrapeConfigs))
 	invalid := JobErrors{}
 	for _, sc := range cfg.ScrapeConfigs {
-		if _, dup := seen[sc.JobName]; dup {
+		if _, dup := into[sc.JobName]; dup {
 			return nil, fmt.Errorf("agent: duplicate job name %q", sc.JobName)
 		}
-		seen[sc.JobName] = struct{}{}
-		if _, ok := running[sc]; ok {
+		into[sc.JobName] = sc
+		if running[sc.JobName] == sc {
 			base.ScrapeConfigs = append(base.ScrapeConfigs, sc)
 			continue
 		}
@@ -131,4 +138,19 @@ func normalizeGlobal(gc promconfig.GlobalConfig) (promconfig.GlobalConfig, error
 		gc.ExtraScrapeMetrics = def.ExtraScrapeMetrics
 	}
 	return gc, nil
+}
+
+// jobIndex holds the jobs of one configuration by name.
+type jobIndex map[string]*promconfig.ScrapeConfig
+
+// indexJobs returns idx (a new index if nil), cleared, with jobs in it.
+func indexJobs(jobs []*promconfig.ScrapeConfig, idx jobIndex) jobIndex {
+	if idx == nil {
+		idx = make(jobIndex, len(jobs))
+	}
+	clear(idx)
+	for _, sc := range jobs {
+		idx[sc.JobName] = sc
+	}
+	return idx
 }

@@ -73,6 +73,9 @@ type Reconciler struct {
 	// only the Run goroutine uses it.
 	lastAgent *monitoringv1alpha1.PrometheusAgent
 	onApplied func(*config.Snapshot, []config.Result)
+	// took is how long the last generateAndApply translated and applied
+	// (Run goroutine only; logged with "configuration applied").
+	took struct{ translate, apply time.Duration }
 
 	mtx       sync.Mutex
 	results   []config.Result
@@ -165,6 +168,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 }
 
 func (r *Reconciler) reconcile(snap *config.Snapshot) {
+	start := time.Now()
 	present := snap.Agent != nil
 	snap, ok := r.withAgent(snap)
 	if !ok {
@@ -206,6 +210,7 @@ func (r *Reconciler) reconcile(snap *config.Snapshot) {
 		results = append(results, *agentRes)
 	}
 	r.record(results)
+	recorded := time.Now()
 	if r.onApplied != nil {
 		r.onApplied(snap, results)
 	}
@@ -220,7 +225,9 @@ func (r *Reconciler) reconcile(snap *config.Snapshot) {
 	}
 	r.version++
 	r.appliedAt = time.Now()
-	r.logger.Debug("configuration applied", "version", r.version, "jobs", len(cfg.ScrapeConfigs))
+	r.logger.Debug("configuration applied", "version", r.version, "jobs", len(cfg.ScrapeConfigs),
+		"translate", r.took.translate.String(), "apply", r.took.apply.String(),
+		"status", r.appliedAt.Sub(recorded).String(), "total", r.appliedAt.Sub(start).String())
 }
 
 // generateAndApply translates snap and applies the result with per-object
@@ -228,7 +235,10 @@ func (r *Reconciler) reconcile(snap *config.Snapshot) {
 // (or the flags') own settings: the translation of the global section or a
 // remote write the agent cannot build a client for.
 func (r *Reconciler) generateAndApply(snap *config.Snapshot) (cfg *promconfig.Config, results []config.Result, agentErr bool, err error) {
+	start := time.Now()
 	cfg, results, err = r.generate(snap)
+	translated := time.Now()
+	defer func() { r.took.translate, r.took.apply = translated.Sub(start), time.Since(translated) }()
 	r.generations.Inc()
 	if err != nil {
 		return nil, results, true, errors.New(config.RedactURLs(err.Error()))

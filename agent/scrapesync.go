@@ -74,13 +74,18 @@ func newSyncer(logger *slog.Logger, count func() float64, synced func(), m *metr
 	return &syncer{logger: logger, count: count, synced: synced, metrics: m, draining: map[string]struct{}{}, changed: make(chan struct{}, 1)}
 }
 
-// set replaces the draining jobs; enable tells that the scrape manager
-// has the marker job. Both make run look again.
+// set replaces the draining jobs and tells that the scrape manager has the
+// marker job. Either change makes run compare every job again; an apply
+// that changed neither costs run nothing.
 func (s *syncer) set(draining map[string]struct{}) {
 	s.mtx.Lock()
+	same := s.enabled && maps.Equal(s.draining, draining)
 	s.draining = draining
 	s.enabled = true
 	s.mtx.Unlock()
+	if same {
+		return
+	}
 	select {
 	case s.changed <- struct{}{}:
 	default:

@@ -53,83 +53,131 @@ type jobSource struct {
 // sdEntry is one distinct discovery configuration in use.
 type sdEntry struct {
 	name string
+	key  string // its bucket in sdRegistry.byKey
 	cfg  promdiscovery.Config
 }
 
 // sdRegistry names distinct discovery configurations across applies. It
-// remembers the sources of every job pointer, so an apply costs work only
-// for new or changed jobs (unchanged jobs keep their pointer, see apply.go).
+// keeps the sources of every job of the last committed plan and how many
+// jobs read each set, so that a plan costs only the jobs that changed
+// (unchanged jobs keep their pointer, see apply.go).
 // Guarded by Agent.applyMtx.
 type sdRegistry struct {
 	clusterWide bool
 	next        int
 	// byKey buckets entries by the YAML of their configuration (secrets
 	// print as <secret>); entries of one bucket are told apart by content.
-	byKey map[string][]*sdEntry
-	// jobs are the sources of the jobs of the last plan, by job pointer.
-	jobs map[*promconfig.ScrapeConfig][]jobSource
-	// sets is the last plan's discovery configuration per set name.
-	sets map[string]promdiscovery.Configs
+	// entries holds the same entries by set name.
+	byKey   map[string][]*sdEntry
+	entries map[string]*sdEntry
+	// jobs are the committed jobs' sources, names their configurations,
+	// refs the number of committed sources reading each set.
+	jobs  map[string][]jobSource
+	names map[string]*promconfig.ScrapeConfig
+	refs  map[string]int
+	// fresh are the entries named since the last commit; a commit forgets
+	// those no job reads (named by plans that were not committed).
+	fresh     []*sdEntry
+	committed bool
 }
 
 func newSDRegistry(clusterWide bool) *sdRegistry {
-	return &sdRegistry{clusterWide: clusterWide, byKey: map[string][]*sdEntry{}, jobs: map[*promconfig.ScrapeConfig][]jobSource{}}
+	return &sdRegistry{clusterWide: clusterWide, byKey: map[string][]*sdEntry{}, entries: map[string]*sdEntry{},
+		jobs: map[string][]jobSource{}, names: map[string]*promconfig.ScrapeConfig{}, refs: map[string]int{}}
 }
 
-// sdPlan is the discovery of one configuration: the sources per job, the
-// configuration per set and whether the sets differ from the running ones
-// (the discovery manager needs an apply). commit makes it the running one.
+// sdPlan is the discovery of one configuration change: the sources of each
+// changed job (nil: the job is gone), and, when the sets in use differ from
+// the running ones (the discovery manager needs an apply), the
+// configuration of every set. commit makes it the running one.
 type sdPlan struct {
-	byJob   map[string][]jobSource
+	changes map[string][]jobSource
 	sets    map[string]promdiscovery.Configs
 	changed bool
 	commit  func()
 }
 
-// plan computes the discovery of jobs. Only new configurations get a name
-// before commit; the registry forgets names no committed plan uses.
-func (r *sdRegistry) plan(jobs []*promconfig.ScrapeConfig) *sdPlan {
-	p := &sdPlan{byJob: make(map[string][]jobSource, len(jobs)), sets: map[string]promdiscovery.Configs{}}
-	nextJobs := make(map[*promconfig.ScrapeConfig][]jobSource, len(jobs))
-	entries := map[string]*sdEntry{}
-	for _, sc := range jobs {
-		srcs, ok := r.jobs[sc]
-		if !ok {
+// plan computes the discovery after the changes to the committed jobs
+// (changes maps a job to its new configuration, nil: removed). Only new
+// configurations get a name before commit; the registry forgets names no
+// committed job reads.
+func (r *sdRegistry) plan(changes map[string]*promconfig.ScrapeConfig) *sdPlan {
+	p := &sdPlan{changes: make(map[string][]jobSource, len(changes))}
+	delta := map[string]int{} // set -> change of its readers
+	for job, sc := range changes {
+		for _, s := range r.jobs[job] {
+			delta[s.set]--
+		}
+		var srcs []jobSource
+		if sc != nil {
 			srcs = r.sources(sc)
-		}
-		nextJobs[sc] = srcs
-		p.byJob[sc.JobName] = srcs
-		for _, s := range srcs {
-			entries[s.set] = nil
-		}
-	}
-	for _, bucket := range r.byKey {
-		for _, e := range bucket {
-			if _, ok := entries[e.name]; ok {
-				entries[e.name] = e
-				p.sets[e.name] = promdiscovery.Configs{e.cfg}
+			for _, s := range srcs {
+				delta[s.set]++
 			}
 		}
+		p.changes[job] = srcs
 	}
-	p.changed = r.sets == nil || len(p.sets) != len(r.sets)
-	for name := range p.sets {
-		if _, ok := r.sets[name]; !ok {
+	p.changed = !r.committed
+	for set, d := range delta {
+		if n := r.refs[set]; (n > 0) != (n+d > 0) {
 			p.changed = true
 		}
 	}
-	p.commit = func() {
-		for key, bucket := range r.byKey {
-			kept := slices.DeleteFunc(bucket, func(e *sdEntry) bool { return entries[e.name] == nil })
-			if len(kept) == 0 {
-				delete(r.byKey, key)
-			} else {
-				r.byKey[key] = kept
+	if p.changed {
+		p.sets = make(map[string]promdiscovery.Configs, len(r.refs)+len(delta))
+		for set, n := range r.refs {
+			if n+delta[set] > 0 {
+				p.sets[set] = promdiscovery.Configs{r.entries[set].cfg}
 			}
 		}
-		r.jobs, r.sets = nextJobs, p.sets
+		for set, d := range delta {
+			if r.refs[set] == 0 && d > 0 {
+				p.sets[set] = promdiscovery.Configs{r.entries[set].cfg}
+			}
+		}
+	}
+	p.commit = func() {
+		for job, sc := range changes {
+			if sc == nil {
+				delete(r.jobs, job)
+				delete(r.names, job)
+				continue
+			}
+			r.jobs[job], r.names[job] = p.changes[job], sc
+		}
+		for set, d := range delta {
+			if r.refs[set] += d; r.refs[set] <= 0 {
+				delete(r.refs, set)
+				r.forget(set)
+			}
+		}
+		for _, e := range r.fresh {
+			if r.refs[e.name] == 0 {
+				r.forget(e.name)
+			}
+		}
+		r.fresh, r.committed = nil, true
 	}
 	return p
 }
+
+// forget drops the entry of set.
+func (r *sdRegistry) forget(set string) {
+	e := r.entries[set]
+	if e == nil {
+		return
+	}
+	delete(r.entries, set)
+	kept := slices.DeleteFunc(r.byKey[e.key], func(x *sdEntry) bool { return x == e })
+	if len(kept) == 0 {
+		delete(r.byKey, e.key)
+	} else {
+		r.byKey[e.key] = kept
+	}
+}
+
+// sets returns the number of sets the committed jobs read.
+func (r *sdRegistry) sets() int { return len(r.refs) }
 
 // sources returns the sources of a job not seen before, naming new
 // distinct configurations.
@@ -146,9 +194,11 @@ func (r *sdRegistry) sources(sc *promconfig.ScrapeConfig) []jobSource {
 			}
 		}
 		if entry == nil {
-			entry = &sdEntry{name: "sd/" + strconv.Itoa(r.next), cfg: shared}
+			entry = &sdEntry{name: "sd/" + strconv.Itoa(r.next), key: key, cfg: shared}
 			r.next++
 			r.byKey[key] = append(r.byKey[key], entry)
+			r.entries[entry.name] = entry
+			r.fresh = append(r.fresh, entry)
 		}
 		srcs = append(srcs, jobSource{set: entry.name, namespaces: namespaces})
 	}

@@ -59,11 +59,11 @@ func TestSDRegistryShares(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newSDRegistry(tc.clusterWide)
-			p := r.plan(tc.jobs)
+			p := planJobs(r, tc.jobs)
 			require.True(t, p.changed)
 			require.Len(t, p.sets, tc.wantSets)
 			for job, want := range tc.wantNS {
-				srcs := p.byJob[job]
+				srcs := p.changes[job]
 				require.Len(t, srcs, 1, job)
 				if want == nil {
 					require.Nil(t, srcs[0].namespaces, job)
@@ -79,10 +79,16 @@ func TestSDRegistryShares(t *testing.T) {
 
 			// The same jobs again, and a new job in a new namespace: with
 			// cluster-wide sharing the discovery is unchanged.
-			again := r.plan(tc.jobs)
+			var copies []*promconfig.ScrapeConfig
+			for _, sc := range tc.jobs {
+				c := *sc
+				copies = append(copies, &c)
+			}
+			again := planJobs(r, copies)
 			require.False(t, again.changed)
+			require.Len(t, again.changes, len(tc.jobs))
 			for job := range tc.wantNS {
-				require.Equal(t, p.byJob[job][0].set, again.byJob[job][0].set, "set names are stable")
+				require.Equal(t, p.changes[job][0].set, again.changes[job][0].set, "set names are stable")
 			}
 		})
 	}
@@ -92,27 +98,54 @@ func TestSDRegistryNewNamespace(t *testing.T) {
 	jobs := []*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RoleEndpointSlice, "ns1")}
 	for _, clusterWide := range []bool{true, false} {
 		r := newSDRegistry(clusterWide)
-		p := r.plan(jobs)
+		p := planJobs(r, jobs)
 		p.commit()
-		next := r.plan(append(jobs, k8sJob("b", kubernetes.RoleEndpointSlice, "ns-new")))
+		next := planJobs(r, append(jobs, k8sJob("b", kubernetes.RoleEndpointSlice, "ns-new")))
 		require.Equal(t, !clusterWide, next.changed, "clusterWide=%v", clusterWide)
 		next.commit()
 		// Removing the job forgets its configuration.
-		last := r.plan(jobs)
+		last := planJobs(r, jobs)
 		require.Equal(t, !clusterWide, last.changed)
+		require.Equal(t, map[string][]jobSource{"b": nil}, last.changes)
 		last.commit()
-		require.Len(t, r.sets, 1)
+		require.Equal(t, 1, r.sets())
+		require.Len(t, r.entries, 1)
+		require.Len(t, r.byKey, 1)
 	}
 }
 
 func TestSDRegistryUncommittedPlan(t *testing.T) {
 	r := newSDRegistry(false)
-	p := r.plan([]*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RolePod, "ns1")})
+	p := planJobs(r, []*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RolePod, "ns1")})
 	p.commit()
 	// A plan that is not committed (its apply failed) changes nothing.
-	r.plan([]*promconfig.ScrapeConfig{k8sJob("b", kubernetes.RolePod, "ns2")})
-	again := r.plan([]*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RolePod, "ns1")})
+	planJobs(r, []*promconfig.ScrapeConfig{k8sJob("b", kubernetes.RolePod, "ns2")})
+	again := planJobs(r, []*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RolePod, "ns1")})
 	require.False(t, again.changed)
+	// The next commit forgets the name the uncommitted plan gave.
+	again.commit()
+	require.Equal(t, 1, r.sets())
+	require.Len(t, r.entries, 1)
+}
+
+// planJobs plans the registry's discovery for jobs, as the agent does for
+// a configuration of these jobs: only the jobs not committed as they are,
+// and those gone, are changes.
+func planJobs(r *sdRegistry, jobs []*promconfig.ScrapeConfig) *sdPlan {
+	changes := map[string]*promconfig.ScrapeConfig{}
+	names := map[string]bool{}
+	for _, sc := range jobs {
+		names[sc.JobName] = true
+		if r.names[sc.JobName] != sc {
+			changes[sc.JobName] = sc
+		}
+	}
+	for job := range r.names {
+		if !names[job] {
+			changes[job] = nil
+		}
+	}
+	return r.plan(changes)
 }
 
 func group(source, ns string, addrs ...string) *targetgroup.Group {
@@ -134,6 +167,7 @@ func TestFanoutRoutesNamespacesAndKeepsUnchangedSlices(t *testing.T) {
 	g1, g2 := group("eps/ns1/x", "ns1", "1:80"), group("eps/ns2/y", "ns2", "2:80")
 	build := func(prev map[string][]*targetgroup.Group, dirty map[string]map[string]bool) (map[string][]*targetgroup.Group, map[string][]*targetgroup.Group) {
 		changes := f.build(plan, dirty)
+		plan = nil // the sources are handed once, then only their changes
 		return applyChanges(maps.Clone(prev), changes), changes
 	}
 	out, changes := build(map[string][]*targetgroup.Group{}, f.update(map[string][]*targetgroup.Group{"sd/0": {g1, g2}}))
@@ -159,10 +193,13 @@ func TestFanoutRoutesNamespacesAndKeepsUnchangedSlices(t *testing.T) {
 	require.NotNil(t, last["a"], "a job without groups gets an empty list, not none")
 	require.Same(t, &next["s"][0], &last["s"][0])
 
-	// A new plan (a new map, as every apply hands): job a now reads ns2 too.
-	plan = maps.Clone(plan)
-	plan["a"] = []jobSource{{set: "sd/0", namespaces: map[string]struct{}{"ns1": {}, "ns2": {}}}}
-	delete(plan, "b")
+	// An apply changed sources: job a now reads ns2 too, b is gone, all
+	// is handed on with the same sources.
+	plan = map[string][]jobSource{
+		"a":   {{set: "sd/0", namespaces: map[string]struct{}{"ns1": {}, "ns2": {}}}},
+		"b":   nil,
+		"all": {{set: "sd/0"}},
+	}
 	final, changes := build(last, nil)
 	require.Equal(t, []*targetgroup.Group{g2b}, final["a"])
 	require.NotContains(t, final, "b")
@@ -170,8 +207,10 @@ func TestFanoutRoutesNamespacesAndKeepsUnchangedSlices(t *testing.T) {
 	require.Nil(t, changes["b"], "a job gone is sent as nil")
 	require.Len(t, changes, 2)
 
+	require.Same(t, &last["all"][0], &final["all"][0], "a job whose sources did not change keeps its slice")
+
 	// Nothing changed: nothing to send.
-	require.Empty(t, f.build(plan, f.update(map[string][]*targetgroup.Group{"sd/0": {g2b}, "sd/1": {g3}})))
+	require.Empty(t, f.build(nil, f.update(map[string][]*targetgroup.Group{"sd/0": {g2b}, "sd/1": {g3}})))
 }
 
 func BenchmarkFanoutOneNamespaceChange(b *testing.B) {
@@ -196,7 +235,7 @@ func BenchmarkFanoutOneNamespaceChange(b *testing.B) {
 		next := append([]*targetgroup.Group(nil), groups...)
 		next[2*(i%500)] = group("eps/"+ns+"/a", ns, "1:80", fmt.Sprintf("%d:80", i))
 		groups = next
-		f.build(plan, f.update(map[string][]*targetgroup.Group{"sd/0": groups}))
+		f.build(nil, f.update(map[string][]*targetgroup.Group{"sd/0": groups}))
 		i++
 	}
 }

@@ -381,10 +381,12 @@ func (w *Watcher) worker(ctx context.Context) {
 		default:
 		}
 		w.refs.rebuilding()
+		start := time.Now()
 		snap, ok := w.rebuild()
 		if !ok {
 			continue
 		}
+		w.logger.Debug("snapshot rebuilt", "rebuild", time.Since(start).String())
 		// Synced before the snapshot is visible: a consumer that got it
 		// must see Synced() true.
 		w.synced.Store(true)

@@ -159,10 +159,13 @@ type Filter struct {
 	logger  *slog.Logger
 	metrics *filterMetrics
 
+	// cfgs are the configured jobs, cfgDelta the names of those changed
+	// (or removed) since Run last took them; cfgGen counts the changes.
 	cfgMtx     sync.Mutex
 	cfgs       map[string]*config.ScrapeConfig
-	cfgGen     uint64    // counts SetScrapeConfigs calls
-	cfgAt      time.Time // first SetScrapeConfigs
+	cfgDelta   map[string]struct{}
+	cfgGen     uint64
+	cfgAt      time.Time // first configuration
 	cfgChanged chan struct{}
 
 	statsMtx sync.Mutex
@@ -183,11 +186,12 @@ type Filter struct {
 	outCfg      map[string]*config.ScrapeConfig // the configuration each job of out was assigned under
 	passView    uint64
 	prepared    map[string]*preparedJob
-	// preparedGen is the cfgGen prepared was last brought up to date with.
-	preparedGen uint64
-	sent        map[string]map[uint64]sentTarget
-	sharder     *Rendezvous
-	keyer       *Keyer
+	// runCfgs is Run's copy of cfgs as of cfgGen runGen.
+	runCfgs map[string]*config.ScrapeConfig
+	runGen  uint64
+	sent    map[string]map[uint64]sentTarget
+	sharder *Rendezvous
+	keyer   *Keyer
 	// viewKey spells out the last member view, viewVersion counts its
 	// changes; totals sums the statistics of the jobs assigned under
 	// totalsView (see assign).
@@ -256,18 +260,67 @@ func NewFilter(opts FilterOptions) (*Filter, error) {
 }
 
 // SetScrapeConfigs gives the scrape configurations the targets are relabeled
-// with. Call it after every configuration apply; it triggers a re-filter.
-// Until a job's configuration is known, its targets are owned by nobody.
-// Jobs are compared by pointer: hand the same *config.ScrapeConfig for a job
-// whose configuration did not change, or its targets are relabeled and
-// assigned again (and it gets a new output slice).
+// with: every job. Call it after every configuration apply; it triggers a
+// re-filter. Until a job's configuration is known, its targets are owned by
+// nobody. Jobs are compared by pointer: hand the same *config.ScrapeConfig
+// for a job whose configuration did not change, or its targets are
+// relabeled and assigned again (and it gets a new output slice). Only the
+// jobs whose pointer changed are visited again, so the re-filter costs the
+// change, not every job.
 func (f *Filter) SetScrapeConfigs(cfgs []*config.ScrapeConfig) {
 	m := make(map[string]*config.ScrapeConfig, len(cfgs))
 	for _, c := range cfgs {
 		m[c.JobName] = c
 	}
 	f.cfgMtx.Lock()
+	for job, c := range m {
+		if f.cfgs[job] != c {
+			f.markChanged(job)
+		}
+	}
+	for job := range f.cfgs {
+		if _, ok := m[job]; !ok {
+			f.markChanged(job)
+		}
+	}
 	f.cfgs = m
+	f.configured()
+}
+
+// ChangeScrapeConfigs is SetScrapeConfigs for the changed jobs only: each
+// job of changes gets its new configuration, a job mapped to nil is
+// removed, and every other job keeps its configuration. The map is not
+// kept.
+func (f *Filter) ChangeScrapeConfigs(changes map[string]*config.ScrapeConfig) {
+	f.cfgMtx.Lock()
+	if f.cfgs == nil {
+		f.cfgs = make(map[string]*config.ScrapeConfig, len(changes))
+	}
+	for job, c := range changes {
+		if f.cfgs[job] == c {
+			continue
+		}
+		if c == nil {
+			delete(f.cfgs, job)
+		} else {
+			f.cfgs[job] = c
+		}
+		f.markChanged(job)
+	}
+	f.configured()
+}
+
+// markChanged records that job's configuration changed; cfgMtx is held.
+func (f *Filter) markChanged(job string) {
+	if f.cfgDelta == nil {
+		f.cfgDelta = map[string]struct{}{}
+	}
+	f.cfgDelta[job] = struct{}{}
+}
+
+// configured ends a configuration change: it counts it, unlocks cfgMtx and
+// triggers a re-filter.
+func (f *Filter) configured() {
 	f.cfgGen++
 	if f.cfgAt.IsZero() {
 		f.cfgAt = time.Now()
@@ -277,6 +330,32 @@ func (f *Filter) SetScrapeConfigs(cfgs []*config.ScrapeConfig) {
 	case f.cfgChanged <- struct{}{}:
 	default:
 	}
+}
+
+// takeConfigs brings runCfgs up to date and returns the jobs whose
+// configuration changed since the last call, or all == true when every
+// job must be taken as changed.
+func (f *Filter) takeConfigs() (changed map[string]struct{}, all bool) {
+	f.cfgMtx.Lock()
+	defer f.cfgMtx.Unlock()
+	if f.cfgGen == f.runGen {
+		return nil, false
+	}
+	f.runGen = f.cfgGen
+	if f.runCfgs == nil {
+		f.runCfgs = maps.Clone(f.cfgs)
+		f.cfgDelta = nil
+		return nil, true
+	}
+	for job := range f.cfgDelta {
+		if c, ok := f.cfgs[job]; ok {
+			f.runCfgs[job] = c
+		} else {
+			delete(f.runCfgs, job)
+		}
+	}
+	changed, f.cfgDelta = f.cfgDelta, nil
+	return changed, false
 }
 
 // Stats returns ownership as of the last recompute.
@@ -472,29 +551,31 @@ func (f *Filter) departed() bool {
 // returns the jobs whose output changed, with nil for a job no longer in
 // it.
 //
-// When only some jobs' input changed since the last pass (and neither the
-// configurations nor the member view did, and no target is held back),
-// only those jobs are visited: the others would keep their output anyway.
-// Otherwise every job is.
+// When only some jobs' input or configuration changed since the last pass
+// (and the member view did not, and no target is held back), only those
+// jobs are visited: the others would keep their output anyway. Otherwise
+// every job is.
 func (f *Filter) recompute(reprepare bool) map[string][]*targetgroup.Group {
 	start := time.Now()
 	f.sweepFlagged(start)
 	v := f.memberView()
-	f.cfgMtx.Lock()
-	cfgs, gen := f.cfgs, f.cfgGen
-	f.cfgMtx.Unlock()
+	cfgJobs, cfgAll := f.takeConfigs()
 	var jobs map[string]struct{} // the jobs to visit; nil: every job
 	visits := len(f.last)
-	if f.prepared != nil && f.lastTracked && v.version == f.passView && !f.withheld.Load() && gen == f.preparedGen {
-		jobs, visits = f.lastChanged, len(f.lastChanged)
+	if f.prepared != nil && f.lastTracked && v.version == f.passView && !f.withheld.Load() && !cfgAll {
+		jobs = f.lastChanged
+		for job := range cfgJobs {
+			jobs[job] = struct{}{}
+		}
+		visits = len(jobs)
 	}
 	p := f.startAssign(v, visits)
 	visit := func(job string, pj *preparedJob) { f.assign(p, job, pj) }
 	switch {
 	case jobs != nil:
-		f.prepareJobs(cfgs, jobs, visit)
-	case reprepare || f.prepared == nil || gen != f.preparedGen:
-		f.prepare(cfgs, gen, visit)
+		f.prepareJobs(jobs, visit)
+	case reprepare || f.prepared == nil || cfgAll || cfgJobs != nil:
+		f.prepare(visit)
 	default:
 		for job, pj := range f.prepared {
 			visit(job, pj)

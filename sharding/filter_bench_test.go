@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
 
@@ -141,7 +142,9 @@ func benchEndpoints(ns, svc, gen int) *targetgroup.Group {
 // "one-namespace" is a discovery update in which one namespace's Endpoints
 // group changed (a pod restarted), as under pod churn, delivered as the
 // discovery manager does (a new map, new slices, groups in map order);
-// "membership" is the full re-filter on a membership change.
+// "one-job-config" is the re-filter after an apply that changed one job's
+// configuration (a monitor edit); "membership" is the full re-filter on a
+// membership change.
 func BenchmarkFilterServiceMonitors(b *testing.B) {
 	yaml, tsets := benchServiceMonitors()
 	scs, err := loadScrapeConfigs(yaml)
@@ -181,6 +184,23 @@ func BenchmarkFilterServiceMonitors(b *testing.B) {
 			}
 			b.StartTimer()
 			filterOnce(f, in)
+		}
+	})
+	b.Run("one-job-config/jobs=10k/members=3", func(b *testing.B) {
+		f, err := NewFilter(FilterOptions{Self: names[0], Members: newTestMembers(names...)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.SetScrapeConfigs(scs)
+		filterOnce(f, tsets)
+		for i := 0; b.Loop(); i++ {
+			// A monitor edit: one job gets a new configuration (same
+			// content, new pointer), as the agent hands it.
+			edited := *scs[i%len(scs)]
+			f.ChangeScrapeConfigs(map[string]*config.ScrapeConfig{edited.JobName: &edited})
+			if changed := f.recompute(true); len(changed) != 1 {
+				b.Fatalf("%d jobs changed, want the edited one", len(changed))
+			}
 		}
 	})
 	b.Run("membership/jobs=10k/members=3", func(b *testing.B) {

@@ -101,7 +101,7 @@ func (pj *preparedJob) unchanged(groups []*targetgroup.Group, cfg *config.Scrape
 	return true
 }
 
-// prepare brings f.prepared up to date with f.last under cfgs and calls
+// prepare brings f.prepared up to date with f.last under runCfgs and calls
 // visit with every job of the input. A job whose input groups are the same
 // pointers as last time (in any order), under the same
 // *config.ScrapeConfig, keeps its preparedJob, and with it its cached
@@ -111,24 +111,13 @@ func (pj *preparedJob) unchanged(groups []*targetgroup.Group, cfg *config.Scrape
 // group it got from a provider until the provider sends a new one, and
 // providers never modify a group once sent. Jobs gone from the input are
 // forgotten, their sent targets with them (they get normal staleness).
-func (f *Filter) prepare(cfgs map[string]*config.ScrapeConfig, cfgGen uint64, visit func(job string, pj *preparedJob)) {
+func (f *Filter) prepare(visit func(job string, pj *preparedJob)) {
 	if f.prepared == nil {
 		f.prepared = make(map[string]*preparedJob, len(f.last))
 	}
-	// Under the configurations of the last prepare, a prepared job's
-	// configuration is known without a lookup.
-	sameCfgs := cfgGen == f.preparedGen
-	f.preparedGen = cfgGen
 	var pc prepareCtx
 	for job, groups := range f.last {
-		pj := f.prepared[job]
-		var cfg *config.ScrapeConfig
-		if pj != nil && sameCfgs {
-			cfg = pj.cfg
-		} else {
-			cfg = cfgs[job]
-		}
-		visit(job, f.prepareOne(&pc, job, groups, cfg, pj))
+		visit(job, f.prepareOne(&pc, job, groups, f.runCfgs[job], f.prepared[job]))
 	}
 	if len(f.prepared) == len(f.last) {
 		return // every prepared job is in the input
@@ -140,10 +129,10 @@ func (f *Filter) prepare(cfgs map[string]*config.ScrapeConfig, cfgGen uint64, vi
 	}
 }
 
-// prepareJobs is prepare for the given jobs of f.last only, under the
-// configurations of the last prepare (cfgs): the jobs whose input changed
-// since. It visits the jobs still in the input.
-func (f *Filter) prepareJobs(cfgs map[string]*config.ScrapeConfig, jobs map[string]struct{}, visit func(job string, pj *preparedJob)) {
+// prepareJobs is prepare for the given jobs only: those whose input or
+// configuration changed since the last prepare. It visits the jobs in the
+// input.
+func (f *Filter) prepareJobs(jobs map[string]struct{}, visit func(job string, pj *preparedJob)) {
 	var pc prepareCtx
 	for job := range jobs {
 		pj := f.prepared[job]
@@ -151,10 +140,8 @@ func (f *Filter) prepareJobs(cfgs map[string]*config.ScrapeConfig, jobs map[stri
 		switch {
 		case !ok && pj != nil:
 			f.forget(job, pj)
-		case ok && pj != nil:
-			visit(job, f.prepareOne(&pc, job, groups, pj.cfg, pj))
 		case ok:
-			visit(job, f.prepareOne(&pc, job, groups, cfgs[job], nil))
+			visit(job, f.prepareOne(&pc, job, groups, f.runCfgs[job], pj))
 		}
 	}
 }

@@ -46,7 +46,7 @@ import (
 
 type params struct {
 	monitors, namespaces, perService, addresses, replicas, edits, rounds int
-	interval, window, settle                                             time.Duration
+	interval, window, settle, slowEdit                                   time.Duration
 	profile                                                              string
 }
 
@@ -62,6 +62,7 @@ func main() {
 	flag.IntVar(&p.rounds, "rounds", 5, "rounds of one idle and one churn window each (odd rounds idle first); the report compares medians, sums and GC-amortized sums over the rounds")
 	flag.DurationVar(&p.window, "window", 30*time.Second, "measured window without changes, and with churn")
 	flag.DurationVar(&p.settle, "settle", 5*time.Second, "unmeasured time after churn starts or stops, before a window")
+	flag.DurationVar(&p.slowEdit, "slow-edit", time.Second, "apply latency above which an edit prints the replica's log since the edit (its debug lines give the rebuild, translate, apply and status times)")
 	flag.StringVar(&p.profile, "profile", "", "directory for CPU profiles of replica 0 over the first idle and churn windows (idle.pprof, churn.pprof) and the first 20s of the edits (edits.pprof) and its heap profiles at their start and end, each after a forced GC (idle-start.heap, idle-end.heap, churn-start.heap, churn-end.heap; go tool pprof -sample_index=alloc_space -base idle-start.heap idle-end.heap shows what the window allocated); empty: none")
 	flag.Parse()
 	benchutil.Main("bench-scale", func() error { return run(p) })

@@ -162,7 +162,7 @@ func (w *world) churnErrors() int { return int(w.failures.Load()) }
 // time from just before the write to the replica's log line "configuration
 // applied" (the replicas run with --log.level=debug; reading the metrics
 // page instead takes seconds at this scale). Only the log written since the
-// last edit is read. An edit slower than slowEdit prints what that replica
+// last edit is read. An edit slower than -slow-edit prints what that replica
 // logged meanwhile (its GC traces included: the replicas run with
 // GODEBUG=gctrace=1), to tell where the time went.
 func (w *world) edits(ctx context.Context, reps []*replica, n int) error {
@@ -186,7 +186,7 @@ func (w *world) edits(ctx context.Context, reps []*replica, n int) error {
 				if at, ok := appliedAfter(since.String(), t0); ok {
 					d := at.Sub(t0)
 					r.latencies = append(r.latencies, d.Seconds())
-					if d > slowEdit {
+					if d > w.p.slowEdit {
 						logf("edit %d: replica %d applied after %s; its log meanwhile:\n%s", k, ri, d.Round(time.Millisecond), lastLines(since.String(), 60))
 					}
 					break
@@ -200,9 +200,6 @@ func (w *world) edits(ctx context.Context, reps []*replica, n int) error {
 	}
 	return nil
 }
-
-// slowEdit is the apply latency above which edits prints the replica's log.
-const slowEdit = time.Second
 
 // fileSize returns the size of the file at path (0 if unreadable).
 func fileSize(path string) int64 {
