@@ -245,13 +245,16 @@ func (a *Agent) apply(loaded *promconfig.Config, idx jobIndex) error {
 		a.metrics.applyFailures.Inc()
 		return errors.New(config.RedactURLs(err.Error()))
 	}
+	planned := time.Now()
 	if err := a.remote.ApplyConfig(&eff); err != nil {
 		return fail(fmt.Errorf("applying remote write configuration: %w", err))
 	}
+	remoteDone := time.Now()
 	if err := a.scrape.ApplyConfig(a.withMarker(&eff)); err != nil {
 		a.rollback()
 		return fail(fmt.Errorf("applying scrape configuration: %w", err))
 	}
+	scrapeDone := time.Now()
 	a.effective = &eff
 	a.syncer.set(a.drain.names())
 	// The filter learns the new relabeling before discovery can send
@@ -280,6 +283,9 @@ func (a *Agent) apply(loaded *promconfig.Config, idx jobIndex) error {
 	a.scheduleDrainEnd(nextDrain)
 	a.metrics.applies.Inc()
 	a.metrics.applyDuration.Observe(time.Since(start).Seconds())
+	a.logger.Debug("managers applied", "changed_jobs", len(changes), "plan", planned.Sub(start).String(),
+		"remote_write", remoteDone.Sub(planned).String(), "scrape_manager", scrapeDone.Sub(remoteDone).String(),
+		"discovery", time.Since(scrapeDone).String())
 	a.metrics.lastApply.SetToCurrentTime()
 	a.metrics.scrapePools.Set(float64(len(loaded.ScrapeConfigs)))
 	a.metrics.sdSets.Set(float64(a.sd.sets()))

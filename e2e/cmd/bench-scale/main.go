@@ -63,7 +63,7 @@ func main() {
 	flag.DurationVar(&p.window, "window", 30*time.Second, "measured window without changes, and with churn")
 	flag.DurationVar(&p.settle, "settle", 5*time.Second, "unmeasured time after churn starts or stops, before a window")
 	flag.DurationVar(&p.slowEdit, "slow-edit", time.Second, "apply latency above which an edit prints the replica's log since the edit (its debug lines give the rebuild, translate, apply and status times)")
-	flag.StringVar(&p.profile, "profile", "", "directory for CPU profiles of replica 0 over the first idle and churn windows (idle.pprof, churn.pprof) and the first 20s of the edits (edits.pprof) and its heap profiles at their start and end, each after a forced GC (idle-start.heap, idle-end.heap, churn-start.heap, churn-end.heap; go tool pprof -sample_index=alloc_space -base idle-start.heap idle-end.heap shows what the window allocated); empty: none")
+	flag.StringVar(&p.profile, "profile", "", "directory for CPU profiles of replica 0 over the first idle and churn windows (idle.pprof, churn.pprof) and the first 20s of the edits (edits.pprof; replica 1's execution trace over their first 8s: edits.trace) and its heap profiles at their start and end, each after a forced GC (idle-start.heap, idle-end.heap, churn-start.heap, churn-end.heap; go tool pprof -sample_index=alloc_space -base idle-start.heap idle-end.heap shows what the window allocated); empty: none")
 	flag.Parse()
 	benchutil.Main("bench-scale", func() error { return run(p) })
 }
@@ -82,6 +82,11 @@ type replica struct {
 }
 
 func run(p params) error {
+	if p.profile != "" {
+		if err := os.MkdirAll(p.profile, 0o755); err != nil {
+			return err
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	bed, bin, err := benchutil.StartBed(ctx, "")
@@ -191,10 +196,12 @@ func run(p params) error {
 	}
 	logf("%d monitor edits under churn", p.edits)
 	stopProfile := profile(ctx, p, reps[0], "edits.pprof", 21*time.Second)
+	stopTrace := capture(ctx, p, reps[1], "trace", "edits.trace", 9*time.Second)
 	if err := w.edits(ctx, reps, p.edits); err != nil {
 		return err
 	}
 	stopProfile()
+	stopTrace()
 	stopChurn()
 	churnWG.Wait()
 	report(p, total, reps, w.churnErrors())
@@ -325,6 +332,12 @@ func saveProfile(ctx context.Context, url, path string) error {
 // profile records a CPU profile of r over d (less a second) into
 // p.profile/name in the background; the returned func waits for it.
 func profile(ctx context.Context, p params, r *replica, name string, d time.Duration) func() {
+	return capture(ctx, p, r, "profile", name, d)
+}
+
+// capture saves r's /debug/pprof/<endpoint> over d (less a second) into
+// p.profile/name in the background; the returned func waits for it.
+func capture(ctx context.Context, p params, r *replica, endpoint, name string, d time.Duration) func() {
 	if p.profile == "" {
 		return func() {}
 	}
@@ -332,8 +345,8 @@ func profile(ctx context.Context, p params, r *replica, name string, d time.Dura
 	go func() {
 		defer close(done)
 		secs := max(1, int(d.Seconds())-1)
-		if err := saveProfile(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", r.ps.WebURL, secs), filepath.Join(p.profile, name)); err != nil {
-			logf("profile %s: %v", name, err)
+		if err := saveProfile(ctx, fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", r.ps.WebURL, endpoint, secs), filepath.Join(p.profile, name)); err != nil {
+			logf("%s %s: %v", endpoint, name, err)
 		}
 	}()
 	return func() { <-done }
