@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync/atomic"
 	"testing"
@@ -25,36 +26,16 @@ import (
 // (no partial update lost to a map replaced before its reload), and a job
 // that never changed must have been synced exactly once.
 func TestSyncerPartialUpdatesLoseNothing(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	a, err := New(Options{StoragePath: t.TempDir(), Registerer: reg, RemoteFlushDeadline: time.Second, ScrapeReloadInterval: 5 * time.Millisecond})
-	require.NoError(t, err)
 	const jobs = 30
-	cfg := &promconfig.Config{}
+	names := make([]string, jobs)
 	for i := range jobs {
-		cfg.ScrapeConfigs = append(cfg.ScrapeConfigs, &promconfig.ScrapeConfig{
-			JobName: fmt.Sprintf("job-%d", i), ScrapeInterval: model.Duration(time.Hour), ScrapeTimeout: model.Duration(time.Second),
-		})
+		names[i] = fmt.Sprintf("job-%d", i)
 	}
-	loaded, err := prepare(cfg, nil, nil)
-	require.NoError(t, err)
-	require.NoError(t, a.scrape.ApplyConfig(a.withMarker(loaded)))
-
 	var drops atomic.Int64
-	dropSyncLengths := a.syncer.synced
-	a.syncer.synced = func() { drops.Add(1); dropSyncLengths() }
-	ctx, cancel := context.WithCancel(context.Background())
-	in := make(chan map[string][]*targetgroup.Group)
-	out := make(chan map[string][]*targetgroup.Group)
-	done := make(chan struct{})
-	go func() { defer close(done); a.syncer.run(ctx, in, out) }()
-	go func() { _ = a.scrape.Run(out) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		a.scrape.Stop()
-		a.closeStorage()
+	a, reg, in := startSyncer(t, names, func(a *Agent) {
+		dropSyncLengths := a.syncer.synced
+		a.syncer.synced = func() { drops.Add(1); dropSyncLengths() }
 	})
-	a.syncer.set(nil)
 
 	addr := func(job, version int) []*targetgroup.Group {
 		return []*targetgroup.Group{{Source: "s", Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(fmt.Sprintf("127.0.0.1:%d", 10000+job*100+version))}}}}
@@ -117,6 +98,78 @@ func TestSyncerPartialUpdatesLoseNothing(t *testing.T) {
 	}, 5*time.Second), "the summaries are dropped")
 	require.Zero(t, testutil.CollectAndCount(reg, "prometheus_target_sync_length_seconds"))
 	require.Positive(t, testutil.CollectAndCount(reg, "prometheus_target_sync_length_histogram_seconds"))
+}
+
+// startSyncer runs an agent's syncer into its real scrape manager, which
+// has the given jobs and a fast reloader, and returns the agent, its
+// registry and the syncer's input. before, if not nil, is called before
+// anything runs.
+func startSyncer(t *testing.T, jobs []string, before func(*Agent)) (*Agent, *prometheus.Registry, chan<- map[string][]*targetgroup.Group) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	a, err := New(Options{StoragePath: t.TempDir(), Registerer: reg, RemoteFlushDeadline: time.Second, ScrapeReloadInterval: 5 * time.Millisecond})
+	require.NoError(t, err)
+	cfg := &promconfig.Config{}
+	for _, job := range jobs {
+		cfg.ScrapeConfigs = append(cfg.ScrapeConfigs, &promconfig.ScrapeConfig{
+			JobName: job, ScrapeInterval: model.Duration(time.Hour), ScrapeTimeout: model.Duration(time.Second),
+		})
+	}
+	loaded, err := prepare(cfg, nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, a.scrape.ApplyConfig(a.withMarker(loaded)))
+	if before != nil {
+		before(a)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	in := make(chan map[string][]*targetgroup.Group)
+	out := make(chan map[string][]*targetgroup.Group)
+	done := make(chan struct{})
+	go func() { defer close(done); a.syncer.run(ctx, in, out) }()
+	go func() { _ = a.scrape.Run(out) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		a.scrape.Stop()
+		a.closeStorage()
+	})
+	a.syncer.set(nil)
+	return a, reg, in
+}
+
+// TestSyncerCreatesPoolsForTargetsOnly checks that a job this member has no
+// target of gets no scrape pool, until it has one, and that a job once
+// sent keeps getting its (empty) groups, so that its loops stop.
+func TestSyncerCreatesPoolsForTargetsOnly(t *testing.T) {
+	a, _, in := startSyncer(t, []string{"a", "b", "c", "d"}, nil)
+	target := func(port int) []*targetgroup.Group {
+		return []*targetgroup.Group{{Source: "s", Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(fmt.Sprintf("127.0.0.1:%d", port))}}}}
+	}
+	empty := []*targetgroup.Group{{Source: "s", Targets: []model.LabelSet{}}}
+	pools := func(want ...string) func() bool {
+		return func() bool {
+			got := a.scrape.ScrapePools()
+			sort.Strings(got)
+			return slices.Equal(got, append(want, markerJob))
+		}
+	}
+	in <- map[string][]*targetgroup.Group{"a": target(1), "b": empty, "c": {}, "d": empty}
+	require.True(t, assertEventually(pools("a"), 5*time.Second), "pools %v", a.scrape.ScrapePools())
+
+	in <- map[string][]*targetgroup.Group{"b": target(2)}
+	require.True(t, assertEventually(pools("a", "b"), 5*time.Second), "pools %v", a.scrape.ScrapePools())
+
+	// a's target moves away: its pool gets the empty groups and stops the
+	// loop.
+	in <- map[string][]*targetgroup.Group{"a": empty}
+	require.True(t, assertEventually(func() bool { return equalActive(a.scrape, map[string]string{"b": "127.0.0.1:2"}) }, 5*time.Second))
+	require.Contains(t, a.scrape.ScrapePools(), "a")
+
+	// Draining: b (sent) gets empty groups, d (never sent) no pool.
+	a.syncer.set(map[string]struct{}{"b": {}, "d": {}})
+	require.True(t, assertEventually(func() bool { return len(a.scrape.TargetsActive()["b"]) == 0 }, 5*time.Second))
+	require.True(t, pools("a", "b")())
 }
 
 func assertEventually(cond func() bool, within time.Duration) bool {

@@ -273,10 +273,11 @@ func TestFilterConfigPointerChangeRecomputesJob(t *testing.T) {
 	require.NotSame(t, &relabeled[0], &f.prepared["j2"].groups[0].entries[0])
 	require.Equal(t, outputContent(prev), outputContent(out), "same content")
 
-	// A removed configuration: the job is not sent, its targets not counted.
+	// A removed configuration, handed as a change: the job is not sent,
+	// its targets not counted.
 	total := f.Stats().TotalTargets
 	delete(cfgs, "j3")
-	f.SetScrapeConfigs(cfgList(cfgs))
+	f.ChangeScrapeConfigs(map[string]*config.ScrapeConfig{"j3": nil})
 	prev, out = out, recomputeAll(f, true)
 	require.NotContains(t, out, "j3")
 	require.Less(t, f.Stats().TotalTargets, total)
@@ -384,7 +385,13 @@ func incrementalMatchesFresh(t *testing.T, opts FilterOptions, seed uint64) {
 			} else {
 				cfgs[name] = incScrapeConfigs(t)[name]
 			}
-			f.SetScrapeConfigs(cfgList(cfgs))
+			// Every job, as a filter installed late gets it, or only the
+			// change, as the agent hands it.
+			if rng.IntN(2) == 0 {
+				f.SetScrapeConfigs(cfgList(cfgs))
+			} else {
+				f.ChangeScrapeConfigs(map[string]*config.ScrapeConfig{name: cfgs[name]})
+			}
 			cfgChanged = true
 		case 8, 9: // a member changes
 			members.mtx.Lock()
