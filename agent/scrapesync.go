@@ -26,7 +26,9 @@ import (
 // (TargetFilter.RunChanges); the syncer, the last stage before
 // scrape.Manager.Run, keeps every job's groups, sends only the jobs whose
 // groups differ from what it sent (compared element by element by pointer),
-// and empty groups for draining jobs (drain.go).
+// and empty groups for draining jobs (drain.go). A job is first sent when
+// it has a target: the scrape manager creates a pool for every job it is
+// sent, and a member owns targets of only some jobs.
 //
 // A map that reaches the scrape manager before its reload picked up the
 // previous one replaces it, which would lose the jobs of the previous one.

@@ -47,7 +47,9 @@
 // manager lists a provider's groups in map order) under the same
 // *config.ScrapeConfig pointer (SetScrapeConfigs callers should hand the
 // same pointer for a job whose configuration did not change: a new pointer
-// relabels the job); it keeps its relabeled targets. If
+// relabels the job); it keeps its relabeled targets. A configuration change
+// visits only the jobs whose pointer changed (ChangeScrapeConfigs takes
+// just those), so a monitor edit costs its own jobs, not all. If
 // moreover the member view (readiness, this member's state, the
 // participants and, as the strategy uses them, their nodes or zones) is the
 // one it was last assigned under and none of its targets was held back, it
@@ -63,7 +65,8 @@
 // Members and the scrape.Manager as Staleness; run Cluster.Run,
 // Cluster.ParticipateWhen and Filter.Run(ctx, discoveryManager.SyncCh(), ch)
 // as oklog/run actors, with scrapeManager.Run(ch) reading ch; call
-// Filter.SetScrapeConfigs after every scrape.Manager.ApplyConfig, append
+// Filter.SetScrapeConfigs (all jobs) or Filter.ChangeScrapeConfigs (the
+// changed ones) after every scrape.Manager.ApplyConfig, append
 // ReplicaRelabelConfig to the generated scrape configurations
 // (AppendReplicaRelabeling); serve NewStatusHandler at /api/v1/cluster and
 // answer /-/ready with Cluster.Participant. On SIGTERM call Filter.Release,

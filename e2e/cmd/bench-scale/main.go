@@ -78,6 +78,7 @@ type replica struct {
 	watches   float64
 	windows   map[string][]windowStat // "idle" and "churn": one per round
 	gens      float64                 // translations over all rounds
+	pools     float64                 // scrape pools after the edits (the marker pool included)
 	latencies []float64
 }
 
@@ -202,6 +203,14 @@ func run(p params) error {
 	}
 	stopProfile()
 	stopTrace()
+	// No job leaves the configuration: the pools created are the pools.
+	pools, err := counters(ctx, reps, "prometheus_target_scrape_pools_total")
+	if err != nil {
+		return err
+	}
+	for i, r := range reps {
+		r.pools = pools[i]
+	}
 	stopChurn()
 	churnWG.Wait()
 	report(p, total, reps, w.churnErrors())
@@ -281,9 +290,14 @@ func watches(ctx context.Context, bed *testbed.Bed) (float64, error) {
 
 // generations reads every replica's translation counter.
 func generations(ctx context.Context, reps []*replica) ([]float64, error) {
+	return counters(ctx, reps, "promshard_config_generations_total")
+}
+
+// counters reads the metric name of every replica.
+func counters(ctx context.Context, reps []*replica, name string) ([]float64, error) {
 	out := make([]float64, len(reps))
 	for i, r := range reps {
-		v, err := benchutil.Metric(ctx, r.ps.WebURL+"/metrics", "promshard_config_generations_total")
+		v, err := benchutil.Metric(ctx, r.ps.WebURL+"/metrics", name)
 		if err != nil {
 			return nil, err
 		}

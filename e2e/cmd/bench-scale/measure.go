@@ -120,9 +120,9 @@ func report(p params, total int, reps []*replica, churnErrs int) {
 	fmt.Printf("\nbench-scale: %d ServiceMonitors x 2 endpoints in %d namespaces, %d targets (%d sockets), %d replicas, interval %s, %d rounds of %s idle + %s churn\n",
 		p.monitors, p.namespaces, total, p.addresses, len(reps), p.interval, p.rounds, p.window, p.window)
 	fmt.Printf("churn: 1 Secret update/s in a namespace no monitor references + 1 Service endpoints change/s (%d failed writes)\n", churnErrs)
-	fmt.Printf("%-7s %7s %7s %10s %7s %11s %8s %6s %6s %-30s %8s %8s %8s %8s %9s %9s %4s\n", "replica", "owned_s", "watches",
+	fmt.Printf("%-7s %7s %7s %10s %7s %11s %8s %6s %6s %-30s %8s %8s %8s %8s %9s %9s %4s %6s\n", "replica", "owned_s", "watches",
 		"idle_cores", "idle_MB", "churn_cores", "churn_MB", "cpu_x", "sum_x", "cpu_x per round", "alloc_x", "gc_i|c", "gc_x", "amort_x",
-		"apply_p50", "apply_p99", "gens")
+		"apply_p50", "apply_p99", "gens", "pools")
 	for i, r := range reps {
 		idle, churn := r.windows["idle"], r.windows["churn"]
 		var ratios []string
@@ -138,13 +138,14 @@ func report(p params, total int, reps []*replica, churnErrs int) {
 		}
 		gcPerMB := (gcI + gcC) / max(allocI+allocC, 1)
 		mi, mc := benchutil.Median(coresI), benchutil.Median(coresC)
-		fmt.Printf("%-7d %7.1f %7.0f %10.3f %7.0f %11.3f %8.0f %6.3f %6.3f %-30s %8.3f %8s %8.3f %8.3f %8.3fs %8.3fs %4.0f\n", i, r.owned.Seconds(), r.watches,
+		fmt.Printf("%-7d %7.1f %7.0f %10.3f %7.0f %11.3f %8.0f %6.3f %6.3f %-30s %8.3f %8s %8.3f %8.3f %8.3fs %8.3fs %4.0f %6.0f\n", i, r.owned.Seconds(), r.watches,
 			mi, benchutil.Median(rssI)/1e6, mc, benchutil.Median(rssC)/1e6, mc/mi, cpuC/cpuI, strings.Join(ratios, " "),
 			allocC/allocI, fmt.Sprintf("%.1f|%.1f", gcI, gcC), (cpuC-gcC)/(cpuI-gcI), amortized(churn, gcPerMB)/amortized(idle, gcPerMB),
-			benchutil.Quantile(r.latencies, 0.5), benchutil.Quantile(r.latencies, 0.99), r.gens)
+			benchutil.Quantile(r.latencies, 0.5), benchutil.Quantile(r.latencies, 0.99), r.gens, r.pools)
 	}
 	fmt.Println(`cores, MB: medians over the rounds; cpu_x: median churn cores / median idle cores; sum_x: all churn windows' CPU / all idle windows';
 alloc_x: heap allocated under churn / idle; gc_i|c: GC CPU-s in the idle | churn windows (gctrace); gc_x: sum_x without GC;
 amort_x: sum_x with each window charged the replica's GC CPU per MB allocated instead of the cycles that fell into it.
+pools: scrape pools after the edits (the marker pool included; a member has a pool only for the jobs it owns a target of).
 Goals: churn within 1.10 of idle; apply p99 <= 1s; gens (translations over all rounds) 0.`)
 }
