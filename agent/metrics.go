@@ -46,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		scrapePools: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "promshard_config_scrape_pools",
-			Help: "Jobs in the applied configuration. The scrape manager creates a job's pool once this member owns one of its targets (prometheus_target_scrape_pools_total counts them).",
+			Help: "Scrape pools (jobs) in the applied configuration.",
 		}),
 		syncUpdates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "promshard_scrape_target_updates_total",

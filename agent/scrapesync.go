@@ -26,9 +26,7 @@ import (
 // (TargetFilter.RunChanges); the syncer, the last stage before
 // scrape.Manager.Run, keeps every job's groups, sends only the jobs whose
 // groups differ from what it sent (compared element by element by pointer),
-// and empty groups for draining jobs (drain.go). A job is first sent when
-// it has a target: the scrape manager creates a pool for every job it is
-// sent, and a member owns targets of only some jobs.
+// and empty groups for draining jobs (drain.go).
 //
 // A map that reaches the scrape manager before its reload picked up the
 // previous one replaces it, which would lose the jobs of the previous one.
@@ -175,21 +173,17 @@ func (s *syncer) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 // stages before keep an unchanged job's slice, so the common case is one
 // identity check per job.
 func (s *syncer) diff(last map[string][]*targetgroup.Group, draining map[string]struct{}, sent, pending map[string][]*targetgroup.Group) {
-	wanted := 0 // wanted jobs in sent (a job never sent may stay out)
-	count := func(job string) {
-		if _, ok := sent[job]; ok {
-			wanted++
-		}
-	}
+	wanted := len(last)
 	for job, g := range last {
 		if _, ok := draining[job]; !ok {
 			setJob(job, g, sent, pending)
-			count(job)
 		}
 	}
 	for job := range draining {
+		if _, ok := last[job]; !ok {
+			wanted++
+		}
 		setJob(job, []*targetgroup.Group{}, sent, pending)
-		count(job)
 	}
 	if len(sent) == wanted {
 		return // every job in sent is wanted
@@ -219,31 +213,12 @@ func diffChanges(changes map[string][]*targetgroup.Group, draining map[string]st
 	}
 }
 
-// setJob records g as job's groups in sent and pending unless sent has
-// them. A job never sent is not sent while it has no target: the scrape
-// manager creates a job's pool (its HTTP client, its metrics, a goroutine
-// at every configuration apply) with the first target set it gets, and a
-// member scrapes only its share of the targets, so most jobs of a large
-// cluster would otherwise hold an empty pool on most members.
+// setJob records g as job's groups in sent and pending unless sent has them.
 func setJob(job string, g []*targetgroup.Group, sent, pending map[string][]*targetgroup.Group) {
-	prev, had := sent[job]
-	if had && (sameSlice(prev, g) || slices.Equal(prev, g)) {
-		return
-	}
-	if !had && !hasTargets(g) {
+	if prev, had := sent[job]; had && (sameSlice(prev, g) || slices.Equal(prev, g)) {
 		return
 	}
 	sent[job], pending[job] = g, g
-}
-
-// hasTargets reports whether any group of g has a target.
-func hasTargets(g []*targetgroup.Group) bool {
-	for _, tg := range g {
-		if tg != nil && len(tg.Targets) > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // applyChanges applies a map of changes (TargetFilter.RunChanges) to dst,

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"slices"
 	"sort"
 	"sync/atomic"
 	"testing"
@@ -136,40 +135,6 @@ func startSyncer(t *testing.T, jobs []string, before func(*Agent)) (*Agent, *pro
 	})
 	a.syncer.set(nil)
 	return a, reg, in
-}
-
-// TestSyncerCreatesPoolsForTargetsOnly checks that a job this member has no
-// target of gets no scrape pool, until it has one, and that a job once
-// sent keeps getting its (empty) groups, so that its loops stop.
-func TestSyncerCreatesPoolsForTargetsOnly(t *testing.T) {
-	a, _, in := startSyncer(t, []string{"a", "b", "c", "d"}, nil)
-	target := func(port int) []*targetgroup.Group {
-		return []*targetgroup.Group{{Source: "s", Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(fmt.Sprintf("127.0.0.1:%d", port))}}}}
-	}
-	empty := []*targetgroup.Group{{Source: "s", Targets: []model.LabelSet{}}}
-	pools := func(want ...string) func() bool {
-		return func() bool {
-			got := a.scrape.ScrapePools()
-			sort.Strings(got)
-			return slices.Equal(got, append(want, markerJob))
-		}
-	}
-	in <- map[string][]*targetgroup.Group{"a": target(1), "b": empty, "c": {}, "d": empty}
-	require.True(t, assertEventually(pools("a"), 5*time.Second), "pools %v", a.scrape.ScrapePools())
-
-	in <- map[string][]*targetgroup.Group{"b": target(2)}
-	require.True(t, assertEventually(pools("a", "b"), 5*time.Second), "pools %v", a.scrape.ScrapePools())
-
-	// a's target moves away: its pool gets the empty groups and stops the
-	// loop.
-	in <- map[string][]*targetgroup.Group{"a": empty}
-	require.True(t, assertEventually(func() bool { return equalActive(a.scrape, map[string]string{"b": "127.0.0.1:2"}) }, 5*time.Second))
-	require.Contains(t, a.scrape.ScrapePools(), "a")
-
-	// Draining: b (sent) gets empty groups, d (never sent) no pool.
-	a.syncer.set(map[string]struct{}{"b": {}, "d": {}})
-	require.True(t, assertEventually(func() bool { return len(a.scrape.TargetsActive()["b"]) == 0 }, 5*time.Second))
-	require.True(t, pools("a", "b")())
 }
 
 func assertEventually(cond func() bool, within time.Duration) bool {

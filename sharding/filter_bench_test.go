@@ -152,13 +152,18 @@ func BenchmarkFilterServiceMonitors(b *testing.B) {
 		b.Fatal(err)
 	}
 	names := memberNames(3)
-	b.Run("one-namespace/jobs=10k/members=3", func(b *testing.B) {
-		f, err := NewFilter(FilterOptions{Self: names[0], Members: newTestMembers(names...)})
+	// started returns a filter of member names[0] that filtered tsets.
+	started := func(b *testing.B, members *testMembers) *Filter {
+		f, err := NewFilter(FilterOptions{Self: names[0], Members: members})
 		if err != nil {
 			b.Fatal(err)
 		}
 		f.SetScrapeConfigs(scs)
 		filterOnce(f, tsets)
+		return f
+	}
+	b.Run("one-namespace/jobs=10k/members=3", func(b *testing.B) {
+		f := started(b, newTestMembers(names...))
 		// Like Prometheus' discovery manager, keep each provider's groups
 		// by source and hand over a new map with new slices every time,
 		// listing the groups in map order.
@@ -187,12 +192,7 @@ func BenchmarkFilterServiceMonitors(b *testing.B) {
 		}
 	})
 	b.Run("one-job-config/jobs=10k/members=3", func(b *testing.B) {
-		f, err := NewFilter(FilterOptions{Self: names[0], Members: newTestMembers(names...)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		f.SetScrapeConfigs(scs)
-		filterOnce(f, tsets)
+		f := started(b, newTestMembers(names...))
 		for i := 0; b.Loop(); i++ {
 			// A monitor edit: one job gets a new configuration (same
 			// content, new pointer), as the agent hands it.
@@ -205,12 +205,7 @@ func BenchmarkFilterServiceMonitors(b *testing.B) {
 	})
 	b.Run("membership/jobs=10k/members=3", func(b *testing.B) {
 		members := newTestMembers(names...)
-		f, err := NewFilter(FilterOptions{Self: names[0], Members: members})
-		if err != nil {
-			b.Fatal(err)
-		}
-		f.SetScrapeConfigs(scs)
-		filterOnce(f, tsets)
+		f := started(b, members)
 		for i := 0; b.Loop(); i++ {
 			if i%2 == 0 {
 				members.set(names[:2]...)

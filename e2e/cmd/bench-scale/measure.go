@@ -146,6 +146,6 @@ func report(p params, total int, reps []*replica, churnErrs int) {
 	fmt.Println(`cores, MB: medians over the rounds; cpu_x: median churn cores / median idle cores; sum_x: all churn windows' CPU / all idle windows';
 alloc_x: heap allocated under churn / idle; gc_i|c: GC CPU-s in the idle | churn windows (gctrace); gc_x: sum_x without GC;
 amort_x: sum_x with each window charged the replica's GC CPU per MB allocated instead of the cycles that fell into it.
-pools: scrape pools after the edits (the marker pool included; a member has a pool only for the jobs it owns a target of).
+pools: scrape pools after the edits (the marker pool included).
 Goals: churn within 1.10 of idle; apply p99 <= 1s; gens (translations over all rounds) 0.`)
 }
