@@ -208,12 +208,6 @@ func (c ClusterConfig) memberlistConfig() (*memberlist.Config, error) {
 	mc.SuspicionMult = c.SuspicionMult
 	mc.SuspicionMaxTimeoutMult = c.SuspicionMaxTimeoutMult
 	mc.GossipInterval = c.GossipInterval
-	// memberlist compresses every packet, probes included, with a new LZW
-	// writer each: at three members that was 9 MB of garbage a minute, 7%
-	// of an idle replica's allocation at 5,000 monitors (bench-scale heap
-	// profiles), for packets of a few hundred bytes on a cluster network.
-	// Compressed packets from other members are still read.
-	mc.EnableCompression = false
 	// TCP is the fallback probe and the push/pull channel; 10 s (LAN) would
 	// outlast the whole failure-detection budget.
 	mc.TCPTimeout = 2 * time.Second
