@@ -139,6 +139,14 @@ func TestCleanupLeftovers(t *testing.T) {
 	sleeper := func() *exec.Cmd {
 		cmd := exec.Command("sleep", "60")
 		require.NoError(t, cmd.Start())
+		// Start returns once the exec began; the new command line shows in
+		// /proc only a moment later (empty until then, which
+		// killRecorded takes for another process). Leftovers of a dead
+		// owner are long past that.
+		require.Eventually(t, func() bool {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", cmd.Process.Pid))
+			return err == nil && string(b) == "sleep\x0060\x00"
+		}, 5*time.Second, time.Millisecond)
 		return cmd
 	}
 	orphan, kept := sleeper(), sleeper()
