@@ -195,6 +195,12 @@ func groupNamespace(tg *targetgroup.Group) string {
 // a dirty namespace of a set; every other job keeps its slice.
 func (f *fanout) build(sources map[string][]jobSource, dirty map[string]map[string]bool) map[string][]*targetgroup.Group {
 	changes := map[string][]*targetgroup.Group{}
+	drop := func(job string) {
+		if _, built := f.jobs[job]; built {
+			changes[job] = nil
+			delete(f.jobs, job)
+		}
+	}
 	rebuild := map[string]struct{}{}
 	for job, srcs := range sources {
 		old, had := f.cur[job]
@@ -206,11 +212,7 @@ func (f *fanout) build(sources map[string][]jobSource, dirty map[string]map[stri
 		}
 		if srcs == nil {
 			delete(f.cur, job)
-			if _, built := f.jobs[job]; built {
-				changes[job] = nil
-				delete(f.jobs, job)
-			}
-			delete(rebuild, job)
+			drop(job)
 			continue
 		}
 		f.indexJob(job, srcs)
@@ -239,11 +241,7 @@ func (f *fanout) build(sources map[string][]jobSource, dirty map[string]map[stri
 	for job := range rebuild {
 		groups, ok := f.groups(f.cur[job])
 		if !ok {
-			// A set not delivered yet: not sent, as before discovery saw it.
-			if _, built := f.jobs[job]; built {
-				changes[job] = nil
-				delete(f.jobs, job)
-			}
+			drop(job) // a set not delivered yet: not sent, as before discovery saw it
 			continue
 		}
 		if prev, had := f.jobs[job]; had && slices.Equal(prev, groups) {

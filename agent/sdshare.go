@@ -70,11 +70,10 @@ type sdRegistry struct {
 	// entries holds the same entries by set name.
 	byKey   map[string][]*sdEntry
 	entries map[string]*sdEntry
-	// jobs are the committed jobs' sources, names their configurations,
-	// refs the number of committed sources reading each set.
-	jobs  map[string][]jobSource
-	names map[string]*promconfig.ScrapeConfig
-	refs  map[string]int
+	// jobs are the committed jobs' sources, refs the number of committed
+	// sources reading each set.
+	jobs map[string][]jobSource
+	refs map[string]int
 	// fresh are the entries named since the last commit; a commit forgets
 	// those no job reads (named by plans that were not committed).
 	fresh     []*sdEntry
@@ -83,7 +82,7 @@ type sdRegistry struct {
 
 func newSDRegistry(clusterWide bool) *sdRegistry {
 	return &sdRegistry{clusterWide: clusterWide, byKey: map[string][]*sdEntry{}, entries: map[string]*sdEntry{},
-		jobs: map[string][]jobSource{}, names: map[string]*promconfig.ScrapeConfig{}, refs: map[string]int{}}
+		jobs: map[string][]jobSource{}, refs: map[string]int{}}
 }
 
 // sdPlan is the discovery of one configuration change: the sources of each
@@ -137,13 +136,12 @@ func (r *sdRegistry) plan(changes map[string]*promconfig.ScrapeConfig) *sdPlan {
 		}
 	}
 	p.commit = func() {
-		for job, sc := range changes {
-			if sc == nil {
+		for job, srcs := range p.changes {
+			if srcs == nil {
 				delete(r.jobs, job)
-				delete(r.names, job)
-				continue
+			} else {
+				r.jobs[job] = srcs
 			}
-			r.jobs[job], r.names[job] = p.changes[job], sc
 		}
 		for set, d := range delta {
 			if r.refs[set] += d; r.refs[set] <= 0 {

@@ -58,8 +58,8 @@ func TestSDRegistryShares(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newSDRegistry(tc.clusterWide)
-			p := planJobs(r, tc.jobs)
+			s := newSDJobs(tc.clusterWide)
+			p := s.plan(tc.jobs)
 			require.True(t, p.changed)
 			require.Len(t, p.sets, tc.wantSets)
 			for job, want := range tc.wantNS {
@@ -84,7 +84,7 @@ func TestSDRegistryShares(t *testing.T) {
 				c := *sc
 				copies = append(copies, &c)
 			}
-			again := planJobs(r, copies)
+			again := s.plan(copies)
 			require.False(t, again.changed)
 			require.Len(t, again.changes, len(tc.jobs))
 			for job := range tc.wantNS {
@@ -97,55 +97,76 @@ func TestSDRegistryShares(t *testing.T) {
 func TestSDRegistryNewNamespace(t *testing.T) {
 	jobs := []*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RoleEndpointSlice, "ns1")}
 	for _, clusterWide := range []bool{true, false} {
-		r := newSDRegistry(clusterWide)
-		p := planJobs(r, jobs)
+		s := newSDJobs(clusterWide)
+		p := s.plan(jobs)
 		p.commit()
-		next := planJobs(r, append(jobs, k8sJob("b", kubernetes.RoleEndpointSlice, "ns-new")))
+		next := s.plan(append(jobs, k8sJob("b", kubernetes.RoleEndpointSlice, "ns-new")))
 		require.Equal(t, !clusterWide, next.changed, "clusterWide=%v", clusterWide)
 		next.commit()
 		// Removing the job forgets its configuration.
-		last := planJobs(r, jobs)
+		last := s.plan(jobs)
 		require.Equal(t, !clusterWide, last.changed)
 		require.Equal(t, map[string][]jobSource{"b": nil}, last.changes)
 		last.commit()
-		require.Equal(t, 1, r.sets())
-		require.Len(t, r.entries, 1)
-		require.Len(t, r.byKey, 1)
+		require.Equal(t, 1, s.r.sets())
+		require.Len(t, s.r.entries, 1)
+		require.Len(t, s.r.byKey, 1)
 	}
 }
 
 func TestSDRegistryUncommittedPlan(t *testing.T) {
-	r := newSDRegistry(false)
-	p := planJobs(r, []*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RolePod, "ns1")})
+	s := newSDJobs(false)
+	p := s.plan([]*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RolePod, "ns1")})
 	p.commit()
 	// A plan that is not committed (its apply failed) changes nothing.
-	planJobs(r, []*promconfig.ScrapeConfig{k8sJob("b", kubernetes.RolePod, "ns2")})
-	again := planJobs(r, []*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RolePod, "ns1")})
+	s.plan([]*promconfig.ScrapeConfig{k8sJob("b", kubernetes.RolePod, "ns2")})
+	again := s.plan([]*promconfig.ScrapeConfig{k8sJob("a", kubernetes.RolePod, "ns1")})
 	require.False(t, again.changed)
 	// The next commit forgets the name the uncommitted plan gave.
 	again.commit()
-	require.Equal(t, 1, r.sets())
-	require.Len(t, r.entries, 1)
+	require.Equal(t, 1, s.r.sets())
+	require.Len(t, s.r.entries, 1)
 }
 
-// planJobs plans the registry's discovery for jobs, as the agent does for
-// a configuration of these jobs: only the jobs not committed as they are,
-// and those gone, are changes.
-func planJobs(r *sdRegistry, jobs []*promconfig.ScrapeConfig) *sdPlan {
+// sdJobs plans a registry's discovery for whole configurations, as the
+// agent does: the jobs not committed as they are (by pointer), and those
+// gone, are the changes.
+type sdJobs struct {
+	r         *sdRegistry
+	committed map[string]*promconfig.ScrapeConfig
+}
+
+func newSDJobs(clusterWide bool) *sdJobs {
+	return &sdJobs{r: newSDRegistry(clusterWide), committed: map[string]*promconfig.ScrapeConfig{}}
+}
+
+func (s *sdJobs) plan(jobs []*promconfig.ScrapeConfig) *sdPlan {
 	changes := map[string]*promconfig.ScrapeConfig{}
 	names := map[string]bool{}
 	for _, sc := range jobs {
 		names[sc.JobName] = true
-		if r.names[sc.JobName] != sc {
+		if s.committed[sc.JobName] != sc {
 			changes[sc.JobName] = sc
 		}
 	}
-	for job := range r.names {
+	for job := range s.committed {
 		if !names[job] {
 			changes[job] = nil
 		}
 	}
-	return r.plan(changes)
+	p := s.r.plan(changes)
+	commit := p.commit
+	p.commit = func() {
+		commit()
+		for job, sc := range changes {
+			if sc == nil {
+				delete(s.committed, job)
+			} else {
+				s.committed[job] = sc
+			}
+		}
+	}
+	return p
 }
 
 func group(source, ns string, addrs ...string) *targetgroup.Group {
