@@ -83,9 +83,10 @@ type Options struct {
 	// ScrapeReloadInterval is the minimum time between two target reloads of
 	// the scrape manager; a reload syncs only the pools whose targets
 	// changed (scrapesync.go) and starts the pools of new jobs. Prometheus
-	// uses 5s; default DefaultScrapeReloadInterval (250ms). Together with
-	// the watcher's 100ms debounce a new monitor's targets are scraped
-	// within about 0.6s plus the first scrape's offset.
+	// uses 5s; default DefaultScrapeReloadInterval (250ms). With the
+	// watcher's debounce (a lone change is rebuilt at once, changes within
+	// 100ms of the last rebuild wait for the rest of it) a new monitor's
+	// targets are scraped within about 0.6s plus the first scrape's offset.
 	ScrapeReloadInterval time.Duration
 	// WAL are the agent WAL options. Nil means tsdb/agent.DefaultOptions().
 	WAL *agent.Options

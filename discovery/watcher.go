@@ -85,8 +85,11 @@ type Options struct {
 	// Helm release Secrets (field selector type!=helm.sh/release.v1).
 	Namespaces []string
 
-	// Debounce is how long the worker waits after the first change before
-	// rebuilding, so that a burst of changes yields one snapshot. A change
+	// Debounce is the shortest time between two rebuilds. A change after
+	// a quiet period is rebuilt at once; changes within Debounce of the
+	// last rebuild are coalesced into one rebuild at the end of that
+	// window, so that a burst yields two snapshots (its first change, then
+	// the rest) and constant churn at most one per Debounce. A change
 	// reaches the Snapshots channel at most Debounce plus the rebuild time
 	// after the informer saw it. Zero means DefaultDebounce (100ms).
 	// Negative is invalid.
@@ -361,17 +364,20 @@ func (w *Watcher) signal() {
 // worker waits for signals, debounces them and publishes a rebuilt snapshot
 // once everything it depends on has synced. It returns when ctx is done.
 func (w *Watcher) worker(ctx context.Context) {
+	var last time.Time // when the last rebuild started
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-w.trigger:
 		}
-		// Fixed window from the first signal: later signals of the burst
-		// land in the cap-1 trigger and are served by this rebuild, and the
-		// latency stays bounded under constant churn (a window that restarts
-		// on every signal could starve).
-		if !sleep(ctx, w.opts.Debounce) {
+		// A change after a quiet period is rebuilt at once. One within
+		// Debounce of the last rebuild waits for the rest of that window,
+		// and later signals meanwhile land in the cap-1 trigger and are
+		// served by the same rebuild: a burst or constant churn costs at
+		// most one rebuild per Debounce, and the latency stays bounded (a
+		// window that restarted on every signal could starve).
+		if wait := time.Until(last.Add(w.opts.Debounce)); wait > 0 && !sleep(ctx, wait) {
 			return
 		}
 		// A signal of the window is served by this rebuild: handlers run
@@ -382,6 +388,7 @@ func (w *Watcher) worker(ctx context.Context) {
 		}
 		w.refs.rebuilding()
 		start := time.Now()
+		last = start
 		snap, ok := w.rebuild()
 		if !ok {
 			continue

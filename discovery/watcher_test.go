@@ -217,6 +217,33 @@ func TestDebounceCoalescesBurst(t *testing.T) {
 	}
 }
 
+// TestDebounceLeadingEdge: a change after a quiet period is rebuilt at
+// once, not after Debounce; one right after a rebuild waits for the rest
+// of that rebuild's window.
+func TestDebounceLeadingEdge(t *testing.T) {
+	ctx := context.Background()
+	const debounce = time.Second
+	h := startWatcher(t, Options{Debounce: debounce}, installed(), namespace("default", nil))
+	h.waitFor(t, "first snapshot", func(*config.Snapshot) bool { return true })
+	time.Sleep(debounce) // quiet
+
+	create := func(name string) time.Time {
+		start := time.Now()
+		_, err := h.dyn.Resource(gvrServiceMonitors).Namespace("default").Create(ctx, serviceMonitor("default", name), metav1.CreateOptions{})
+		require.NoError(t, err)
+		return start
+	}
+	first := create("first")
+	h.waitFor(t, "the first monitor", func(s *config.Snapshot) bool { return len(s.ServiceMonitors) == 1 })
+	lone := time.Since(first)
+	second := create("second")
+	h.waitFor(t, "the second monitor", func(s *config.Snapshot) bool { return len(s.ServiceMonitors) == 2 })
+	next := time.Since(first)
+	t.Logf("lone change: snapshot after %s; a change %s later: %s after the first", lone, second.Sub(first), next)
+	require.Less(t, lone, debounce/2, "a change after a quiet period waited for the debounce")
+	require.GreaterOrEqual(t, next, debounce-50*time.Millisecond, "a change right after a rebuild was not coalesced")
+}
+
 func TestCRDInstalledLater(t *testing.T) {
 	ctx := context.Background()
 	h := startWatcher(t, Options{}, newLockedDiscovery(), namespace("default", nil), secret("default", "auth", "x"),

@@ -18,6 +18,8 @@ func TestClusterFlagsRefused(t *testing.T) {
 			"--sharding.replication-factor above 1 cannot be combined with --sharding.strategy=node"},
 		{"zone strategy without zone", []string{"--sharding.strategy=zone", "--sharding.zone="}, "--sharding.strategy=zone needs --sharding.zone"},
 		{"reserved replica label", []string{"--sharding.replica-label=__replica"}, `--sharding.replica-label "__replica" is not a valid label name`},
+		{"GC headroom of the whole way", []string{"--runtime.gc-headroom=1"}, "--runtime.gc-headroom 1: want a fraction from 0 (off) to below 1"},
+		{"negative GC headroom", []string{"--runtime.gc-headroom=-0.1"}, "--runtime.gc-headroom -0.1: want a fraction"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

@@ -44,6 +44,7 @@ type runFlags struct {
 	namespaces        []string
 	sdClusterWide     bool
 	gogc              int
+	gcHeadroom        float64
 	sdProxy           bool
 	logLevel          *promslog.Level
 	logFormat         *promslog.Format
@@ -71,9 +72,10 @@ func registerRunFlags(cmd *kingpin.CmdClause) *runFlags {
 	cmd.Flag("allow-file-access", "Accept file references (bearerTokenFile, tlsConfig.*File) in monitors, like arbitraryFSAccessThroughSMs. Off by default: monitors could read the pod's files.").BoolVar(&f.allowFileAccess)
 	cmd.Flag("kubernetes.namespace", "Namespace to watch monitors (ServiceMonitor, PodMonitor, Probe, ScrapeConfig), Secrets, ConfigMaps and Namespace objects in. Repeatable. Empty (default): all namespaces, which needs cluster-wide list/watch rights; with namespaces given, Roles in those namespaces (plus the PrometheusAgent's, for its Secrets) suffice. Targets are discovered where the monitors say; that needs endpoints/pods/services rights there.").StringsVar(&f.namespaces)
 	cmd.Flag("kubernetes.sd-cluster-wide", "Run one cluster-wide Kubernetes service discovery for all jobs whose discovery differs only in its namespaces (prometheus-operator gives every monitor endpoint one restricted to the monitor's namespaces), each job keeping its namespaces' targets: one watch per resource kind instead of one per namespace and kind, and no new discovery for a monitor in a new namespace. Caches those resources (pods, services, endpointslices) of all namespaces and needs list/watch on them cluster-wide. Off with --kubernetes.namespace, or with --no-kubernetes.sd-cluster-wide: one discovery per distinct configuration, as Prometheus runs them.").Default("true").BoolVar(&f.sdClusterWide)
-	cmd.Flag("discovery.debounce", "How long Kubernetes changes are coalesced before a new configuration is generated.").Default("100ms").DurationVar(&f.debounce)
+	cmd.Flag("discovery.debounce", "Shortest time between two configurations generated from Kubernetes changes: a change after a quiet period is generated at once, later changes within this time are coalesced into one at its end, so a burst or constant churn costs at most one translation and apply per period.").Default("100ms").DurationVar(&f.debounce)
 	cmd.Flag("kubernetes.sd-proxy", "Let Prometheus' Kubernetes service discovery reach the API server through promshard's loopback TLS proxy, so that its watches resume within ~250ms of the API server being ready after an outage (without it client-go backs off up to ~60s). Costs one extra hop for the discovery's list/watch traffic.").Default("true").BoolVar(&f.sdProxy)
 	cmd.Flag("runtime.gogc", "Go garbage collector target percentage (GOGC), like Prometheus' runtime.gogc: lower uses less memory and more CPU. Default: $GOGC if set, else 75, Prometheus' default (Go's own is 100, ~15% more heap). -1 turns the collector off.").Default(defaultGoGC()).IntVar(&f.gogc)
+	cmd.Flag("runtime.gc-headroom", "Fraction of the way from the live heap to the GC goal (see --runtime.gogc) that is still free when a collection starts: promshard starts one itself once the heap has grown past the rest. Go alone starts the collection of a steadily allocating process a few MiB before the goal, so that a configuration apply during its marking stalls in GC assists (about a second at 5,000 monitors and 500 MB of heap). Costs about that fraction more collections, and lowers the peak heap by it. 0 leaves the timing to the Go runtime.").Default("0.1").Float64Var(&f.gcHeadroom)
 	cmd.Flag("log.level", "Only log messages with the given severity or above: debug, info, warn, error.").Default("info").SetValue(f.logLevel)
 	cmd.Flag("log.format", "Output format of log messages: logfmt or json.").Default("logfmt").SetValue(f.logFormat)
 	registerClusterFlags(cmd, &f.cluster)
@@ -126,6 +128,9 @@ func (f *runFlags) validate() error {
 	}
 	if f.gogc < -1 {
 		return fmt.Errorf("--runtime.gogc %d: want -1 (off) or a percentage", f.gogc)
+	}
+	if f.gcHeadroom < 0 || f.gcHeadroom >= 1 {
+		return fmt.Errorf("--runtime.gc-headroom %g: want a fraction from 0 (off) to below 1", f.gcHeadroom)
 	}
 	if f.kubeconfig != "" {
 		if _, err := os.Stat(f.kubeconfig); err != nil {

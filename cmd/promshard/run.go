@@ -194,6 +194,13 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	if status != nil {
 		addActor(&g, "status", status.Run)
 	}
+	if f.gcHeadroom > 0 {
+		gc, err := agent.NewGCHeadroom(f.gcHeadroom, 100*time.Millisecond, logger.With("component", "gc"), reg)
+		if err != nil {
+			return err
+		}
+		addActor(&g, "gc-headroom", gc.Run)
+	}
 	return g.Run()
 }
 

@@ -9,11 +9,20 @@ import (
 // gcStat is what the Go runtime's GC trace (the replicas run with
 // GODEBUG=gctrace=1) logged over one window: the cycles that ended in it,
 // their CPU time (assist, background and idle mark workers, and the two
-// stop-the-world phases), and the live heap the last one marked.
+// stop-the-world phases), the part of it in assists (allocating goroutines
+// marking instead of running), how many were started by promshard
+// (--runtime.gc-headroom: "(forced)"), and the live heap the last one
+// marked.
 type gcStat struct {
-	cycles int
-	cpu    float64 // seconds
-	liveMB float64
+	cycles, forced int
+	cpu, assist    float64 // seconds
+	liveMB         float64
+}
+
+func (s *gcStat) add(o gcStat) {
+	s.cycles, s.forced = s.cycles+o.cycles, s.forced+o.forced
+	s.cpu, s.assist = s.cpu+o.cpu, s.assist+o.assist
+	s.liveMB = o.liveMB
 }
 
 // gcLine matches a gctrace line, e.g. "gc 12 @3.4s 1%: 0.02+1.2+0.01 ms
@@ -29,6 +38,11 @@ func parseGC(log string) gcStat {
 			continue
 		}
 		s.cycles++
+		if strings.HasSuffix(line, "(forced)") {
+			s.forced++
+		}
+		assist, _ := strconv.ParseFloat(m[2], 64)
+		s.assist += assist / 1000
 		for _, f := range m[1:6] {
 			ms, _ := strconv.ParseFloat(f, 64)
 			s.cpu += ms / 1000

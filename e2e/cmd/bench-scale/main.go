@@ -80,6 +80,7 @@ type replica struct {
 	gens      float64                 // translations over all rounds
 	pools     float64                 // scrape pools after the edits (the marker pool included)
 	latencies []float64
+	editsGC   gcStat // GC cycles logged during the edits
 }
 
 func run(p params) error {

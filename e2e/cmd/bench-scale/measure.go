@@ -120,15 +120,18 @@ func report(p params, total int, reps []*replica, churnErrs int) {
 	fmt.Printf("\nbench-scale: %d ServiceMonitors x 2 endpoints in %d namespaces, %d targets (%d sockets), %d replicas, interval %s, %d rounds of %s idle + %s churn\n",
 		p.monitors, p.namespaces, total, p.addresses, len(reps), p.interval, p.rounds, p.window, p.window)
 	fmt.Printf("churn: 1 Secret update/s in a namespace no monitor references + 1 Service endpoints change/s (%d failed writes)\n", churnErrs)
-	fmt.Printf("%-7s %7s %7s %10s %7s %11s %8s %6s %6s %-30s %8s %8s %8s %8s %9s %9s %4s %6s\n", "replica", "owned_s", "watches",
+	fmt.Printf("%-7s %7s %7s %10s %7s %11s %8s %6s %6s %-30s %8s %8s %8s %8s %9s %9s %4s %6s %11s %6s\n", "replica", "owned_s", "watches",
 		"idle_cores", "idle_MB", "churn_cores", "churn_MB", "cpu_x", "sum_x", "cpu_x per round", "alloc_x", "gc_i|c", "gc_x", "amort_x",
-		"apply_p50", "apply_p99", "gens", "pools")
+		"apply_p50", "apply_p99", "gens", "pools", "gcs(forced)", "assist")
 	for i, r := range reps {
 		idle, churn := r.windows["idle"], r.windows["churn"]
 		var ratios []string
 		var cpuI, cpuC, allocI, allocC, gcI, gcC float64
 		var coresI, coresC, rssI, rssC []float64
+		gcAll := r.editsGC
 		for j := range churn {
+			gcAll.add(idle[j].gc)
+			gcAll.add(churn[j].gc)
 			ratios = append(ratios, strconv.FormatFloat(churn[j].cpu/idle[j].cpu, 'f', 2, 64))
 			cpuI, cpuC = cpuI+idle[j].cpu, cpuC+churn[j].cpu
 			allocI, allocC = allocI+idle[j].allocMB, allocC+churn[j].allocMB
@@ -138,14 +141,16 @@ func report(p params, total int, reps []*replica, churnErrs int) {
 		}
 		gcPerMB := (gcI + gcC) / max(allocI+allocC, 1)
 		mi, mc := benchutil.Median(coresI), benchutil.Median(coresC)
-		fmt.Printf("%-7d %7.1f %7.0f %10.3f %7.0f %11.3f %8.0f %6.3f %6.3f %-30s %8.3f %8s %8.3f %8.3f %8.3fs %8.3fs %4.0f %6.0f\n", i, r.owned.Seconds(), r.watches,
+		fmt.Printf("%-7d %7.1f %7.0f %10.3f %7.0f %11.3f %8.0f %6.3f %6.3f %-30s %8.3f %8s %8.3f %8.3f %8.3fs %8.3fs %4.0f %6.0f %11s %6.2f\n", i, r.owned.Seconds(), r.watches,
 			mi, benchutil.Median(rssI)/1e6, mc, benchutil.Median(rssC)/1e6, mc/mi, cpuC/cpuI, strings.Join(ratios, " "),
 			allocC/allocI, fmt.Sprintf("%.1f|%.1f", gcI, gcC), (cpuC-gcC)/(cpuI-gcI), amortized(churn, gcPerMB)/amortized(idle, gcPerMB),
-			benchutil.Quantile(r.latencies, 0.5), benchutil.Quantile(r.latencies, 0.99), r.gens, r.pools)
+			benchutil.Quantile(r.latencies, 0.5), benchutil.Quantile(r.latencies, 0.99), r.gens, r.pools,
+			fmt.Sprintf("%d(%d)", gcAll.cycles, gcAll.forced), gcAll.assist/max(gcAll.cpu, 1e-9))
 	}
 	fmt.Println(`cores, MB: medians over the rounds; cpu_x: median churn cores / median idle cores; sum_x: all churn windows' CPU / all idle windows';
 alloc_x: heap allocated under churn / idle; gc_i|c: GC CPU-s in the idle | churn windows (gctrace); gc_x: sum_x without GC;
 amort_x: sum_x with each window charged the replica's GC CPU per MB allocated instead of the cycles that fell into it.
-pools: scrape pools after the edits (the marker pool included).
+pools: scrape pools after the edits (the marker pool included); gcs(forced): GC cycles in the windows and the edits, (started
+by --runtime.gc-headroom); assist: their share of GC CPU spent in assists (allocating goroutines stalled to mark).
 Goals: churn within 1.10 of idle; apply p99 <= 1s; gens (translations over all rounds) 0.`)
 }

@@ -183,6 +183,7 @@ func (w *world) edits(ctx context.Context, reps []*replica, n int) error {
 				chunk, next := readFrom(r.ps.LogPath, offsets[ri])
 				offsets[ri] = next
 				since.WriteString(chunk)
+				r.editsGC.add(parseGC(chunk))
 				if at, ok := appliedAfter(since.String(), t0); ok {
 					d := at.Sub(t0)
 					r.latencies = append(r.latencies, d.Seconds())
