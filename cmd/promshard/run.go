@@ -195,7 +195,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		addActor(&g, "status", status.Run)
 	}
 	if f.gcHeadroom > 0 {
-		gc, err := agent.NewGCHeadroom(f.gcHeadroom, 100*time.Millisecond, logger.With("component", "gc"), reg)
+		gc, err := agent.NewGCHeadroom(f.gcHeadroom, 25*time.Millisecond, logger.With("component", "gc"), reg)
 		if err != nil {
 			return err
 		}

@@ -47,7 +47,7 @@ import (
 type params struct {
 	monitors, namespaces, perService, addresses, replicas, edits, rounds int
 	interval, window, settle, slowEdit                                   time.Duration
-	profile                                                              string
+	profile, logs                                                        string
 }
 
 func main() {
@@ -64,6 +64,7 @@ func main() {
 	flag.DurationVar(&p.settle, "settle", 5*time.Second, "unmeasured time after churn starts or stops, before a window")
 	flag.DurationVar(&p.slowEdit, "slow-edit", time.Second, "apply latency above which an edit prints the replica's log since the edit (its debug lines give the rebuild, translate, apply and status times)")
 	flag.StringVar(&p.profile, "profile", "", "directory for CPU profiles of replica 0 over the first idle and churn windows (idle.pprof, churn.pprof) and the first 20s of the edits (edits.pprof; replica 1's execution trace over their first 8s: edits.trace) and its heap profiles at their start and end, each after a forced GC (idle-start.heap, idle-end.heap, churn-start.heap, churn-end.heap; go tool pprof -sample_index=alloc_space -base idle-start.heap idle-end.heap shows what the window allocated); empty: none")
+	flag.StringVar(&p.logs, "logs", "", "directory to copy the replicas' logs into at the end (replica-N.log: debug lines and GC traces of the whole run); empty: none")
 	flag.Parse()
 	benchutil.Main("bench-scale", func() error { return run(p) })
 }
@@ -215,6 +216,26 @@ func run(p params) error {
 	stopChurn()
 	churnWG.Wait()
 	report(p, total, reps, w.churnErrors())
+	return keepLogs(p.logs, reps)
+}
+
+// keepLogs copies the replicas' logs into dir (if not empty).
+func keepLogs(dir string, reps []*replica) error {
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for i, r := range reps {
+		b, err := os.ReadFile(r.ps.LogPath)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("replica-%d.log", i)), b, 0o644); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
