@@ -40,13 +40,17 @@ type GCHeadroom struct {
 	logger   *slog.Logger
 	starts   prometheus.Counter
 	samples  []rtmetrics.Sample
+	// cycles is the number of finished cycles at the last check, base the
+	// bytes allocated (ever) when that count was first seen: the heap is
+	// the live heap that cycle marked plus what was allocated since.
+	cycles, base uint64
 }
 
 // The runtime metrics GCHeadroom reads, in samples' order.
 const (
 	gcGoal = iota
 	gcLive
-	gcHeap
+	gcAllocs
 	gcCycles
 	gcPauses
 	gcPercent
@@ -72,7 +76,7 @@ func NewGCHeadroom(headroom float64, interval time.Duration, logger *slog.Logger
 		samples: []rtmetrics.Sample{
 			gcGoal:    {Name: "/gc/heap/goal:bytes"},
 			gcLive:    {Name: "/gc/heap/live:bytes"},
-			gcHeap:    {Name: "/memory/classes/heap/objects:bytes"},
+			gcAllocs:  {Name: "/gc/heap/allocs:bytes"},
 			gcCycles:  {Name: "/gc/cycles/total:gc-cycles"},
 			gcPauses:  {Name: "/sched/pauses/total/gc:seconds"},
 			gcPercent: {Name: "/gc/gogc:percent"},
@@ -115,18 +119,28 @@ func (g *GCHeadroom) due() bool {
 			pauses += n
 		}
 	}
+	// Not the runtime's heap object bytes: those still count the garbage
+	// of the last cycle until it is swept, which takes a while after the
+	// cycle ended and would start a useless cycle right after it.
+	cycles, allocs := g.samples[gcCycles].Value.Uint64(), g.samples[gcAllocs].Value.Uint64()
+	if cycles != g.cycles || g.base == 0 {
+		g.cycles, g.base = cycles, allocs
+	}
+	live := g.samples[gcLive].Value.Uint64()
 	return startEarly(heapState{
 		goal:    g.samples[gcGoal].Value.Uint64(),
-		live:    g.samples[gcLive].Value.Uint64(),
-		heap:    g.samples[gcHeap].Value.Uint64(),
-		marking: pauses != 2*g.samples[gcCycles].Value.Uint64(),
+		live:    live,
+		heap:    live + (allocs - g.base),
+		marking: pauses != 2*cycles,
 		gogc:    int64(g.samples[gcPercent].Value.Uint64()),
 	}, g.headroom)
 }
 
 // heapState is what startEarly decides on.
 type heapState struct {
-	goal, live, heap uint64 // bytes: heap goal, live heap marked by the last cycle, heap now
+	// Bytes: the heap goal, the live heap the last cycle marked, and the
+	// heap now (that plus what was allocated since the cycle ended).
+	goal, live, heap uint64
 	// marking is true while a cycle runs: every cycle has two
 	// stop-the-world pauses, one when marking starts and one when it ends,
 	// so an odd pause count (more than twice the finished cycles) means a
