@@ -82,7 +82,7 @@ type Reconciler struct {
 	version   int
 	appliedAt time.Time
 	lastErr   error
-	reasons   map[string]string
+	reasons   map[config.ObjectKey]string
 	agent     agentStatus
 }
 
@@ -126,7 +126,7 @@ func NewReconciler(snapshots <-chan *config.Snapshot, generate GenerateFunc, app
 			Name: "promshard_prometheus_agent_state",
 			Help: "1 for the current state of the PrometheusAgent named by --prometheus-agent: flags-only (none named), waiting (never seen, nothing scraped), present, missing (deleted, last applied settings keep running), invalid (rejected, last applied settings keep running).",
 		}, []string{"state"}),
-		reasons: map[string]string{},
+		reasons: map[config.ObjectKey]string{},
 	}
 	for _, kind := range kinds {
 		r.rejected.WithLabelValues(kind).Set(0)
@@ -360,16 +360,19 @@ func (r *Reconciler) OnApplied(fn func(*config.Snapshot, []config.Result)) { r.o
 // record keeps the results, updates the metric and logs each rejection once
 // per distinct reason so a rejected object is easy to find without flooding
 // the log on every snapshot.
+//
+// results must be the reconciler's own (generated for this attempt): the
+// reasons are redacted in place, and the slice is kept as it is. With
+// thousands of objects this runs on every edit, so it allocates only for
+// rejected objects.
 func (r *Reconciler) record(results []config.Result) {
 	counts := map[string]int{}
-	seen := map[string]bool{}
-	results = slices.Clone(results)
+	rejected := map[config.ObjectKey]bool{}
 	r.mtx.Lock()
 	defer r.mtx.Unlock()
 	for i := range results {
 		res := &results[i]
-		key := res.Kind + "/" + res.Namespace + "/" + res.Name
-		seen[key] = true
+		key := res.Key()
 		if res.Accepted {
 			if _, was := r.reasons[key]; was {
 				r.logger.Info("object accepted again", "kind", res.Kind, "namespace", res.Namespace, "name", res.Name)
@@ -377,6 +380,7 @@ func (r *Reconciler) record(results []config.Result) {
 			}
 			continue
 		}
+		rejected[key] = true
 		counts[res.Kind]++
 		res.Reason = config.RedactURLs(res.Reason)
 		if r.reasons[key] != res.Reason {
@@ -385,7 +389,7 @@ func (r *Reconciler) record(results []config.Result) {
 		}
 	}
 	for key := range r.reasons {
-		if !seen[key] {
+		if !rejected[key] { // gone, or accepted (deleted above)
 			delete(r.reasons, key)
 		}
 	}

@@ -1,6 +1,6 @@
 package config
 
-// Shared generator API (config-B: probe.go and scrapeconfig.go use these):
+// Shared generator API (probe.go and scrapeconfig.go use these):
 //
 //	type generator struct {
 //		snap     *Snapshot
@@ -166,25 +166,21 @@ func generate(snap *Snapshot, opts Options, c *Cache) (*promconfig.Config, []Res
 	return &cfg, sortResults(results), nil
 }
 
-// sortResults sorts results by kind, namespace and name, keeping the order
-// of equal ones; it sorts indexes, not the large Result values.
+// sortResults sorts results (a slice of the caller's own) in place by
+// kind, namespace and name, keeping the order of equal ones, and returns
+// it. They come mostly in order already (each kind's objects sorted), so
+// this usually only checks.
 func sortResults(results []Result) []Result {
 	if len(results) == 0 {
 		return nil
 	}
-	idx := make([]int, len(results))
-	for i := range idx {
-		idx[i] = i
+	byKey := func(a, b Result) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	}
-	slices.SortFunc(idx, func(i, j int) int {
-		a, b := &results[i], &results[j]
-		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name), cmp.Compare(i, j))
-	})
-	out := make([]Result, len(results))
-	for i, k := range idx {
-		out[i] = results[k]
+	if !slices.IsSortedFunc(results, byKey) {
+		slices.SortStableFunc(results, byKey)
 	}
-	return out
+	return results
 }
 
 // translate returns the finalized jobs and the Result of one selected
@@ -232,32 +228,16 @@ type objectMeta interface {
 
 // sorted returns objs sorted by their "namespace/name" key, as
 // prometheus-operator sorts the keys of its object maps (so "a-b/x" comes
-// before "a/x"); a new slice. Objects of equal keys keep their order.
-// Snapshots from discovery are sorted by namespace, then name, which is
-// the same order unless a namespace is a prefix of another one.
+// before "a/x"), in place (objs must be the caller's own). Objects of equal
+// keys keep their order. Snapshots from discovery are sorted by namespace,
+// then name, which is the same order unless a namespace is a prefix of
+// another one: usually this only checks.
 func sorted[T objectMeta](objs []T) []T {
-	type keyed struct {
-		ns, name string
-		idx      int
+	byKey := func(a, b T) int { return compareKeys(a.GetNamespace(), a.GetName(), b.GetNamespace(), b.GetName()) }
+	if !slices.IsSortedFunc(objs, byKey) {
+		slices.SortStableFunc(objs, byKey)
 	}
-	byKey := func(a, b keyed) int { return compareKeys(a.ns, a.name, b.ns, b.name) }
-	ks := make([]keyed, len(objs))
-	inOrder := true
-	for i, o := range objs {
-		ks[i] = keyed{o.GetNamespace(), o.GetName(), i}
-		if inOrder && i > 0 && byKey(ks[i-1], ks[i]) > 0 {
-			inOrder = false
-		}
-	}
-	if !inOrder {
-		// The index as the last criterion makes the sort stable.
-		slices.SortFunc(ks, func(a, b keyed) int { return cmp.Or(byKey(a, b), cmp.Compare(a.idx, b.idx)) })
-	}
-	out := make([]T, len(ks))
-	for i, k := range ks {
-		out[i] = objs[k.idx]
-	}
-	return out
+	return objs
 }
 
 // compareKeys compares ns1+"/"+name1 with ns2+"/"+name2 without building

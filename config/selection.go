@@ -115,6 +115,7 @@ func (ks kindSelector) matches(nsLabels map[string]labels.Set, ns string, objLab
 	set, ok := nsLabels[ns]
 	if !ok {
 		set = labels.Set{namespaceNameLabel: ns}
+		nsLabels[ns] = set // a namespace not (yet) in the snapshot, for its other objects
 	}
 	return ks.namespaces.Matches(set)
 }
@@ -126,7 +127,7 @@ func selectObjects[T interface {
 	comparable
 }](g *generator, ks kindSelector, objs []T) []T {
 	var zero T
-	var out []T
+	out := make([]T, 0, len(objs))
 	for _, o := range objs {
 		if o == zero {
 			continue
