@@ -2,7 +2,9 @@
 // write components inside the promshard process and applies typed
 // configurations to them in place, in Prometheus' reload order.
 //
-// It owns the managers, the storage and the HTTP surface. It must not import
+// It owns the managers, the storage and the HTTP surface, and GCHeadroom,
+// which starts garbage collections early enough that an apply does not
+// stall in GC assists (gcheadroom.go). It must not import
 // promshard's discovery or sharding packages: the ownership filter arrives as
 // the small TargetFilter interface defined here, and configurations arrive as
 // typed *promconfig.Config values.

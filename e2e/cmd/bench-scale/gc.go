@@ -58,3 +58,10 @@ func parseGC(log string) gcStat {
 func failedScrapes(log string) int {
 	return strings.Count(log, `msg="Scrape failed"`)
 }
+
+// droppedWrites counts the remote-write requests the receiver refused for
+// good in log (Prometheus' queue manager logs "non-recoverable error" and
+// drops the whole batch, e.g. when a sample of it is out of order).
+func droppedWrites(log string) int {
+	return strings.Count(log, `msg="non-recoverable error"`)
+}

@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -394,7 +395,12 @@ func monitor(ns, name string, edit int) *monitoringv1.ServiceMonitor {
 	if edit > 0 {
 		ep.RelabelConfigs = []monitoringv1.RelabelConfig{{TargetLabel: "edit", Replacement: ptr.To(strconv.Itoa(edit))}}
 	}
-	ep2 := ep // same port and path: a second job, as a second endpoint would be
+	// Same port and path: a second job, as a second endpoint would be. Its
+	// own label keeps its series apart from the first's: identical series
+	// from two jobs are sharded independently, so two members would send
+	// the same series and a receiver refuses the out-of-order batches.
+	ep2 := ep
+	ep2.RelabelConfigs = append(slices.Clone(ep.RelabelConfigs), monitoringv1.RelabelConfig{TargetLabel: "endpoint_index", Replacement: ptr.To("1")})
 	return &monitoringv1.ServiceMonitor{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: monitoringv1.ServiceMonitorSpec{

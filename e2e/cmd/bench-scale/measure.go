@@ -19,6 +19,7 @@ type windowStat struct {
 	allocMB float64 // heap allocated in the window
 	gc      gcStat  // GC cycles that ended in the window
 	failed  int     // failed scrapes
+	dropped int     // remote-write requests refused for good
 }
 
 // window measures every replica over one window of p.window and logs it; in
@@ -48,15 +49,15 @@ func window(ctx context.Context, p params, reps []*replica, round int, kind stri
 	for i, r := range reps {
 		s := stats[i]
 		r.windows[kind] = append(r.windows[kind], s)
-		logf("round %d replica %d %s: %.3f cores, %.1fMB, %.0fMB allocated; GC %d cycles, %.2f CPU-s, %.0fMB live; %d failed scrapes",
-			round, i, kind, s.cpu/p.window.Seconds(), s.rss/1e6, s.allocMB, s.gc.cycles, s.gc.cpu, s.gc.liveMB, s.failed)
+		logf("round %d replica %d %s: %.3f cores, %.1fMB, %.0fMB allocated; GC %d cycles, %.2f CPU-s, %.0fMB live; %d failed scrapes, %d dropped remote writes",
+			round, i, kind, s.cpu/p.window.Seconds(), s.rss/1e6, s.allocMB, s.gc.cycles, s.gc.cpu, s.gc.liveMB, s.failed, s.dropped)
 	}
 	return nil
 }
 
 // measure measures r over one window: CPU, RSS, the heap allocated (the
 // runtime's TotalAlloc, read before and after) and what its log shows of
-// GC cycles and failed scrapes.
+// GC cycles, failed scrapes and dropped remote writes.
 func measure(ctx context.Context, p params, r *replica) (windowStat, error) {
 	a0, err := totalAlloc(ctx, r.ps.WebURL)
 	if err != nil {
@@ -73,7 +74,7 @@ func measure(ctx context.Context, p params, r *replica) (windowStat, error) {
 	if err != nil {
 		return windowStat{}, err
 	}
-	return windowStat{cpu: s.CPUSeconds, rss: s.MeanRSS, allocMB: (a1 - a0) / 1e6, gc: parseGC(log), failed: failedScrapes(log)}, nil
+	return windowStat{cpu: s.CPUSeconds, rss: s.MeanRSS, allocMB: (a1 - a0) / 1e6, gc: parseGC(log), failed: failedScrapes(log), dropped: droppedWrites(log)}, nil
 }
 
 // totalAlloc returns the bytes the Go runtime at baseURL allocated on its
@@ -147,6 +148,17 @@ func report(p params, total int, reps []*replica, churnErrs int) {
 			benchutil.Quantile(r.latencies, 0.5), benchutil.Quantile(r.latencies, 0.99), r.gens, r.pools,
 			fmt.Sprintf("%d(%d)", gcAll.cycles, gcAll.forced), gcAll.assist/max(gcAll.cpu, 1e-9))
 	}
+	var dropped []string
+	for _, r := range reps {
+		n := 0
+		for _, ws := range r.windows {
+			for _, w := range ws {
+				n += w.dropped
+			}
+		}
+		dropped = append(dropped, strconv.Itoa(n))
+	}
+	fmt.Printf("remote-write requests refused for good in the windows, per replica: %s\n", strings.Join(dropped, " "))
 	fmt.Println(`cores, MB: medians over the rounds; cpu_x: median churn cores / median idle cores; sum_x: all churn windows' CPU / all idle windows';
 alloc_x: heap allocated under churn / idle; gc_i|c: GC CPU-s in the idle | churn windows (gctrace); gc_x: sum_x without GC;
 amort_x: sum_x with each window charged the replica's GC CPU per MB allocated instead of the cycles that fell into it.
