@@ -87,9 +87,7 @@ func BenchmarkApplyOneEdit5000ServiceMonitors(b *testing.B) {
 	opts := config.Options{}
 	static := func(cfg *promconfig.Config) {
 		for _, sc := range cfg.ScrapeConfigs {
-			ns := strings.Split(sc.JobName, "/")[1]
-			sc.ServiceDiscoveryConfigs = promdiscovery.Configs{promdiscovery.StaticConfig{{Source: ns,
-				Targets: []model.LabelSet{{model.AddressLabel: "127.0.0.1:1"}}, Labels: model.LabelSet{namespaceLabel: model.LabelValue(ns)}}}}
+			staticSD(sc)
 		}
 	}
 	cfg, _, err := config.Generate(snap, opts)
@@ -97,20 +95,11 @@ func BenchmarkApplyOneEdit5000ServiceMonitors(b *testing.B) {
 		b.Fatal(err)
 	}
 	static(cfg)
-	a, err := New(Options{StoragePath: b.TempDir(), Registerer: prometheus.NewRegistry(), RemoteFlushDeadline: time.Second, KubernetesSDClusterWide: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
+	a := runningBenchAgent(b)
 	if err := a.ApplyConfig(cfg); err != nil {
 		b.Fatal(err)
 	}
-	for len(a.scrape.ScrapePools()) < len(cfg.ScrapeConfigs)+1 { // the first sync created every pool
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitForPools(a, len(cfg.ScrapeConfigs))
 	b.ReportAllocs()
 	b.ResetTimer()
 	i := 0
@@ -138,5 +127,37 @@ func BenchmarkApplyOneEdit5000ServiceMonitors(b *testing.B) {
 	b.StopTimer()
 	if got := testutil.ToFloat64(a.metrics.sdApplies); got != 1 {
 		b.Fatalf("discovery applied %v times, want once (the first configuration)", got)
+	}
+}
+
+// staticSD replaces the Kubernetes SD of a generated job (its namespace is
+// the second segment of its name) with one static group of that
+// namespace, so that benchmarks need no API server.
+func staticSD(sc *promconfig.ScrapeConfig) {
+	ns := strings.Split(sc.JobName, "/")[1]
+	sc.ServiceDiscoveryConfigs = promdiscovery.Configs{promdiscovery.StaticConfig{{Source: ns,
+		Targets: []model.LabelSet{{model.AddressLabel: "127.0.0.1:1"}}, Labels: model.LabelSet{namespaceLabel: model.LabelValue(ns)}}}}
+}
+
+// runningBenchAgent returns an agent with shared discovery whose Run
+// goroutine stops when the benchmark ends.
+func runningBenchAgent(b *testing.B) *Agent {
+	b.Helper()
+	a, err := New(Options{StoragePath: b.TempDir(), Registerer: prometheus.NewRegistry(), RemoteFlushDeadline: time.Second, KubernetesSDClusterWide: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+	return a
+}
+
+// waitForPools waits until the scrape manager runs jobs pools and the
+// syncer's marker pool: its first target sync created them.
+func waitForPools(a *Agent, jobs int) {
+	for len(a.scrape.ScrapePools()) < jobs+1 {
+		time.Sleep(10 * time.Millisecond)
 	}
 }

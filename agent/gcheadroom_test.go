@@ -25,10 +25,12 @@ func TestStartEarly(t *testing.T) {
 		{"collector off", heapState{goal: 200 * mb, live: 100 * mb, heap: 199 * mb, gogc: -1}, false},
 		{"no cycle yet", heapState{goal: 4 * mb, heap: 4 * mb, gogc: 100}, false},
 		{"goal at the live heap (memory limit)", heapState{goal: 100 * mb, live: 100 * mb, heap: 120 * mb, gogc: 100}, false},
+		{"small heap: left to the runtime", heapState{goal: 100 * mb, live: 40 * mb, heap: 99 * mb, gogc: 100}, false},
+		{"way just large enough", heapState{goal: 104 * mb, live: 40 * mb, heap: 98 * mb, gogc: 100}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := startEarly(tc.s, 0.1); got != tc.want {
-				t.Errorf("startEarly(%+v, 0.1) = %v, want %v", tc.s, got, tc.want)
+			if got := startEarly(tc.s, 0.1, defaultMinWay); got != tc.want {
+				t.Errorf("startEarly(%+v, 0.1, 64MiB) = %v, want %v", tc.s, got, tc.want)
 			}
 		})
 	}
@@ -45,8 +47,9 @@ func TestNewGCHeadroomRejectsBadSettings(t *testing.T) {
 	}
 }
 
-// TestGCHeadroomStartsCollections runs the actor on this test process:
-// with half the way to the goal as headroom, steady allocation must make
+// TestGCHeadroomStartsCollections runs the actor on this test process (its
+// small-heap limit lowered): with half the way to the goal as headroom,
+// steady allocation must make
 // it start collections (forced cycles in the runtime's own count).
 func TestGCHeadroomStartsCollections(t *testing.T) {
 	reg := prometheus.NewRegistry()
@@ -54,6 +57,7 @@ func TestGCHeadroomStartsCollections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	g.minWay = 1 << 20 // this test's heap is a few MiB
 	forced := []rtmetrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
 	rtmetrics.Read(forced)
 	before := forced[0].Value.Uint64()

@@ -1,18 +1,13 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
-	promdiscovery "github.com/prometheus/prometheus/discovery"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -56,21 +51,12 @@ func BenchmarkReconcileOneEdit5000ServiceMonitors(b *testing.B) {
 			if static[sc] {
 				continue // a cached job, already applied
 			}
-			ns := strings.Split(sc.JobName, "/")[1]
-			sc.ServiceDiscoveryConfigs = promdiscovery.Configs{promdiscovery.StaticConfig{{Source: ns,
-				Targets: []model.LabelSet{{model.AddressLabel: "127.0.0.1:1"}}, Labels: model.LabelSet{namespaceLabel: model.LabelValue(ns)}}}}
+			staticSD(sc)
 			static[sc] = true
 		}
 		return cfg, res, nil
 	}
-	a, err := New(Options{StoragePath: b.TempDir(), Registerer: prometheus.NewRegistry(), RemoteFlushDeadline: time.Second, KubernetesSDClusterWide: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
+	a := runningBenchAgent(b)
 	r, err := NewReconciler(make(chan *config.Snapshot), generate, a, nil, prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
@@ -79,9 +65,7 @@ func BenchmarkReconcileOneEdit5000ServiceMonitors(b *testing.B) {
 	if st := r.Status(); st.Version != 1 || st.LastError != nil {
 		b.Fatalf("first configuration not applied: %+v", st)
 	}
-	for len(a.scrape.ScrapePools()) < 10001 { // the first sync created every pool
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitForPools(a, 10000)
 	b.ReportAllocs()
 	b.ResetTimer()
 	i := 0
