@@ -155,8 +155,9 @@ type heapState struct {
 // which GCHeadroom starts collections. Below it (a live heap under ~85 MB at
 // GOGC 75) marking takes tens of milliseconds, so a burst during it pays
 // little even with the runtime's own few MiB of runway, while the early
-// starts would still cost a third more collections: 7% more CPU per
-// sample in bench-vs-agent (200 targets x 200 series, ~60 MB live).
+// starts would still cost a third more collections: 3-9% more CPU per
+// sample, round by round, in bench-vs-agent (200 targets x 200 series,
+// ~60 MB live).
 const defaultMinWay = 64 << 20
 
 // startEarly reports whether the heap grew past 1-headroom of the way from

@@ -135,26 +135,36 @@ func generate(snap *Snapshot, opts Options, c *Cache) (*promconfig.Config, []Res
 	pms, sms := sorted(g.selectPodMonitors()), sorted(g.selectServiceMonitors())
 	probes, scs := sorted(g.selectProbes()), sorted(g.selectScrapeConfigs())
 	n := len(pms) + len(sms) + len(probes) + len(scs)
-	results := make([]Result, 0, n)
+	// Jobs in prometheus-operator's order (pod monitors, service monitors,
+	// probes, scrape configs), results in the order of their kind names
+	// (PodMonitor, Probe, ScrapeConfig, ServiceMonitor), so that
+	// sortResults usually only checks.
+	results := make([]Result, n)
+	pmAt, probeAt := 0, len(pms)
+	scAt := probeAt + len(probes)
+	smAt := scAt + len(scs)
 	// Jobs per object first, so that the job list is allocated once.
 	objJobs := make([][]*promconfig.ScrapeConfig, 0, n)
 	jobCount := 0
-	add := func(jobs []*promconfig.ScrapeConfig, r Result) {
-		objJobs = append(objJobs, jobs)
-		jobCount += len(jobs)
-		results = append(results, r)
+	add := func(at *int) func([]*promconfig.ScrapeConfig, Result) {
+		return func(jobs []*promconfig.ScrapeConfig, r Result) {
+			objJobs = append(objJobs, jobs)
+			jobCount += len(jobs)
+			results[*at] = r
+			*at++
+		}
 	}
 	for _, pm := range pms {
-		add(g.translate(c, KindPodMonitor, pm, &pm.ObjectMeta, func() ([]*promconfig.ScrapeConfig, error) { return g.podMonitorJobs(pm) }))
+		add(&pmAt)(g.translate(c, KindPodMonitor, pm, &pm.ObjectMeta, func() ([]*promconfig.ScrapeConfig, error) { return g.podMonitorJobs(pm) }))
 	}
 	for _, sm := range sms {
-		add(g.translate(c, KindServiceMonitor, sm, &sm.ObjectMeta, func() ([]*promconfig.ScrapeConfig, error) { return g.serviceMonitorJobs(sm) }))
+		add(&smAt)(g.translate(c, KindServiceMonitor, sm, &sm.ObjectMeta, func() ([]*promconfig.ScrapeConfig, error) { return g.serviceMonitorJobs(sm) }))
 	}
 	for _, p := range probes {
-		add(g.translate(c, KindProbe, p, &p.ObjectMeta, func() ([]*promconfig.ScrapeConfig, error) { return g.probeJobs(p) }))
+		add(&probeAt)(g.translate(c, KindProbe, p, &p.ObjectMeta, func() ([]*promconfig.ScrapeConfig, error) { return g.probeJobs(p) }))
 	}
 	for _, sc := range scs {
-		add(g.translate(c, KindScrapeConfig, sc, &sc.ObjectMeta, func() ([]*promconfig.ScrapeConfig, error) { return g.scrapeConfigJobs(sc) }))
+		add(&scAt)(g.translate(c, KindScrapeConfig, sc, &sc.ObjectMeta, func() ([]*promconfig.ScrapeConfig, error) { return g.scrapeConfigJobs(sc) }))
 	}
 	c.end()
 	if jobCount > 0 {
@@ -166,21 +176,31 @@ func generate(snap *Snapshot, opts Options, c *Cache) (*promconfig.Config, []Res
 	return &cfg, sortResults(results), nil
 }
 
-// sortResults sorts results (a slice of the caller's own) in place by
-// kind, namespace and name, keeping the order of equal ones, and returns
-// it. They come mostly in order already (each kind's objects sorted), so
-// this usually only checks.
+// sortResults sorts results by kind, namespace and name, keeping the order
+// of equal ones. generate places them in that order already, except where
+// a namespace is a prefix of another one (objects are sorted by
+// "namespace/name"), so this usually only checks; else it sorts indexes,
+// not the large Result values, into a new slice.
 func sortResults(results []Result) []Result {
 	if len(results) == 0 {
 		return nil
 	}
-	byKey := func(a, b Result) int {
+	byKey := func(a, b *Result) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	}
-	if !slices.IsSortedFunc(results, byKey) {
-		slices.SortStableFunc(results, byKey)
+	if slices.IsSortedFunc(results, func(a, b Result) int { return byKey(&a, &b) }) {
+		return results
 	}
-	return results
+	idx := make([]int, len(results))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(i, j int) int { return cmp.Or(byKey(&results[i], &results[j]), cmp.Compare(i, j)) })
+	out := make([]Result, len(results))
+	for i, k := range idx {
+		out[i] = results[k]
+	}
+	return out
 }
 
 // translate returns the finalized jobs and the Result of one selected

@@ -407,3 +407,34 @@ func TestFileAccess(t *testing.T) {
 		})
 	}
 }
+
+// TestGenerateResultsSorted: the results come sorted by kind, namespace and
+// name whatever the kinds present, also where a namespace is a prefix of
+// another one ("team-a/x" sorts before "team/x" among objects, after it
+// among results).
+func TestGenerateResultsSorted(t *testing.T) {
+	meta := func(ns, name string) metav1.ObjectMeta { return metav1.ObjectMeta{Namespace: ns, Name: name} }
+	ep := monitoringv1.Endpoint{Port: "web"}
+	for _, nss := range [][]string{{"a", "b"}, {"team", "team-a"}} {
+		snap := &Snapshot{}
+		for _, ns := range nss {
+			snap.ServiceMonitors = append(snap.ServiceMonitors, newTestSM(ns, "x", nil, ep))
+			snap.PodMonitors = append(snap.PodMonitors, &monitoringv1.PodMonitor{ObjectMeta: meta(ns, "x"),
+				Spec: monitoringv1.PodMonitorSpec{PodMetricsEndpoints: []monitoringv1.PodMetricsEndpoint{{Port: ptrTo("web")}}}})
+			snap.Probes = append(snap.Probes, &monitoringv1.Probe{ObjectMeta: meta(ns, "x")})
+			snap.ScrapeConfigs = append(snap.ScrapeConfigs, &monitoringv1alpha1.ScrapeConfig{ObjectMeta: meta(ns, "x")})
+		}
+		_, results, err := Generate(snap, Options{})
+		require.NoError(t, err)
+		require.Len(t, results, 8)
+		var got []string
+		for _, r := range results {
+			got = append(got, r.Kind+" "+r.Namespace)
+		}
+		a, b := nss[0], nss[1]
+		require.Equal(t, []string{
+			KindPodMonitor + " " + a, KindPodMonitor + " " + b, KindProbe + " " + a, KindProbe + " " + b,
+			KindScrapeConfig + " " + a, KindScrapeConfig + " " + b, KindServiceMonitor + " " + a, KindServiceMonitor + " " + b,
+		}, got)
+	}
+}
