@@ -124,15 +124,18 @@ func report(p params, total int, reps []*replica, churnErrs int) {
 	fmt.Printf("%-7s %7s %7s %10s %7s %11s %8s %6s %6s %-30s %8s %8s %8s %8s %9s %9s %4s %6s %11s %6s\n", "replica", "owned_s", "watches",
 		"idle_cores", "idle_MB", "churn_cores", "churn_MB", "cpu_x", "sum_x", "cpu_x per round", "alloc_x", "gc_i|c", "gc_x", "amort_x",
 		"apply_p50", "apply_p99", "gens", "pools", "gcs(forced)", "assist")
+	var dropped []string // remote-write requests refused, per replica
 	for i, r := range reps {
 		idle, churn := r.windows["idle"], r.windows["churn"]
 		var ratios []string
 		var cpuI, cpuC, allocI, allocC, gcI, gcC float64
 		var coresI, coresC, rssI, rssC []float64
+		refused := 0
 		gcAll := r.editsGC
 		for j := range churn {
 			gcAll.add(idle[j].gc)
 			gcAll.add(churn[j].gc)
+			refused += idle[j].dropped + churn[j].dropped
 			ratios = append(ratios, strconv.FormatFloat(churn[j].cpu/idle[j].cpu, 'f', 2, 64))
 			cpuI, cpuC = cpuI+idle[j].cpu, cpuC+churn[j].cpu
 			allocI, allocC = allocI+idle[j].allocMB, allocC+churn[j].allocMB
@@ -147,16 +150,7 @@ func report(p params, total int, reps []*replica, churnErrs int) {
 			allocC/allocI, fmt.Sprintf("%.1f|%.1f", gcI, gcC), (cpuC-gcC)/(cpuI-gcI), amortized(churn, gcPerMB)/amortized(idle, gcPerMB),
 			benchutil.Quantile(r.latencies, 0.5), benchutil.Quantile(r.latencies, 0.99), r.gens, r.pools,
 			fmt.Sprintf("%d(%d)", gcAll.cycles, gcAll.forced), gcAll.assist/max(gcAll.cpu, 1e-9))
-	}
-	var dropped []string
-	for _, r := range reps {
-		n := 0
-		for _, ws := range r.windows {
-			for _, w := range ws {
-				n += w.dropped
-			}
-		}
-		dropped = append(dropped, strconv.Itoa(n))
+		dropped = append(dropped, strconv.Itoa(refused))
 	}
 	fmt.Printf("remote-write requests refused for good in the windows, per replica: %s\n", strings.Join(dropped, " "))
 	fmt.Println(`cores, MB: medians over the rounds; cpu_x: median churn cores / median idle cores; sum_x: all churn windows' CPU / all idle windows';
