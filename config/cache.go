@@ -64,6 +64,10 @@ type Cache struct {
 	entries map[ObjectKey]*cacheEntry
 	call    uint64
 	used    int
+	// extra is the outcome of the agent's additionalScrapeConfigs;
+	// extraUsed is true once the current call used or stored it.
+	extra     *additionalEntry
+	extraUsed bool
 	// The counters of Stats, readable without waiting for a call.
 	hits, misses, drops atomic.Uint64
 	objects             atomic.Int64
@@ -137,6 +141,7 @@ func (c *Cache) begin(opts Options, agent *monitoringv1alpha1.PrometheusAgent) {
 	}
 	c.call++
 	c.used = 0
+	c.extraUsed = false
 	if c.primed && sameGlobal(c.opts, c.agent, opts, agent) {
 		c.agent = agent // the same spec; compare by pointer next time
 		return
@@ -146,6 +151,7 @@ func (c *Cache) begin(opts Options, agent *monitoringv1alpha1.PrometheusAgent) {
 	}
 	c.primed, c.opts, c.agent = true, opts, agent
 	c.entries = map[ObjectKey]*cacheEntry{}
+	c.extra = nil
 }
 
 // sameGlobal reports whether two sets of global inputs give the same
@@ -198,6 +204,9 @@ func (c *Cache) put(key ObjectKey, obj any, meta *metav1.ObjectMeta, reads []loo
 func (c *Cache) end() {
 	if c == nil {
 		return
+	}
+	if !c.extraUsed {
+		c.extra = nil
 	}
 	if c.used != len(c.entries) {
 		for k, e := range c.entries {

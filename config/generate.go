@@ -98,9 +98,10 @@ type generator struct {
 }
 
 // Generate translates snap into a Prometheus configuration. Every selected
-// ServiceMonitor, PodMonitor, Probe and ScrapeConfig gets one Result; an
-// object that cannot be translated is rejected and left out, without
-// affecting the others. Objects not selected by the settings get no Result.
+// ServiceMonitor, PodMonitor, Probe and ScrapeConfig gets one Result, and
+// so does the PrometheusAgent's additionalScrapeConfigs when set
+// (additional.go); an object that cannot be translated is rejected and
+// left out, without affecting the others. Objects not selected by the settings get no Result.
 // The error is non-nil only when the PrometheusAgent or the flag settings
 // make the whole configuration impossible (for example an invalid
 // scrapeInterval or remote-write URL).
@@ -108,7 +109,8 @@ type generator struct {
 // The output is deterministic: jobs follow the order prometheus-operator
 // gives a PrometheusAgent (GenerateAgentConfiguration: PodMonitors,
 // ServiceMonitors, Probes, ScrapeConfigs, each sorted by their
-// "namespace/name" key) and Results are sorted by kind, namespace and name.
+// "namespace/name" key, then the additional scrape configs) and Results
+// are sorted by kind, namespace and name.
 func Generate(snap *Snapshot, opts Options) (*promconfig.Config, []Result, error) {
 	return generate(snap, opts, nil)
 }
@@ -166,13 +168,19 @@ func generate(snap *Snapshot, opts Options, c *Cache) (*promconfig.Config, []Res
 	for _, sc := range scs {
 		add(&scAt)(g.translate(c, KindScrapeConfig, sc, &sc.ObjectMeta, func() ([]*promconfig.ScrapeConfig, error) { return g.scrapeConfigJobs(sc) }))
 	}
-	c.end()
 	if jobCount > 0 {
 		cfg.ScrapeConfigs = make([]*promconfig.ScrapeConfig, 0, jobCount)
 		for _, jobs := range objJobs {
 			cfg.ScrapeConfigs = append(cfg.ScrapeConfigs, jobs...)
 		}
 	}
+	// The agent's additionalScrapeConfigs come after every generated job,
+	// as in prometheus-operator; their Result sorts first by kind.
+	if extra, r := g.additionalJobs(c, cfg.ScrapeConfigs); r != nil {
+		cfg.ScrapeConfigs = append(cfg.ScrapeConfigs, extra...)
+		results = append([]Result{*r}, results...)
+	}
+	c.end()
 	return &cfg, sortResults(results), nil
 }
 

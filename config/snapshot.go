@@ -100,6 +100,10 @@ const (
 	KindProbe           = "Probe"
 	KindScrapeConfig    = "ScrapeConfig"
 	KindPrometheusAgent = "PrometheusAgent"
+	// KindAdditionalScrapeConfigs is the Result of the PrometheusAgent's
+	// additionalScrapeConfigs, named after its Secret (in the agent's
+	// namespace); its jobs have the names the Secret gives them.
+	KindAdditionalScrapeConfigs = "AdditionalScrapeConfigs"
 )
 
 // Result is the outcome of translating one object.
