@@ -37,7 +37,8 @@ type changeReporter interface {
 }
 
 // kinds are the object kinds whose rejections are counted.
-var kinds = []string{config.KindServiceMonitor, config.KindPodMonitor, config.KindProbe, config.KindScrapeConfig, config.KindPrometheusAgent}
+var kinds = []string{config.KindServiceMonitor, config.KindPodMonitor, config.KindProbe, config.KindScrapeConfig,
+	config.KindPrometheusAgent, config.KindAdditionalScrapeConfigs}
 
 // Reconciler turns every new snapshot into a configuration and applies it.
 // It is one oklog/run actor.
@@ -68,6 +69,7 @@ type Reconciler struct {
 	rejected    *prometheus.GaugeVec
 	generations prometheus.Counter
 	agentState  *prometheus.GaugeVec
+	ignored     *prometheus.GaugeVec
 
 	// lastAgent is the PrometheusAgent of the last applied configuration;
 	// only the Run goroutine uses it.
@@ -84,6 +86,9 @@ type Reconciler struct {
 	lastErr   error
 	reasons   map[config.ObjectKey]string
 	agent     agentStatus
+	// ignoredFields are the fields of the applied PrometheusAgent that
+	// promshard does not apply.
+	ignoredFields config.IgnoredAgentFields
 }
 
 // agentStatus is what happens with the required PrometheusAgent.
@@ -126,14 +131,20 @@ func NewReconciler(snapshots <-chan *config.Snapshot, generate GenerateFunc, app
 			Name: "promshard_prometheus_agent_state",
 			Help: "1 for the current state of the PrometheusAgent named by --prometheus-agent: flags-only (none named), waiting (never seen, nothing scraped), present, missing (deleted, last applied settings keep running), invalid (rejected, last applied settings keep running).",
 		}, []string{"state"}),
+		ignored: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "promshard_prometheus_agent_ignored_fields",
+			Help: "Fields the applied PrometheusAgent sets that promshard does not apply, by class: workload (pod settings; promshard runs as the pods you deploy) or unimplemented. The log, the status page and the PrometheusAgent's Reconciled condition name them.",
+		}, []string{"class"}),
 		reasons: map[config.ObjectKey]string{},
 	}
+	r.ignored.WithLabelValues("workload").Set(0)
+	r.ignored.WithLabelValues("unimplemented").Set(0)
 	for _, kind := range kinds {
 		r.rejected.WithLabelValues(kind).Set(0)
 	}
 	r.setAgent(agentFlagsOnly, "")
 	if reg != nil {
-		for _, c := range []prometheus.Collector{r.rejected, r.generations, r.agentState} {
+		for _, c := range []prometheus.Collector{r.rejected, r.generations, r.agentState, r.ignored} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registering reconciler metrics: %w", err)
 			}
@@ -215,6 +226,9 @@ func (r *Reconciler) reconcile(snap *config.Snapshot) {
 		r.onApplied(snap, results)
 	}
 	if snap.Agent != nil {
+		if snap.Agent != r.lastAgent {
+			r.setIgnored(config.IgnoredFields(&snap.Agent.Spec))
+		}
 		r.lastAgent = snap.Agent
 	}
 	r.mtx.Lock()
@@ -333,6 +347,20 @@ func rejectJobs(cfg *promconfig.Config, results []config.Result, refused JobErro
 	return &out, results, len(cfg.ScrapeConfigs) - len(out.ScrapeConfigs)
 }
 
+// setIgnored records the ignored fields of the applied PrometheusAgent,
+// logging them when they change.
+func (r *Reconciler) setIgnored(f config.IgnoredAgentFields) {
+	r.mtx.Lock()
+	changed := f.String() != r.ignoredFields.String()
+	r.ignoredFields = f
+	r.mtx.Unlock()
+	if changed && !f.Empty() {
+		r.logger.Warn(f.String(), "prometheus_agent", r.agentName)
+	}
+	r.ignored.WithLabelValues("workload").Set(float64(len(f.Workload)))
+	r.ignored.WithLabelValues("unimplemented").Set(float64(len(f.Unimplemented)))
+}
+
 func (r *Reconciler) setAgent(state, note string) {
 	r.mtx.Lock()
 	r.agent = agentStatus{state: state, note: note}
@@ -433,6 +461,9 @@ type Status struct {
 	// Waiting is true while nothing is applied because the required
 	// PrometheusAgent was never seen.
 	Waiting bool
+	// Ignored names the fields of the applied PrometheusAgent promshard
+	// does not apply; empty when there are none.
+	Ignored string
 }
 
 // Status returns a copy of the reconciler's state.
@@ -441,7 +472,7 @@ func (r *Reconciler) Status() Status {
 	defer r.mtx.Unlock()
 	return Status{
 		Version: r.version, AppliedAt: r.appliedAt, LastError: r.lastErr, Results: append([]config.Result(nil), r.results...),
-		Agent: r.agent.note, Waiting: r.agent.state == agentWaiting,
+		Agent: r.agent.note, Waiting: r.agent.state == agentWaiting, Ignored: r.ignoredFields.String(),
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/promshard/promshard/config"
@@ -217,4 +218,64 @@ func TestReconcilerRecord(t *testing.T) {
 	r.record(many)
 	allocs := testing.AllocsPerRun(10, func() { r.record(many) })
 	require.LessOrEqual(t, allocs, 10.0, "allocations per record of 5,000 accepted objects")
+}
+
+// Fields of the applied PrometheusAgent that promshard does not apply are
+// logged once, counted and shown in the status; a rejected agent leaves
+// those of the agent that runs. A broken additionalScrapeConfigs Secret is
+// rejected alone: the ServiceMonitor's job is applied.
+func TestReconcilerAgentIgnoredFieldsAndAdditional(t *testing.T) {
+	var logs bytes.Buffer
+	app := &recordingApplier{}
+	r, err := NewReconciler(make(chan *config.Snapshot), func(s *config.Snapshot) (*promconfig.Config, []config.Result, error) {
+		return config.Generate(s, config.Options{})
+	}, app, slog.New(slog.NewTextHandler(&logs, nil)), prometheus.NewRegistry())
+	require.NoError(t, err)
+	r.RequireAgent("mon/agent")
+	agent := func(interval string, shards int32) *monitoringv1alpha1.PrometheusAgent {
+		pa := &monitoringv1alpha1.PrometheusAgent{ObjectMeta: metav1.ObjectMeta{Namespace: "mon", Name: "agent"}}
+		pa.Spec.ServiceMonitorSelector = &metav1.LabelSelector{}
+		pa.Spec.ScrapeInterval = monitoringv1.Duration(interval)
+		pa.Spec.Shards = &shards
+		pa.Spec.WALCompression = new(bool)
+		pa.Spec.AdditionalScrapeConfigs = &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "extra"}, Key: "jobs"}
+		return pa
+	}
+	snap := func(pa *monitoringv1alpha1.PrometheusAgent, jobs string) *config.Snapshot {
+		return &config.Snapshot{Agent: pa,
+			ServiceMonitors: []*monitoringv1.ServiceMonitor{{ObjectMeta: metav1.ObjectMeta{Namespace: "mon", Name: "app"},
+				Spec: monitoringv1.ServiceMonitorSpec{Endpoints: []monitoringv1.Endpoint{{Port: "web"}}}}},
+			Secrets: []*corev1.Secret{{ObjectMeta: metav1.ObjectMeta{Namespace: "mon", Name: "extra"}, StringData: map[string]string{"jobs": jobs}}},
+		}
+	}
+	ignored := func(class string) float64 { return testutil.ToFloat64(r.ignored.WithLabelValues(class)) }
+	const want = "PrometheusAgent fields ignored (not implemented by promshard: walCompression; pod settings, which promshard takes from its own StatefulSet or DaemonSet and flags: shards)"
+
+	pa := agent("15s", 2)
+	r.reconcile(snap(pa, "- job_name: extra\n  static_configs: [{targets: ['127.0.0.1:9']}]"))
+	require.Equal(t, []string{"serviceMonitor/mon/app/0", "extra"}, jobNamesOf(app.cfgs[len(app.cfgs)-1]))
+	require.Equal(t, want, r.Status().Ignored)
+	require.Equal(t, 1.0, ignored("workload"))
+	require.Equal(t, 1.0, ignored("unimplemented"))
+
+	// The same agent again, the Secret broken: logged no second time, the
+	// setting rejected alone.
+	r.reconcile(snap(pa, "- job_name: extra\n  static_config: []"))
+	require.Equal(t, 1, strings.Count(logs.String(), "PrometheusAgent fields ignored"), logs.String())
+	require.Equal(t, []string{"serviceMonitor/mon/app/0"}, jobNamesOf(app.cfgs[len(app.cfgs)-1]))
+	require.Equal(t, 1.0, testutil.ToFloat64(r.rejected.WithLabelValues(config.KindAdditionalScrapeConfigs)))
+	require.Contains(t, logs.String(), "field static_config not found")
+
+	// A rejected agent does not run: the status keeps the applied one's fields.
+	bad := agent("bogus", 2)
+	bad.Spec.WALCompression = nil
+	r.reconcile(snap(bad, ""))
+	require.Equal(t, want, r.Status().Ignored)
+	require.Equal(t, 0.0, testutil.ToFloat64(r.rejected.WithLabelValues(config.KindAdditionalScrapeConfigs)), "an empty list is accepted")
+
+	fixed := agent("20s", 0)
+	fixed.Spec.Shards, fixed.Spec.WALCompression = nil, nil
+	r.reconcile(snap(fixed, ""))
+	require.Empty(t, r.Status().Ignored)
+	require.Equal(t, 0.0, ignored("workload"))
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 
 	"github.com/promshard/promshard/config"
 )
@@ -105,6 +106,14 @@ func TestAgentStatus(t *testing.T) {
 	require.Equal(t, monitoringv1.ConditionDegraded, st.Conditions[0].Status)
 	require.True(t, st.Conditions[0].LastTransitionTime.Time.Equal(now))
 	require.Equal(t, monitoringv1.ConditionFalse, agentStatus(a, results, 1, 0, now).Conditions[0].Status)
+
+	// Fields promshard does not apply are named in the Reconciled message.
+	a.Spec.Shards = ptr.To[int32](2)
+	a.Spec.TSDB = &monitoringv1.TSDBSpec{}
+	a.Spec.TSDB.OutOfOrderTimeWindow = ptr.To(monitoringv1.Duration("5m"))
+	require.Equal(t, "2 objects selected, 1 rejected (first: PodMonitor/a/bad: invalid regex); PrometheusAgent fields ignored "+
+		"(not implemented by promshard: tsdb; pod settings, which promshard takes from its own StatefulSet or DaemonSet and flags: shards)",
+		agentStatus(a, results, 3, 3, now).Conditions[1].Message)
 }
 
 func TestNewStatusWriterValidates(t *testing.T) {

@@ -206,6 +206,9 @@ func agentStatus(a *monitoringv1alpha1.PrometheusAgent, results []config.Result,
 	}
 	rec := monitoringv1.Condition{Type: monitoringv1.Reconciled, Status: monitoringv1.ConditionTrue, Reason: "Applied",
 		Message: fmt.Sprintf("%d objects selected, %d rejected%s", countSelected(results), rejected, first), ObservedGeneration: a.Generation}
+	if ignored := config.IgnoredFields(&a.Spec); !ignored.Empty() {
+		rec.Message += "; " + ignored.String()
+	}
 	conds := []monitoringv1.Condition{avail, rec}
 	for i := range conds {
 		conds[i].LastTransitionTime = metav1.NewTime(now.UTC().Truncate(time.Second))

@@ -64,5 +64,10 @@ func runRender(w, errw io.Writer, manifests []string, agent string, showSecrets 
 			code = renderRejected
 		}
 	}
+	if snap.Agent != nil {
+		if ignored := config.IgnoredFields(&snap.Agent.Spec); !ignored.Empty() {
+			fmt.Fprintf(errw, "warning: %s\n", ignored)
+		}
+	}
 	return code
 }

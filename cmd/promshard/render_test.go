@@ -15,6 +15,7 @@ import (
 func TestRunRender(t *testing.T) {
 	objects := filepath.Join("testdata", "render", "objects.yaml")
 	rejected := filepath.Join("testdata", "render", "rejected.yaml")
+	additional := filepath.Join("testdata", "render", "additional.yaml")
 	for _, tc := range []struct {
 		name        string
 		manifests   []string
@@ -39,6 +40,16 @@ func TestRunRender(t *testing.T) {
 			name: "flags-only selects every monitor", manifests: []string{objects, rejected},
 			wantCode: 1, wantOut: []string{"serviceMonitor/apps/web/0"}, notOut: []string{"serviceMonitor/apps/broken"},
 			wantErr: `rejected ServiceMonitor apps/broken: endpoint 0: interval: invalid duration "soon"`,
+		},
+		{
+			name: "additional scrape configs, ignored pod settings", manifests: []string{additional}, agent: "myproject/prometheus",
+			wantCode: 0, wantOut: []string{"job_name: kubernetes-nodes-kubelet", "role: node"},
+			wantErr: "warning: PrometheusAgent fields ignored (pod settings, which promshard takes from its own StatefulSet or DaemonSet and flags: replicas, resources, serviceAccountName)",
+		},
+		{
+			name: "additional scrape configs without their Secret", manifests: []string{filepath.Join("testdata", "render", "additional_nosecret.yaml")},
+			agent: "myproject/prometheus", wantCode: 1, notOut: []string{"kubernetes-nodes-kubelet"},
+			wantErr: `rejected AdditionalScrapeConfigs myproject/additional-scrape-configs: additionalScrapeConfigs (secret myproject/additional-scrape-configs key "prometheus-additional.yaml"): secret myproject/additional-scrape-configs not found`,
 		},
 		{name: "unknown agent", manifests: []string{objects}, agent: "monitoring/nope", wantCode: 2, wantErr: "not found"},
 		{name: "missing file", manifests: []string{"testdata/render/none.yaml"}, wantCode: 2, wantErr: "render:"},
