@@ -141,8 +141,14 @@ func generate(snap *Snapshot, opts Options, c *Cache) (*promconfig.Config, []Res
 	// probes, scrape configs), results in the order of their kind names
 	// (PodMonitor, Probe, ScrapeConfig, ServiceMonitor), so that
 	// sortResults usually only checks.
-	results := make([]Result, n)
-	pmAt, probeAt := 0, len(pms)
+	// The additionalScrapeConfigs' Result, when the agent sets them, goes
+	// first (its kind sorts first).
+	off := 0
+	if snap.Agent != nil && snap.Agent.Spec.AdditionalScrapeConfigs != nil {
+		off = 1
+	}
+	results := make([]Result, off+n)
+	pmAt, probeAt := off, off+len(pms)
 	scAt := probeAt + len(probes)
 	smAt := scAt + len(scs)
 	// Jobs per object first, so that the job list is allocated once.
@@ -178,7 +184,7 @@ func generate(snap *Snapshot, opts Options, c *Cache) (*promconfig.Config, []Res
 	// as in prometheus-operator; their Result sorts first by kind.
 	if extra, r := g.additionalJobs(c, cfg.ScrapeConfigs); r != nil {
 		cfg.ScrapeConfigs = append(cfg.ScrapeConfigs, extra...)
-		results = append([]Result{*r}, results...)
+		results[0] = *r
 	}
 	c.end()
 	return &cfg, sortResults(results), nil
