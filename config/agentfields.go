@@ -57,6 +57,27 @@ var (
 	)
 )
 
+// agentFieldDefaults are the defaults the PrometheusAgent CRD's schema
+// gives fields that are not implemented: the API server sets them on
+// every object, so they are not the user's choice and not reported.
+// agentfields_test.go checks them against deploy/crds.
+var agentFieldDefaults = map[string]any{"portName": "web", "shards": int32(1)}
+
+// isDefault reports whether v, the value of field name, is its CRD default.
+func isDefault(name string, v reflect.Value) bool {
+	d, ok := agentFieldDefaults[name]
+	if !ok {
+		return false
+	}
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return false
+		}
+		v = v.Elem()
+	}
+	return reflect.DeepEqual(v.Interface(), d)
+}
+
 func fieldSet(names ...string) map[string]bool {
 	m := make(map[string]bool, len(names))
 	for _, n := range names {
@@ -91,8 +112,8 @@ func (f IgnoredAgentFields) String() string {
 	return "PrometheusAgent fields ignored (" + strings.Join(parts, "; ") + ")"
 }
 
-// IgnoredFields returns the fields of spec that are set (not their zero
-// value) and that promshard does not apply. A field of no known class
+// IgnoredFields returns the fields of spec that are set (neither their
+// zero value nor the CRD's default) and that promshard does not apply. A field of no known class
 // (a newer prometheus-operator's) counts as not implemented.
 func IgnoredFields(spec *monitoringv1alpha1.PrometheusAgentSpec) IgnoredAgentFields {
 	var out IgnoredAgentFields
@@ -100,7 +121,7 @@ func IgnoredFields(spec *monitoringv1alpha1.PrometheusAgentSpec) IgnoredAgentFie
 		return out
 	}
 	eachAgentField(func(name string, v reflect.Value) {
-		if implementedAgentFields[name] || v.IsZero() {
+		if implementedAgentFields[name] || v.IsZero() || isDefault(name, v) {
 			return
 		}
 		if name == "replicaExternalLabelName" && v.Elem().String() == "" {

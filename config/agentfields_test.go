@@ -1,12 +1,17 @@
 package config
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	monitoringv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	"github.com/stretchr/testify/require"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"sigs.k8s.io/yaml"
 )
 
 // agentSpecFields are the JSON names of every field of the PrometheusAgent
@@ -114,9 +119,9 @@ func fill(v reflect.Value) {
 	case reflect.Bool:
 		v.SetBool(true)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		v.SetInt(1)
+		v.SetInt(2) // not 1, the CRD default of shards
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		v.SetUint(1)
+		v.SetUint(2)
 	case reflect.Float32, reflect.Float64:
 		v.SetFloat(1)
 	case reflect.Slice:
@@ -137,4 +142,33 @@ func fill(v reflect.Value) {
 			}
 		}
 	}
+}
+
+// TestAgentFieldDefaults: the defaults not reported are exactly those the
+// CRD in deploy/crds sets on fields promshard does not implement, so that
+// no PrometheusAgent is reported for a value it did not choose.
+func TestAgentFieldDefaults(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "deploy", "crds", "monitoring.coreos.com_prometheusagents.yaml"))
+	require.NoError(t, err)
+	var crd apiextensionsv1.CustomResourceDefinition
+	require.NoError(t, yaml.Unmarshal(b, &crd))
+	got := map[string]string{}
+	for _, v := range crd.Spec.Versions {
+		for name, p := range v.Schema.OpenAPIV3Schema.Properties["spec"].Properties {
+			if p.Default != nil && !implementedAgentFields[name] {
+				got[name] = string(p.Default.Raw)
+			}
+		}
+	}
+	want := map[string]string{}
+	for name, d := range agentFieldDefaults {
+		raw, err := json.Marshal(d)
+		require.NoError(t, err)
+		want[name] = string(raw)
+	}
+	require.Equal(t, want, got)
+
+	var spec monitoringv1alpha1.PrometheusAgentSpec
+	spec.PortName, spec.Shards = "web", ptrTo[int32](1)
+	require.True(t, IgnoredFields(&spec).Empty(), "CRD defaults are not reported: %s", IgnoredFields(&spec))
 }
