@@ -14,6 +14,7 @@ import (
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +37,7 @@ func TestSmoke(t *testing.T) {
 	t.Run("netns targets answer", func(t *testing.T) { testNetnsTargets(ctx, t, bed) })
 	t.Run("loopback pod target", func(t *testing.T) { testPodTarget(ctx, t, bed) })
 	t.Run("receiver round trip", func(t *testing.T) { testReceiver(ctx, t, bed) })
+	t.Run("cortex ruler API", func(t *testing.T) { testCortexRuler(t, bed) })
 }
 
 func testCRDsServed(_ context.Context, t *testing.T, bed *testbed.Bed) {
@@ -197,6 +199,44 @@ func testReceiver(ctx context.Context, t *testing.T, bed *testbed.Bed) {
 	vec, err = r.Query(ctx, `smoke_sample{job="smoke"}`, now)
 	require.NoError(t, err)
 	require.Len(t, vec, 1)
+}
+
+func testCortexRuler(t *testing.T, bed *testbed.Bed) {
+	// Cortex is built on first use (~3 min cold): its own deadline, then
+	// one for the test.
+	buildCtx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	_, err := testbed.CortexBinary(buildCtx, t.Logf)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	c, err := bed.StartCortex(ctx, testbed.CortexOptions{})
+	require.NoError(t, err)
+	const ns = "promshard/ns/obj"
+	group := rulefmt.RuleGroup{Name: "g", Interval: model.Duration(30 * time.Second), Rules: []rulefmt.Rule{
+		{Record: "job:up:sum", Expr: "sum by (job) (up)", Labels: map[string]string{"team": "a"}},
+	}}
+	require.NoError(t, c.SetRuleGroup(ctx, "t1", ns, group))
+	got, err := c.RuleGroups(ctx, "t1")
+	require.NoError(t, err)
+	require.Equal(t, map[string][]rulefmt.RuleGroup{ns: {group}}, got)
+	got, err = c.RuleGroups(ctx, "t2")
+	require.NoError(t, err)
+	require.Empty(t, got, "another tenant's rule groups")
+
+	require.NoError(t, c.DeleteRuleGroup(ctx, "t1", ns, "g"))
+	got, err = c.RuleGroups(ctx, "t1")
+	require.NoError(t, err)
+	require.Empty(t, got)
+
+	// Stopped and started again, Cortex keeps its ports and rule store.
+	require.NoError(t, c.SetRuleGroup(ctx, "t1", ns, group))
+	c.Stop()
+	require.NoError(t, c.Start(ctx))
+	got, err = c.RuleGroups(ctx, "t1")
+	require.NoError(t, err)
+	require.Equal(t, map[string][]rulefmt.RuleGroup{ns: {group}}, got)
 }
 
 func fetch(ctx context.Context, t *testing.T, c *http.Client, url string, auth func(*http.Request)) (int, string) {

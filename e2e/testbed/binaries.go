@@ -39,6 +39,10 @@ type Bins struct {
 	ControllerGen string
 	// TargetServer is built from e2e/cmd/targetserver of this module.
 	TargetServer string
+	// Cortex is not built by Binaries: few tests need it, so
+	// Bed.StartCortex builds it on first use (CortexBinary) unless it is set
+	// here.
+	Cortex string
 }
 
 // binSpec describes how one binary is built.
@@ -76,6 +80,23 @@ func PrometheusAllSD(ctx context.Context, logf Logf) (string, error) {
 	defer unlock()
 	dst := filepath.Join(binDir, "prometheus-all-sd")
 	spec := binSpec{name: "prometheus-all-sd", toolDir: "e2e/tools/prometheus", pkg: "github.com/prometheus/prometheus/cmd/prometheus", dst: &dst}
+	return dst, buildOne(ctx, logf, root, spec, dst)
+}
+
+// CortexBinary builds (or reuses) Cortex from e2e/tools/cortex, with the
+// build tags of Cortex's own Makefile: slicelabels is required (with
+// Prometheus' default stringlabels the ruler API crashes Cortex when it
+// stores a rule group with labels). Only the tests that start a Cortex
+// ruler need it, so Binaries does not build it; a cold build takes ~3 min.
+func CortexBinary(ctx context.Context, logf Logf) (string, error) {
+	root, binDir, unlock, err := lockBinDir()
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	dst := filepath.Join(binDir, "cortex")
+	spec := binSpec{name: "cortex", toolDir: "e2e/tools/cortex", pkg: "github.com/cortexproject/cortex/cmd/cortex",
+		tags: "netgo,slicelabels", dst: &dst}
 	return dst, buildOne(ctx, logf, root, spec, dst)
 }
 
