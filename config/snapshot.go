@@ -40,6 +40,9 @@ type Snapshot struct {
 	PodMonitors     []*monitoringv1.PodMonitor
 	Probes          []*monitoringv1.Probe
 	ScrapeConfigs   []*monitoringv1alpha1.ScrapeConfig
+	// PrometheusRules are read only when rules are synced to a ruler
+	// (RenderRules); Generate does not look at them.
+	PrometheusRules []*monitoringv1.PrometheusRule
 
 	// Namespaces are needed to evaluate namespace label selectors.
 	Namespaces []*corev1.Namespace

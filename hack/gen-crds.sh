@@ -4,8 +4,8 @@
 # (version pinned in e2e/tools/controller-gen/go.mod) with controller-gen.
 #
 # Usage: hack/gen-crds.sh [output-dir]   (default: deploy/crds)
-# Keeps exactly five files, one per kind: servicemonitors, podmonitors,
-# probes, scrapeconfigs, prometheusagents.
+# Keeps exactly six files, one per kind: servicemonitors, podmonitors,
+# probes, scrapeconfigs, prometheusagents, prometheusrules.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,7 +23,7 @@ apis=github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring
 	"paths=$apis/v1" "paths=$apis/v1alpha1" \
 	"output:crd:dir=$tmp")
 
-for kind in servicemonitors podmonitors probes scrapeconfigs prometheusagents; do
+for kind in servicemonitors podmonitors probes scrapeconfigs prometheusagents prometheusrules; do
 	src="$tmp/monitoring.coreos.com_${kind}.yaml"
 	if [[ ! -f "$src" ]]; then
 		echo "gen-crds: controller-gen produced no CRD for $kind" >&2
@@ -34,4 +34,5 @@ done
 # Drop files of other kinds left from earlier generations.
 find "$out" -maxdepth 1 -name '*.yaml' ! -name 'monitoring.coreos.com_servicemonitors.yaml' \
 	! -name 'monitoring.coreos.com_podmonitors.yaml' ! -name 'monitoring.coreos.com_probes.yaml' \
-	! -name 'monitoring.coreos.com_scrapeconfigs.yaml' ! -name 'monitoring.coreos.com_prometheusagents.yaml' -delete
+	! -name 'monitoring.coreos.com_scrapeconfigs.yaml' ! -name 'monitoring.coreos.com_prometheusagents.yaml' \
+	! -name 'monitoring.coreos.com_prometheusrules.yaml' -delete
