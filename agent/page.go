@@ -33,6 +33,24 @@ type MemberInfo struct {
 	OwnedTargets               int
 }
 
+// RulesInfo is the ruler sync as this member runs it, for the status page.
+// cmd/ adapts the ruler package's status to it.
+type RulesInfo struct {
+	Endpoint  string
+	Syncing   bool
+	LastSync  time.Time
+	LastError string
+	Objects   []RuleObjectInfo
+}
+
+// RuleObjectInfo is one selected PrometheusRule: its ruler namespace, its
+// group count and state (synced, pending, rejected or refused).
+type RuleObjectInfo struct {
+	Object, Namespace string
+	Groups            int
+	State, Reason     string
+}
+
 //go:embed page.html
 var pageFS embed.FS
 
@@ -66,6 +84,8 @@ type pageData struct {
 	Warnings []string
 	Config   Status
 	Rejected []config.Result
+	// Rules is nil when rule sync is off.
+	Rules *RulesInfo
 }
 
 func (w *Web) statusPage(rw http.ResponseWriter, r *http.Request) {
@@ -75,6 +95,10 @@ func (w *Web) statusPage(rw http.ResponseWriter, r *http.Request) {
 	}
 	if w.opts.Cluster != nil {
 		d.Cluster = w.opts.Cluster()
+	}
+	if w.opts.Rules != nil {
+		ri := w.opts.Rules()
+		d.Rules = &ri
 	}
 	if w.opts.Reconciler != nil {
 		d.Config = w.opts.Reconciler.Status()

@@ -40,6 +40,9 @@ type WebOptions struct {
 	Handlers map[string]http.Handler
 	// Cluster feeds the status page's cluster section. Nil shows none.
 	Cluster func() ClusterInfo
+	// Rules feeds the status page's rules section. Nil (rule sync off)
+	// shows none.
+	Rules func() RulesInfo
 	// Targets answers /api/v1/targets?scope=cluster and the status page's
 	// cluster-wide target list. Nil: both show this member's targets only.
 	Targets *ClusterTargets

@@ -71,11 +71,35 @@ func (o RuleOptions) Prefix() string {
 	return o.NamespacePrefix
 }
 
+// RuleCache keeps the rendering of each PrometheusRule while its cached
+// object (the informer's pointer) is unchanged, so that a snapshot with one
+// edited object out of thousands renders one. The zero value is empty; it
+// must be used with one RuleOptions and from one goroutine.
+type RuleCache struct {
+	m map[ObjectKey]cachedRule
+}
+
+type cachedRule struct {
+	pr *monitoringv1.PrometheusRule
+	rs RuleSet
+}
+
 // RenderRules selects the PrometheusRules of snap and renders each, sorted
 // by namespace and name.
 func RenderRules(snap *Snapshot, opts RuleOptions) []RuleSet {
+	return RenderRulesCached(snap, opts, nil)
+}
+
+// RenderRulesCached is RenderRules reusing c (nil: no cache). Objects no
+// longer in snap leave the cache.
+func RenderRulesCached(snap *Snapshot, opts RuleOptions, c *RuleCache) []RuleSet {
 	if snap == nil {
 		return nil
+	}
+	var next map[ObjectKey]cachedRule
+	if c != nil {
+		next = make(map[ObjectKey]cachedRule, len(snap.PrometheusRules))
+		defer func() { c.m = next }()
 	}
 	nsLabels := namespaceLabels(snap)
 	out := make([]RuleSet, 0, len(snap.PrometheusRules))
@@ -89,7 +113,17 @@ func RenderRules(snap *Snapshot, opts RuleOptions) []RuleSet {
 				continue
 			}
 		}
-		out = append(out, RenderRule(pr, opts))
+		if c == nil {
+			out = append(out, RenderRule(pr, opts))
+			continue
+		}
+		key := ObjectKey{Kind: KindPrometheusRule, Namespace: pr.Namespace, Name: pr.Name}
+		cr, ok := c.m[key]
+		if !ok || cr.pr != pr {
+			cr = cachedRule{pr: pr, rs: RenderRule(pr, opts)}
+		}
+		next[key] = cr
+		out = append(out, cr.rs)
 	}
 	return out
 }

@@ -119,6 +119,10 @@ type Result struct {
 	// words a person can act on.
 	Accepted bool
 	Reason   string
+	// Message, when set, describes an accepted object's outcome in its
+	// status instead of target counts (a PrometheusRule: where its groups
+	// were synced).
+	Message string
 	// Jobs are the names of the scrape jobs of an accepted object, so that
 	// a job the scrape manager refuses can be traced back to its object.
 	Jobs []string

@@ -28,6 +28,7 @@ const (
 	resProbes           = monitoringv1.ProbeName
 	resScrapeConfigs    = monitoringv1alpha1.ScrapeConfigName
 	resPrometheusAgents = monitoringv1alpha1.PrometheusAgentName
+	resPrometheusRules  = monitoringv1.PrometheusRuleName
 	resNamespaces       = "namespaces"
 	resSecrets          = "secrets"
 	resConfigMaps       = "configmaps"
@@ -104,6 +105,10 @@ func (w *Watcher) buildKinds() []*kind {
 			convert: convertTo[monitoringv1.Probe]()},
 		{resource: resScrapeConfigs, gvr: v1alpha1.WithResource(resScrapeConfigs),
 			convert: convertTo[monitoringv1alpha1.ScrapeConfig]()},
+	}
+	if w.opts.Rules {
+		crds = append(crds, &kind{resource: resPrometheusRules, gvr: v1.WithResource(resPrometheusRules),
+			convert: convertTo[monitoringv1.PrometheusRule]()})
 	}
 	for _, k := range crds {
 		k.crd = true
@@ -305,7 +310,7 @@ func changed(oldObj, newObj any) bool {
 func isMonitoringObject(obj any) bool {
 	switch obj.(type) {
 	case *monitoringv1.ServiceMonitor, *monitoringv1.PodMonitor, *monitoringv1.Probe,
-		*monitoringv1alpha1.ScrapeConfig, *monitoringv1alpha1.PrometheusAgent:
+		*monitoringv1alpha1.ScrapeConfig, *monitoringv1alpha1.PrometheusAgent, *monitoringv1.PrometheusRule:
 		return true
 	}
 	return false

@@ -70,6 +70,9 @@ func (w *Watcher) fill(snap *config.Snapshot, resource string, r *runningKind) (
 	case resScrapeConfigs:
 		snap.ScrapeConfigs, invalid = collect[monitoringv1alpha1.ScrapeConfig](items, nil)
 		n = len(snap.ScrapeConfigs)
+	case resPrometheusRules:
+		snap.PrometheusRules, invalid = collect[monitoringv1.PrometheusRule](items, nil)
+		n = len(snap.PrometheusRules)
 	case resPrometheusAgents:
 		// The field selector already limits the informer to the agent;
 		// filtering again keeps a server that ignores it harmless.

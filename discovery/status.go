@@ -62,7 +62,8 @@ type StatusOptions struct {
 
 // StatusWriter reports, on every selected ServiceMonitor, PodMonitor, Probe
 // and ScrapeConfig, whether promshard accepted it and how its targets are
-// doing (status.bindings, in prometheus-operator's shape), emits a Warning
+// doing, on every selected PrometheusRule whether its groups are in the
+// ruler (status.bindings, in prometheus-operator's shape), emits a Warning
 // Event for each rejection, and keeps the PrometheusAgent's status. It is
 // one oklog/run actor; feed it with Update after every applied
 // configuration.
@@ -84,7 +85,11 @@ type StatusWriter struct {
 	mtx     sync.Mutex
 	snap    *config.Snapshot
 	results []config.Result
-	trigger chan struct{}
+	// rulesOwned is true while this member syncs PrometheusRules; it then
+	// writes their statuses from ruleResults (UpdateRules).
+	rulesOwned  bool
+	ruleResults []config.Result
+	trigger     chan struct{}
 
 	// Owned by Run.
 	written   map[config.ObjectKey]writtenCondition
@@ -158,6 +163,20 @@ func (w *StatusWriter) Update(snap *config.Snapshot, results []config.Result) {
 	w.mtx.Lock()
 	w.snap, w.results = snap, results
 	w.mtx.Unlock()
+	w.poke()
+}
+
+// UpdateRules hands over the outcome of the last rule sync: owned is true
+// on the member that syncs PrometheusRules, which alone writes their
+// statuses (the others leave them as they are). It does not block.
+func (w *StatusWriter) UpdateRules(owned bool, results []config.Result) {
+	w.mtx.Lock()
+	w.rulesOwned, w.ruleResults = owned, results
+	w.mtx.Unlock()
+	w.poke()
+}
+
+func (w *StatusWriter) poke() {
 	select {
 	case w.trigger <- struct{}{}:
 	default:
@@ -183,20 +202,28 @@ func (w *StatusWriter) Run(ctx context.Context) error {
 func (w *StatusWriter) sync(ctx context.Context, now time.Time) {
 	w.mtx.Lock()
 	snap, results := w.snap, w.results
+	rulesOwned, ruleResults := w.rulesOwned, w.ruleResults
 	w.mtx.Unlock()
 	if snap == nil {
 		return
 	}
 	w.refreshHealth(ctx, now)
-	byKey := make(map[config.ObjectKey]config.Result, len(results))
+	byKey := make(map[config.ObjectKey]config.Result, len(results)+len(ruleResults))
 	for _, r := range results {
+		byKey[r.Key()] = r
+	}
+	for _, r := range ruleResults {
 		byKey[r.Key()] = r
 	}
 	for _, o := range monitoringObjects(snap) {
 		if ctx.Err() != nil {
 			return
 		}
-		w.syncObject(ctx, o, byKey, now)
+		owned := rulesOwned
+		if o.key.Kind != config.KindPrometheusRule {
+			owned = w.opts.Owns(o.key.String())
+		}
+		w.syncObject(ctx, o, owned, byKey, now)
 	}
 	if w.opts.Replicas != nil && snap.Agent != nil {
 		w.syncAgent(ctx, snap.Agent, results, now)
@@ -244,6 +271,10 @@ func monitoringObjects(snap *config.Snapshot) []monitoredObject {
 	for _, o := range snap.ScrapeConfigs {
 		out = append(out, monitoredObject{config.ObjectKey{Kind: config.KindScrapeConfig, Namespace: o.Namespace, Name: o.Name},
 			v1alpha1.WithResource(resScrapeConfigs), v1alpha1.String(), string(o.UID), o.Status.Bindings})
+	}
+	for _, o := range snap.PrometheusRules {
+		out = append(out, monitoredObject{config.ObjectKey{Kind: config.KindPrometheusRule, Namespace: o.Namespace, Name: o.Name},
+			v1.WithResource(resPrometheusRules), v1.String(), string(o.UID), o.Status.Bindings})
 	}
 	return out
 }

@@ -68,6 +68,8 @@ func desiredCondition(res config.Result, health *TargetHealth, prev *monitoringv
 	switch {
 	case !res.Accepted:
 		c.Status, c.Reason, c.Message = monitoringv1.ConditionFalse, ReasonInvalidConfiguration, truncate(res.Reason, maxMessage)
+	case res.Message != "":
+		c.Message = truncate(res.Message, maxMessage)
 	case health != nil:
 		c.Message = health.message()
 	case prev != nil && prev.Status == monitoringv1.ConditionTrue:

@@ -24,8 +24,8 @@ const writeTimeout = 10 * time.Second
 
 // syncObject writes one object's binding if this member owns it and it
 // differs from what runs.
-func (w *StatusWriter) syncObject(ctx context.Context, o monitoredObject, results map[config.ObjectKey]config.Result, now time.Time) {
-	if !w.opts.Owns(o.key.String()) {
+func (w *StatusWriter) syncObject(ctx context.Context, o monitoredObject, owned bool, results map[config.ObjectKey]config.Result, now time.Time) {
+	if !owned {
 		delete(w.written, o.key) // another member writes it now
 		delete(w.events, o.key)
 		return
@@ -48,7 +48,7 @@ func (w *StatusWriter) syncObject(ctx context.Context, o monitoredObject, result
 		prev = &last.cond // the informer may not have seen our last write yet
 	}
 	var health *TargetHealth
-	if w.health != nil && res.Accepted {
+	if w.health != nil && res.Accepted && res.Message == "" {
 		health = w.health[o.key]
 		if health == nil {
 			health = &TargetHealth{}
@@ -59,7 +59,9 @@ func (w *StatusWriter) syncObject(ctx context.Context, o monitoredObject, result
 	case changeNone:
 		return
 	case changeHealth:
-		if last, ok := w.written[o.key]; ok && now.Sub(last.at) < w.opts.HealthInterval {
+		// Only target counts are rate limited; an outcome message (a rule
+		// sync) is written when it changes.
+		if last, ok := w.written[o.key]; ok && res.Message == "" && now.Sub(last.at) < w.opts.HealthInterval {
 			return
 		}
 	}

@@ -85,6 +85,11 @@ type Options struct {
 	// Helm release Secrets (field selector type!=helm.sh/release.v1).
 	Namespaces []string
 
+	// Rules also watches PrometheusRule objects (in Namespaces) into
+	// Snapshot.PrometheusRules, for the ruler sync. False leaves them out
+	// (no informer, no RBAC needed).
+	Rules bool
+
 	// Debounce is the shortest time between two rebuilds. A change after
 	// a quiet period is rebuilt at once; changes within Debounce of the
 	// last rebuild are coalesced into one rebuild at the end of that

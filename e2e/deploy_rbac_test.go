@@ -48,7 +48,7 @@ type rbacRule struct {
 }
 
 var (
-	deployMonitoringKinds = []string{"servicemonitors", "podmonitors", "probes", "scrapeconfigs", "prometheusagents"}
+	deployMonitoringKinds = []string{"servicemonitors", "podmonitors", "probes", "scrapeconfigs", "prometheusagents", "prometheusrules"}
 	// deployReadVerbs are what informers use; nothing calls get.
 	deployReadVerbs = []string{"list", "watch"}
 	// deployWantRules is everything promshard may do beyond what any
@@ -58,7 +58,7 @@ var (
 		{"", []string{"namespaces", "nodes", "services", "endpoints", "pods", "secrets", "configmaps"}, deployReadVerbs},
 		{"discovery.k8s.io", []string{"endpointslices"}, deployReadVerbs},
 		{"networking.k8s.io", []string{"ingresses"}, deployReadVerbs},
-		{"monitoring.coreos.com", []string{"servicemonitors/status", "podmonitors/status", "probes/status", "scrapeconfigs/status", "prometheusagents/status"}, []string{"patch"}},
+		{"monitoring.coreos.com", []string{"servicemonitors/status", "podmonitors/status", "probes/status", "scrapeconfigs/status", "prometheusagents/status", "prometheusrules/status"}, []string{"patch"}},
 		{"", []string{"events"}, []string{"create"}},
 	}
 )

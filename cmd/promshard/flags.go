@@ -50,6 +50,7 @@ type runFlags struct {
 	logFormat         *promslog.Format
 
 	cluster clusterFlags
+	rules   rulesFlags
 }
 
 func registerRunFlags(cmd *kingpin.CmdClause) *runFlags {
@@ -79,6 +80,7 @@ func registerRunFlags(cmd *kingpin.CmdClause) *runFlags {
 	cmd.Flag("log.level", "Only log messages with the given severity or above: debug, info, warn, error.").Default("info").SetValue(f.logLevel)
 	cmd.Flag("log.format", "Output format of log messages: logfmt or json.").Default("logfmt").SetValue(f.logFormat)
 	registerClusterFlags(cmd, &f.cluster)
+	registerRulesFlags(cmd, &f.rules)
 	return f
 }
 
@@ -136,6 +138,9 @@ func (f *runFlags) validate() error {
 		if _, err := os.Stat(f.kubeconfig); err != nil {
 			return fmt.Errorf("--kubeconfig: %w", err)
 		}
+	}
+	if err := f.rules.validate(); err != nil {
+		return err
 	}
 	return f.cluster.validate()
 }

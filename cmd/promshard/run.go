@@ -26,6 +26,7 @@ import (
 	"github.com/promshard/promshard/agent"
 	"github.com/promshard/promshard/config"
 	"github.com/promshard/promshard/discovery"
+	"github.com/promshard/promshard/ruler"
 	"github.com/promshard/promshard/sharding"
 )
 
@@ -103,7 +104,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	// only the specs of monitors that changed.
 	refCache := &config.ReferenceCache{}
 	watcher, err := discovery.New(discovery.Options{
-		RESTConfig: rc, Agent: f.prometheusAgent, Namespaces: f.namespaces, Debounce: f.debounce,
+		RESTConfig: rc, Agent: f.prometheusAgent, Namespaces: f.namespaces, Debounce: f.debounce, Rules: f.rules.enabled(),
 		Logger: logger.With("component", "kubernetes"), Registerer: reg,
 		References: func(s *config.Snapshot) *config.References {
 			return config.ReferencedObjectsWithCache(s, opts, refCache)
@@ -140,7 +141,28 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		if status, err = newStatusWriter(rc, f.prometheusAgent, f.statusInterval, cluster, targets, logger.With("component", "status"), reg); err != nil {
 			return err
 		}
-		rec.OnApplied(status.Update)
+	}
+	var rules *ruler.Syncer
+	if f.rules.enabled() {
+		var report func(bool, []config.Result)
+		if status != nil {
+			report = status.UpdateRules
+		}
+		if rules, err = newRuleSyncer(&f.rules, cluster, report, logger.With("component", "rules"), reg); err != nil {
+			return err
+		}
+	}
+	rec.OnApplied(func(snap *config.Snapshot, results []config.Result) {
+		if status != nil {
+			status.Update(snap, results)
+		}
+		if rules != nil {
+			rules.Update(snap)
+		}
+	})
+	var rulesPage func() agent.RulesInfo
+	if rules != nil {
+		rulesPage = rulesInfo(rules)
 	}
 	web, err := agent.NewWeb(agent.WebOptions{
 		ListenAddress: f.listenAddress, ConfigFile: f.webConfigFile, Gatherer: reg, Logger: logger,
@@ -152,6 +174,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		Cluster:    func() agent.ClusterInfo { return clusterInfo(sharding.Status(cluster.Self(), cluster, filter)) },
 		Reconciler: rec,
 		Targets:    targets,
+		Rules:      rulesPage,
 	}, a)
 	if err != nil {
 		return err
@@ -193,6 +216,9 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	addActor(&g, "web", web.Run)
 	if status != nil {
 		addActor(&g, "status", status.Run)
+	}
+	if rules != nil {
+		addActor(&g, "rules", rules.Run)
 	}
 	if f.gcHeadroom > 0 {
 		gc, err := agent.NewGCHeadroom(f.gcHeadroom, 25*time.Millisecond, logger.With("component", "gc"), reg)
