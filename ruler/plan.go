@@ -84,7 +84,7 @@ func underPrefix(ns, prefix string) bool { return strings.HasPrefix(ns, prefix+"
 // broken by an edit leaves its last synced rules evaluating. skip names
 // namespaces not to write to (the ruler refused their current content).
 // Changes come sorted by namespace, sets before deletes within one.
-func plan(sets []config.RuleSet, st state, prefix string, skip map[string]bool) []op {
+func plan(sets []config.RuleSet, st state, prefix string, skip map[string]bool, enc *encoder) []op {
 	var ops []op
 	wanted := make(map[string]bool, len(sets))
 	for _, rs := range sets {
@@ -94,9 +94,10 @@ func plan(sets []config.RuleSet, st state, prefix string, skip map[string]bool) 
 		}
 		have := st[rs.RulerNamespace]
 		names := make(map[string]bool, len(rs.Groups))
-		for _, g := range rs.Groups {
+		canon := enc.encode(rs)
+		for i, g := range rs.Groups {
 			names[g.Name] = true
-			c := canonical(g)
+			c := canon[i]
 			if have[g.Name] != c {
 				ops = append(ops, op{kind: opSet, namespace: rs.RulerNamespace, group: g, canonical: c})
 			}
@@ -135,11 +136,47 @@ func (st state) apply(o op) {
 
 // fingerprint identifies the rendered content of a set, to tell whether a
 // refused object changed since the ruler refused it.
-func fingerprint(rs config.RuleSet) string {
-	var b strings.Builder
-	for _, g := range rs.Groups {
-		b.WriteString(canonical(g))
-		b.WriteString("\x00")
+func (e *encoder) fingerprint(rs config.RuleSet) string {
+	return strings.Join(e.encode(rs), "\x00")
+}
+
+// encoder keeps the canonical encodings of each set's groups while the set
+// is unchanged: config.RuleCache hands out the same Groups slice for an
+// unchanged object, so a pass over thousands of objects encodes only the
+// edited ones. Call next once per pass to drop sets no longer seen.
+type encoder struct {
+	cur, prev map[string]encoded
+}
+
+type encoded struct {
+	first *rulefmt.RuleGroup
+	n     int
+	canon []string
+}
+
+func (e *encoder) encode(rs config.RuleSet) []string {
+	var first *rulefmt.RuleGroup
+	if len(rs.Groups) > 0 {
+		first = &rs.Groups[0]
 	}
-	return b.String()
+	if e.cur == nil {
+		e.cur = map[string]encoded{}
+	}
+	if c, ok := e.cur[rs.RulerNamespace]; ok && c.first == first && c.n == len(rs.Groups) {
+		return c.canon
+	}
+	c, ok := e.prev[rs.RulerNamespace]
+	if !ok || c.first != first || c.n != len(rs.Groups) || first == nil {
+		c = encoded{first: first, n: len(rs.Groups), canon: make([]string, len(rs.Groups))}
+		for i, g := range rs.Groups {
+			c.canon[i] = canonical(g)
+		}
+	}
+	e.cur[rs.RulerNamespace] = c
+	return c.canon
+}
+
+// next starts a pass: encodings not used in the last one are dropped.
+func (e *encoder) next() {
+	e.prev, e.cur = e.cur, map[string]encoded{}
 }

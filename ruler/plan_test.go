@@ -69,7 +69,7 @@ func TestPlan(t *testing.T) {
 			want:  []string{"delete p/ns/x a"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := describe(plan(tc.sets, stateOf(t, tc.ruler), "p", tc.skip))
+			got := describe(plan(tc.sets, stateOf(t, tc.ruler), "p", tc.skip, &encoder{}))
 			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Errorf("plan = %q, want %q", got, tc.want)
 			}
@@ -114,11 +114,29 @@ func TestStateApply(t *testing.T) {
 	st := state{}
 	g := group("a", "up")
 	st.apply(op{kind: opSet, namespace: "p/n/x", group: g, canonical: canonical(g)})
-	if len(plan([]config.RuleSet{set("p/n/x", true, g)}, st, "p", nil)) != 0 {
+	if len(plan([]config.RuleSet{set("p/n/x", true, g)}, st, "p", nil, &encoder{})) != 0 {
 		t.Error("a recorded set is not in sync")
 	}
 	st.apply(op{kind: opDeleteGroup, namespace: "p/n/x", name: "a"})
 	if len(st) != 0 {
 		t.Errorf("state after deleting the last group = %v", st)
+	}
+}
+
+// An unchanged set (the same Groups slice) keeps its encoding across
+// passes; an edited one (a new slice) is encoded again.
+func TestEncoderReuse(t *testing.T) {
+	var enc encoder
+	rs := set("p/n/x", true, group("a", "up"))
+	enc.next()
+	first := enc.encode(rs)
+	enc.next()
+	if again := enc.encode(rs); &again[0] != &first[0] {
+		t.Error("an unchanged set was encoded again")
+	}
+	edited := set("p/n/x", true, group("a", "up == 0"))
+	enc.next()
+	if got := enc.encode(edited); got[0] == first[0] {
+		t.Error("an edited set kept its old encoding")
 	}
 }

@@ -69,6 +69,7 @@ type Syncer struct {
 
 	// Owned by Run.
 	cache   config.RuleCache
+	enc     encoder
 	known   state // nil: read the ruler before the next change
 	refused map[string]refusal
 	owned   bool
@@ -214,6 +215,8 @@ func (s *Syncer) checkOwner() bool {
 		s.m.syncing.Set(boolFloat(owned))
 		s.logger.Info("Rule sync ownership changed", "syncing", owned)
 		if !owned {
+			s.m.objects.Reset()
+			s.m.groups.Set(0)
 			s.mtx.Lock()
 			s.status.Syncing, s.status.Objects = false, nil
 			s.mtx.Unlock()
@@ -232,6 +235,7 @@ func (s *Syncer) sync(ctx context.Context, snap *config.Snapshot, full bool) err
 	start := time.Now()
 	prefix := s.opts.Rules.Prefix()
 	sets := config.RenderRulesCached(snap, s.opts.Rules, &s.cache)
+	s.enc.next()
 	var err error
 	if full || s.known == nil {
 		err = s.read(ctx, prefix, full)
@@ -274,7 +278,7 @@ func (s *Syncer) write(ctx context.Context, sets []config.RuleSet, prefix string
 	skip := map[string]bool{}
 	for _, rs := range sets {
 		if r, ok := s.refused[rs.RulerNamespace]; ok {
-			if rs.Result.Accepted && r.fingerprint == fingerprint(rs) {
+			if rs.Result.Accepted && r.fingerprint == s.enc.fingerprint(rs) {
 				skip[rs.RulerNamespace] = true
 				continue
 			}
@@ -285,7 +289,7 @@ func (s *Syncer) write(ctx context.Context, sets []config.RuleSet, prefix string
 	for _, rs := range sets {
 		byNS[rs.RulerNamespace] = rs
 	}
-	for _, o := range plan(sets, s.known, prefix, skip) {
+	for _, o := range plan(sets, s.known, prefix, skip, &s.enc) {
 		if skip[o.namespace] {
 			continue // refused earlier in this pass
 		}
@@ -308,7 +312,7 @@ func (s *Syncer) write(ctx context.Context, sets []config.RuleSet, prefix string
 			return err
 		default:
 			s.logger.Error("The ruler refused a rule group; the object's other groups are kept as they are", "namespace", o.namespace, "err", err)
-			s.refused[o.namespace] = refusal{fingerprint: fingerprint(byNS[o.namespace]), reason: err.Error()}
+			s.refused[o.namespace] = refusal{fingerprint: s.enc.fingerprint(byNS[o.namespace]), reason: err.Error()}
 			skip[o.namespace] = true
 		}
 	}
