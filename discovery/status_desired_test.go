@@ -19,6 +19,8 @@ func TestDesiredCondition(t *testing.T) {
 	now := t0.Add(time.Hour)
 	accepted := config.Result{Kind: config.KindServiceMonitor, Namespace: "a", Name: "api", Generation: 3, Accepted: true}
 	rejected := config.Result{Kind: config.KindServiceMonitor, Namespace: "a", Name: "api", Generation: 4, Reason: "endpoint 0: invalid regex \"(\""}
+	synced := accepted
+	synced.Message = "2 rule groups synced to ruler namespace promshard/a/api"
 	wasTrue := &monitoringv1.ConfigResourceCondition{Type: monitoringv1.Accepted, Status: monitoringv1.ConditionTrue,
 		LastTransitionTime: metav1.NewTime(t0), Reason: ReasonAccepted, Message: "3 targets, 3 up", ObservedGeneration: 3}
 	for _, tc := range []struct {
@@ -40,6 +42,7 @@ func TestDesiredCondition(t *testing.T) {
 		{"unchanged", accepted, &TargetHealth{Targets: 3, Up: 3}, wasTrue, monitoringv1.ConditionTrue, ReasonAccepted, "3 targets, 3 up", true, changeNone},
 		{"health unknown keeps message", accepted, nil, wasTrue, monitoringv1.ConditionTrue, ReasonAccepted, "3 targets, 3 up", true, changeNone},
 		{"health unknown, new", accepted, nil, nil, monitoringv1.ConditionTrue, ReasonAccepted, "accepted; target counts are not known yet", false, changeVerdict},
+		{"outcome message wins over health", synced, &TargetHealth{Targets: 3, Up: 3}, wasTrue, monitoringv1.ConditionTrue, ReasonAccepted, synced.Message, true, changeHealth},
 		{"rejected", rejected, &TargetHealth{Targets: 3, Up: 3}, wasTrue, monitoringv1.ConditionFalse, ReasonInvalidConfiguration, rejected.Reason, false, changeVerdict},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
