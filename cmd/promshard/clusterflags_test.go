@@ -20,6 +20,13 @@ func TestClusterFlagsRefused(t *testing.T) {
 		{"reserved replica label", []string{"--sharding.replica-label=__replica"}, `--sharding.replica-label "__replica" is not a valid label name`},
 		{"GC headroom of the whole way", []string{"--runtime.gc-headroom=1"}, "--runtime.gc-headroom 1: want a fraction from 0 (off) to below 1"},
 		{"negative GC headroom", []string{"--runtime.gc-headroom=-0.1"}, "--runtime.gc-headroom -0.1: want a fraction"},
+		{"ruler URL without scheme", []string{"--rules.url=mimir:8080"}, `--rules.url: ruler URL "mimir:8080": want http(s)://host[:port][/path]`},
+		{"unknown ruler API", []string{"--rules.url=http://mimir", "--rules.api=thanos"}, "enum value must be one of mimir,cortex"},
+		{"bad rule selector", []string{"--rules.url=http://mimir", "--rules.selector=a in"}, "--rules.selector:"},
+		{"prefix with slash", []string{"--rules.url=http://mimir", "--rules.namespace-prefix=a/"}, `--rules.namespace-prefix "a/": want a non-empty prefix`},
+		{"bad enforced label", []string{"--rules.url=http://mimir", "--rules.enforced-namespace-label=a\xffb"}, `--rules.enforced-namespace-label "a\xffb" is not a valid label name`},
+		{"zero resync", []string{"--rules.url=http://mimir", "--rules.resync-interval=0s"}, "--rules.resync-interval must be positive"},
+		{"missing ruler http config", []string{"--rules.url=http://mimir", "--rules.http-config-file=/nonexistent"}, "--rules.http-config-file:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

@@ -10,7 +10,6 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8slabels "k8s.io/apimachinery/pkg/labels"
@@ -116,19 +115,7 @@ func parseSelector(s string) (k8slabels.Selector, error) {
 }
 
 func rulesHTTPClient(path string) (*http.Client, error) {
-	if path == "" {
-		return &http.Client{Timeout: rulesRequestTimeout}, nil
-	}
-	cfg, _, err := commoncfg.LoadHTTPConfigFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("--rules.http-config-file: %w", err)
-	}
-	c, err := commoncfg.NewClientFromConfig(*cfg, "promshard_rules")
-	if err != nil {
-		return nil, fmt.Errorf("--rules.http-config-file: %w", err)
-	}
-	c.Timeout = rulesRequestTimeout
-	return c, nil
+	return httpClientFromFile("--rules.http-config-file", path, "promshard_rules", rulesRequestTimeout)
 }
 
 // newRuleSyncer wires the ruler sync: the rendezvous owner of rulesKey

@@ -49,18 +49,24 @@ func webURL(listenAddress, webConfigFile string) (string, error) {
 // peerClient is the HTTP client for requests to other members, configured
 // by --web.peer-config-file (Prometheus' http_config format).
 func peerClient(path string) (*http.Client, error) {
+	return httpClientFromFile("--web.peer-config-file", path, "promshard_peer", agent.DefaultPeerTimeout)
+}
+
+// httpClientFromFile builds the client an http_config file (the flag's
+// value; empty: a plain client) describes, with a timeout per request.
+func httpClientFromFile(flag, path, name string, timeout time.Duration) (*http.Client, error) {
 	if path == "" {
-		return &http.Client{Timeout: agent.DefaultPeerTimeout}, nil
+		return &http.Client{Timeout: timeout}, nil
 	}
 	cfg, _, err := commoncfg.LoadHTTPConfigFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("--web.peer-config-file: %w", err)
+		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
-	c, err := commoncfg.NewClientFromConfig(*cfg, "promshard_peer")
+	c, err := commoncfg.NewClientFromConfig(*cfg, name)
 	if err != nil {
-		return nil, fmt.Errorf("--web.peer-config-file: %w", err)
+		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
-	c.Timeout = agent.DefaultPeerTimeout
+	c.Timeout = timeout
 	return c, nil
 }
 
