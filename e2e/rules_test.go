@@ -65,8 +65,9 @@ func rulerHas(c *testbed.Cortex, ns string, want map[string]string) func(context
 }
 
 // TestRulesCortex: PrometheusRules kept in sync with a real Cortex ruler —
-// create, edit, a broken object refused alone, hand edits repaired at the
-// resync (only under the prefix), delete, and a ruler outage.
+// create, edit, a broken object refused alone, a group the ruler refuses,
+// hand edits repaired at the resync (only under the prefix), delete, and a
+// ruler outage.
 func TestRulesCortex(t *testing.T) {
 	buildCtx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -74,7 +75,8 @@ func TestRulesCortex(t *testing.T) {
 	require.NoError(t, err)
 	ctx := context.Background()
 	bed := startBed(t)
-	cortex, err := bed.StartCortex(ctx, testbed.CortexOptions{})
+	// A limit of Cortex' own, so that the ruler refuses a group (400).
+	cortex, err := bed.StartCortex(ctx, testbed.CortexOptions{ExtraArgs: []string{"-ruler.max-rules-per-rule-group=3"}})
 	require.NoError(t, err)
 	require.NoError(t, bed.CreateNamespace(ctx, rulesNS, map[string]string{"rules": "on"}))
 	_, err = bed.ApplyMonitoring(ctx, prometheusAgent(rulesNS, "agent", nil))
@@ -129,6 +131,20 @@ func TestRulesCortex(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(page), first)
 	require.Contains(t, string(page), "<code>promshard/"+rulesNS+"/broken</code>", "the refused object on the status page")
+
+	// A group the ruler refuses (above its rules-per-group limit) marks
+	// its object alone; the object's other group is synced.
+	huge := recordGroup("huge", "r:1", "up")
+	for i := 2; i <= 4; i++ {
+		huge.Rules = append(huge.Rules, monitoringv1.Rule{Record: fmt.Sprintf("r:%d", i), Expr: intstr.FromString("up")})
+	}
+	_, err = bed.ApplyMonitoring(ctx, prometheusRule("big", recordGroup("small", "r:0", "up"), huge))
+	require.NoError(t, err)
+	eventually(t, 10*time.Second, "the refused object on its status", ruleCondition(bed, "big", monitoringv1.ConditionFalse, "the ruler answered 400"))
+	require.NoError(t, rulerHas(cortex, "promshard/"+rulesNS+"/big", map[string]string{"small": "up"})(ctx))
+	require.NoError(t, rulerHas(cortex, first, map[string]string{"a": "sum by (job, instance) (up)"})(ctx))
+	require.NoError(t, bed.Dynamic.Resource(prometheusRulesGVR).Namespace(rulesNS).Delete(ctx, "big", metav1.DeleteOptions{}))
+	eventually(t, 5*time.Second, "the refused object's namespace gone with it", rulerHas(cortex, "promshard/"+rulesNS+"/big", nil))
 
 	// Hand edits: under the prefix they are undone at the next resync,
 	// outside it they stay.
