@@ -163,15 +163,19 @@ func (s *Syncer) Run(ctx context.Context) error {
 	owner := time.NewTicker(ownerCheckInterval)
 	defer owner.Stop()
 	backoff := minBackoff
-	full := true
+	full, retrying := true, false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.trigger:
+			if retrying {
+				continue // the retry takes the latest snapshot; changes do not shorten the backoff
+			}
 		case <-resync.C:
 			full = true
 		case <-retry.C:
+			retrying = false
 		case <-owner.C:
 			if s.opts.Owns() == s.owned {
 				continue
@@ -194,11 +198,11 @@ func (s *Syncer) Run(ctx context.Context) error {
 			s.logger.Warn("Syncing rules to the ruler failed, retrying", "endpoint", s.opts.Client.Endpoint(), "in", backoff, "err", err)
 			retry.Reset(backoff)
 			backoff = min(2*backoff, maxBackoff)
-			full = true
+			full, retrying = true, true
 			continue
 		}
 		retry.Stop()
-		backoff, full = minBackoff, false
+		backoff, full, retrying = minBackoff, false, false
 	}
 }
 
