@@ -91,6 +91,18 @@ func TestAgent(t *testing.T) {
 	t.Run("Probe with static targets", e.testProbe)
 	t.Run("invalid monitor rejected, others kept", e.testInvalidMonitor)
 	t.Run("CA Secret not a certificate rejects only its monitor", e.testUnusableCASecret)
+	t.Run("no write refused by the receiver", e.testNoRefusedWrites)
+}
+
+// testNoRefusedWrites: after every scenario above delivered its samples, a
+// strict receiver (remote write 1.0, no out-of-order window) refused none of
+// one member's writes.
+func (e *agentEnv) testNoRefusedWrites(t *testing.T) {
+	accepted, refused, err := e.rcv.WriteRequests(context.Background())
+	require.NoError(t, err)
+	require.Positive(t, accepted, "accepted writes (prometheus_http_requests_total{handler=\"/api/v1/write\",code=~\"2..\"})")
+	require.Zero(t, refused, "writes refused by the receiver (code 4xx)")
+	t.Logf("receiver: %.0f writes accepted, %.0f refused", accepted, refused)
 }
 
 func (e *agentEnv) testServiceMonitorLifecycle(t *testing.T) {

@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -158,6 +160,43 @@ func (r *Receiver) QueryRange(ctx context.Context, query string, start, end time
 		return nil, fmt.Errorf("range query %q: got %s, want matrix", query, v.Type())
 	}
 	return m, nil
+}
+
+// WriteRequests sums the receiver's own
+// prometheus_http_requests_total{handler="/api/v1/write"} by status class:
+// accepted (2xx) and refused (4xx, e.g. out-of-order samples). A test that
+// asserts no refusal also checks accepted > 0, so a renamed metric fails
+// loudly instead of reading as zero refusals.
+func (r *Receiver) WriteRequests(ctx context.Context) (accepted, refused float64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.URL()+"/metrics", nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, fmt.Errorf("receiver metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, 0, fmt.Errorf("receiver metrics: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "prometheus_http_requests_total{") || !strings.Contains(line, `handler="/api/v1/write"`) {
+			continue
+		}
+		v, perr := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if perr != nil {
+			return 0, 0, fmt.Errorf("receiver metrics line %q: %w", line, perr)
+		}
+		switch {
+		case strings.Contains(line, `code="2`):
+			accepted += v
+		case strings.Contains(line, `code="4`):
+			refused += v
+		}
+	}
+	return accepted, refused, nil
 }
 
 // SeriesCount returns how many series match selector (e.g.
