@@ -3,12 +3,12 @@ package testbed
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
-	"io"
 	"strconv"
 	"strings"
 	"sync"
