@@ -25,6 +25,8 @@ import (
 // documentation: unit, default and what an empty value means.
 type runFlags struct {
 	kubeconfig        string
+	kubeQPS           float64
+	kubeBurst         int
 	listenAddress     string
 	webConfigFile     string
 	peerConfigFile    string
@@ -56,6 +58,8 @@ type runFlags struct {
 func registerRunFlags(cmd *kingpin.CmdClause) *runFlags {
 	f := &runFlags{logLevel: promslog.NewLevel(), logFormat: promslog.NewFormat()}
 	cmd.Flag("kubeconfig", "Path to a kubeconfig. Empty: in-cluster configuration, then $KUBECONFIG.").Envar("KUBECONFIG").StringVar(&f.kubeconfig)
+	cmd.Flag("kubernetes.qps", "Sustained requests per second to the API server, for each of promshard's clients (informers' lists and watches, status writes and Events, the discovery proxy's client); client-go's own default is 5. At start-up each member applies one status per selected object it owns, at this rate at most.").Default("50").Float64Var(&f.kubeQPS)
+	cmd.Flag("kubernetes.burst", "Requests above --kubernetes.qps allowed in a burst, for each client; client-go's own default is 10.").Default("100").IntVar(&f.kubeBurst)
 	cmd.Flag("web.listen-address", "Address for /metrics, /-/healthy, /-/ready, /api/v1/targets, /api/v1/cluster and the status page.").Default(":9090").StringVar(&f.listenAddress)
 	cmd.Flag("web.config.file", "exporter-toolkit web configuration file (TLS, client certificates, basic auth; the format of Prometheus' --web.config.file) protecting every HTTP endpoint, probes included. Re-read on each connection. Empty: plain HTTP, no authentication.").StringVar(&f.webConfigFile)
 	cmd.Flag("web.peer-config-file", "HTTP client configuration (Prometheus' http_config format: tls_config, basic_auth, authorization) for requests to other members' endpoints (/api/v1/targets?scope=cluster, the status page, status reporting). Needed when --web.config.file demands TLS or credentials. Empty: plain HTTP client.").StringVar(&f.peerConfigFile)
@@ -133,6 +137,12 @@ func (f *runFlags) validate() error {
 	}
 	if f.gcHeadroom < 0 || f.gcHeadroom >= 1 {
 		return fmt.Errorf("--runtime.gc-headroom %g: want a fraction from 0 (off) to below 1", f.gcHeadroom)
+	}
+	if f.kubeQPS <= 0 {
+		return fmt.Errorf("--kubernetes.qps %g: want a positive rate", f.kubeQPS)
+	}
+	if f.kubeBurst < 1 {
+		return fmt.Errorf("--kubernetes.burst %d: want at least 1", f.kubeBurst)
 	}
 	if f.kubeconfig != "" {
 		if _, err := os.Stat(f.kubeconfig); err != nil {

@@ -72,6 +72,8 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		return err
 	}
 	rc.UserAgent = "promshard"
+	// client-go's rate limiter applies per client built from rc.
+	rc.QPS, rc.Burst = float32(f.kubeQPS), f.kubeBurst
 
 	a, err := agent.New(agent.Options{
 		Logger: logger, Registerer: reg, StoragePath: f.storagePath, RemoteFlushDeadline: f.flushDeadline,
