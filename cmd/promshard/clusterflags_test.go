@@ -20,6 +20,7 @@ func TestClusterFlagsRefused(t *testing.T) {
 		{"reserved replica label", []string{"--sharding.replica-label=__replica"}, `--sharding.replica-label "__replica" is not a valid label name`},
 		{"GC headroom of the whole way", []string{"--runtime.gc-headroom=1"}, "--runtime.gc-headroom 1: want a fraction from 0 (off) to below 1"},
 		{"negative GC headroom", []string{"--runtime.gc-headroom=-0.1"}, "--runtime.gc-headroom -0.1: want a fraction"},
+		{"memory ratio above 1", []string{"--auto-gomemlimit.ratio=1.5"}, "--auto-gomemlimit.ratio 1.5: want a share above 0 and at most 1"},
 		{"zero API rate", []string{"--kubernetes.qps=0"}, "--kubernetes.qps 0: want a positive rate"},
 		{"zero API burst", []string{"--kubernetes.burst=0"}, "--kubernetes.burst 0: want at least 1"},
 		{"ruler URL without scheme", []string{"--rules.url=mimir:8080"}, `--rules.url: ruler URL "mimir:8080": want http(s)://host[:port][/path]`},

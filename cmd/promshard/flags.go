@@ -47,6 +47,8 @@ type runFlags struct {
 	sdClusterWide     bool
 	gogc              int
 	gcHeadroom        float64
+	autoMemLimit      bool
+	memLimitRatio     float64
 	sdProxy           bool
 	logLevel          *promslog.Level
 	logFormat         *promslog.Format
@@ -81,6 +83,8 @@ func registerRunFlags(cmd *kingpin.CmdClause) *runFlags {
 	cmd.Flag("kubernetes.sd-proxy", "Let Prometheus' Kubernetes service discovery reach the API server through promshard's loopback TLS proxy, so that its watches resume within ~250ms of the API server being ready after an outage (without it client-go backs off up to ~60s). Costs one extra hop for the discovery's list/watch traffic.").Default("true").BoolVar(&f.sdProxy)
 	cmd.Flag("runtime.gogc", "Go garbage collector target percentage (GOGC), like Prometheus' runtime.gogc: lower uses less memory and more CPU. Default: $GOGC if set, else 75, Prometheus' default (Go's own is 100, ~15% more heap). -1 turns the collector off.").Default(defaultGoGC()).IntVar(&f.gogc)
 	cmd.Flag("runtime.gc-headroom", "Fraction of the way from the live heap to the GC goal (see --runtime.gogc) that is still free when a collection starts: promshard starts one itself once the heap has grown past the rest. Go alone starts the collection of a steadily allocating process a few MiB before the goal, so that a configuration apply during its marking stalls in GC assists (about a second at 5,000 monitors and 500 MB of heap). Costs more collections (1/(1-x) as many: a third more at 0.25) and lowers the peak heap. Heaps less than 64 MiB from their goal are left to the Go runtime (their marking is short). 0 leaves the timing to the Go runtime.").Default("0.25").Float64Var(&f.gcHeadroom)
+	cmd.Flag("auto-gomemlimit", "Set the Go runtime's soft memory limit (GOMEMLIMIT) to --auto-gomemlimit.ratio of the container's memory limit (cgroup; the machine's memory without one), as Prometheus' flag of the same name: the collector works harder near the limit instead of the pod being OOM-killed. An explicit $GOMEMLIMIT wins. --no-auto-gomemlimit leaves it to $GOMEMLIMIT.").Default("true").BoolVar(&f.autoMemLimit)
+	cmd.Flag("auto-gomemlimit.ratio", "Share of the container's memory limit used as GOMEMLIMIT, above 0 and at most 1; the rest is left for memory the Go heap does not count.").Default(strconv.FormatFloat(defaultMemLimitRatio, 'g', -1, 64)).Float64Var(&f.memLimitRatio)
 	cmd.Flag("log.level", "Only log messages with the given severity or above: debug, info, warn, error.").Default("info").SetValue(f.logLevel)
 	cmd.Flag("log.format", "Output format of log messages: logfmt or json.").Default("logfmt").SetValue(f.logFormat)
 	registerClusterFlags(cmd, &f.cluster)
@@ -137,6 +141,9 @@ func (f *runFlags) validate() error {
 	}
 	if f.gcHeadroom < 0 || f.gcHeadroom >= 1 {
 		return fmt.Errorf("--runtime.gc-headroom %g: want a fraction from 0 (off) to below 1", f.gcHeadroom)
+	}
+	if f.memLimitRatio <= 0 || f.memLimitRatio > 1 {
+		return fmt.Errorf("--auto-gomemlimit.ratio %g: want a share above 0 and at most 1", f.memLimitRatio)
 	}
 	if f.kubeQPS <= 0 {
 		return fmt.Errorf("--kubernetes.qps %g: want a positive rate", f.kubeQPS)

@@ -38,6 +38,12 @@ func runAgent(f *runFlags, stderr io.Writer) int {
 	}
 	logger := promslog.New(&promslog.Config{Level: f.logLevel, Format: f.logFormat, Writer: stderr})
 	debug.SetGCPercent(f.gogc)
+	if f.autoMemLimit {
+		// The library logs the limit it sets.
+		if _, err := setMemoryLimit(f.memLimitRatio, containerMemory, logger.With("component", "automemlimit")); err != nil {
+			logger.Warn("Failed to set GOMEMLIMIT automatically", "err", err)
+		}
+	}
 	// client-go logs through klog (e.g. failing list/watch calls): route it
 	// into the same structured logger.
 	klog.SetSlogLogger(logger.With("component", "client-go"))
