@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
 	"github.com/promshard/promshard/e2e/testbed"
 )
@@ -91,8 +92,8 @@ func TestRulesCortex(t *testing.T) {
 	// Created → in the ruler within 5 s.
 	start := time.Now()
 	_, err = bed.ApplyMonitoring(ctx, prometheusRule("first", recordGroup("a", "job:up:sum", "sum by (job) (up)"),
-		monitoringv1.RuleGroup{Name: "b", Interval: ptrDuration("30s"), Rules: []monitoringv1.Rule{{
-			Alert: "Down", Expr: intstr.FromString("up == 0"), For: ptrDuration("1m"),
+		monitoringv1.RuleGroup{Name: "b", Interval: ptr.To(monitoringv1.Duration("30s")), Rules: []monitoringv1.Rule{{
+			Alert: "Down", Expr: intstr.FromString("up == 0"), For: ptr.To(monitoringv1.Duration("1m")),
 			Labels: map[string]string{"severity": "page"}, Annotations: map[string]string{"summary": "{{ $labels.instance }} down"},
 		}}}))
 	require.NoError(t, err)
@@ -188,11 +189,6 @@ func TestRulesCortex(t *testing.T) {
 }
 
 var prometheusRulesGVR = schema.GroupVersionResource{Group: "monitoring.coreos.com", Version: "v1", Resource: "prometheusrules"}
-
-func ptrDuration(d string) *monitoringv1.Duration {
-	v := monitoringv1.Duration(d)
-	return &v
-}
 
 // ruleCondition waits for the PrometheusRule's Accepted condition of its
 // binding to the PrometheusAgent.

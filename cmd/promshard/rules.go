@@ -63,7 +63,7 @@ func (f *rulesFlags) validate() error {
 	if !f.enabled() {
 		return nil
 	}
-	if _, err := f.clientOptions(nil); err != nil {
+	if _, err := f.client(nil); err != nil {
 		return fmt.Errorf("--rules.url: %w", err)
 	}
 	if _, err := parseSelector(f.selector); err != nil {
@@ -89,10 +89,10 @@ func (f *rulesFlags) validate() error {
 	return nil
 }
 
-func (f *rulesFlags) clientOptions(hc *http.Client) (ruler.ClientOptions, error) {
-	o := ruler.ClientOptions{URL: f.url, API: ruler.API(f.api), MimirPrefix: f.mimirPrefix, Tenant: f.tenant, HTTPClient: hc}
-	_, err := ruler.NewClient(o)
-	return o, err
+// client is the ruler client the flags describe; hc nil means the
+// package's default HTTP client.
+func (f *rulesFlags) client(hc *http.Client) (*ruler.Client, error) {
+	return ruler.NewClient(ruler.ClientOptions{URL: f.url, API: ruler.API(f.api), MimirPrefix: f.mimirPrefix, Tenant: f.tenant, HTTPClient: hc})
 }
 
 // ruleOptions are the flags' selection and rendering options.
@@ -125,11 +125,7 @@ func newRuleSyncer(f *rulesFlags, cluster *sharding.Cluster, report func(bool, [
 	if err != nil {
 		return nil, err
 	}
-	opts, err := f.clientOptions(hc)
-	if err != nil {
-		return nil, fmt.Errorf("--rules.url: %w", err)
-	}
-	client, err := ruler.NewClient(opts)
+	client, err := f.client(hc)
 	if err != nil {
 		return nil, fmt.Errorf("--rules.url: %w", err)
 	}
