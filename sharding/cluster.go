@@ -53,6 +53,9 @@ type Member struct {
 	Zone string `json:"zone,omitempty"`
 	// WebURL is the base URL of the member's HTTP endpoints, if it said.
 	WebURL string `json:"webURL,omitempty"`
+	// KeyVersion is the newest ownership-key version the member supports;
+	// 0 when it did not say (an older promshard: KeyJobLabels only).
+	KeyVersion KeyVersion `json:"keyVersion,omitempty"`
 }
 
 // departedRetention is how long dead and left members stay listed.
@@ -105,7 +108,7 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 	}
 	c.cfg = cfg
 	if standalone {
-		c.members[cfg.NodeName] = Member{Name: cfg.NodeName, State: StateJoining, KubernetesNode: cfg.KubernetesNode, Zone: cfg.Zone}
+		c.members[cfg.NodeName] = Member{Name: cfg.NodeName, State: StateJoining, KubernetesNode: cfg.KubernetesNode, Zone: cfg.Zone, KeyVersion: cfg.KeyVersion}
 		c.ready.Store(true)
 	} else {
 		mc, err := cfg.memberlistConfig()
@@ -118,7 +121,7 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 		} else {
 			logger.Warn("Gossip is not encrypted: set --cluster.secret-key-file so that only members holding the key can join and read membership traffic")
 		}
-		c.meta = &nodeMeta{node: cfg.KubernetesNode, zone: cfg.Zone}
+		c.meta = &nodeMeta{node: cfg.KubernetesNode, zone: cfg.Zone, keyVersion: cfg.KeyVersion}
 		c.meta.state.Store(metaJoining)
 		mc.Delegate = c.meta
 		mc.Events = (*clusterEvents)(c)
@@ -338,7 +341,7 @@ func (c *Cluster) setSelf(state MemberState) {
 	c.mtx.Lock()
 	m, ok := c.members[c.cfg.NodeName]
 	if !ok {
-		m = Member{Name: c.cfg.NodeName, KubernetesNode: c.cfg.KubernetesNode, Zone: c.cfg.Zone}
+		m = Member{Name: c.cfg.NodeName, KubernetesNode: c.cfg.KubernetesNode, Zone: c.cfg.Zone, KeyVersion: c.cfg.KeyVersion}
 	}
 	m.State = state
 	c.members[c.cfg.NodeName] = m
@@ -502,8 +505,9 @@ func (c *Cluster) pruneDeparted(now time.Time) {
 // runs inside memberlist with its locks held: it must not call back into
 // memberlist.
 func (c *Cluster) setMember(n *memberlist.Node, departed bool) {
-	state, node, zone, web := decodeMeta(n.Meta)
-	m := Member{Name: n.Name, Address: n.Address(), State: state, KubernetesNode: node, Zone: zone, WebURL: web}
+	p := decodeMeta(n.Meta)
+	state := p.state
+	m := Member{Name: n.Name, Address: n.Address(), State: state, KubernetesNode: p.node, Zone: p.zone, WebURL: p.web, KeyVersion: p.keyVersion}
 	c.mtx.Lock()
 	old, had := c.members[n.Name]
 	switch {

@@ -130,6 +130,11 @@ type ClusterConfig struct {
 	// taken-over targets unscraped longer; shorter risks two members
 	// writing the same series at once. Default: DefaultHandoffDelay.
 	HandoffDelay time.Duration
+	// KeyVersion is the newest ownership-key version this member announces
+	// (and its Filter must be given the same). KeyJobLabels makes it
+	// announce no metadata extensions, as promshard before key versions:
+	// tests use it to run a mixed cluster. Default: LatestKeyVersion.
+	KeyVersion KeyVersion
 }
 
 // Standalone reports whether the config describes a member without a
@@ -162,11 +167,15 @@ func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
 	setDefault(&c.GossipInterval, DefaultGossipInterval)
 	setDefault(&c.LeaveTimeout, DefaultLeaveTimeout)
 	setDefault(&c.HandoffDelay, DefaultHandoffDelay)
+	setDefault(&c.KeyVersion, LatestKeyVersion)
+	if !c.KeyVersion.Valid() {
+		return c, fmt.Errorf("key version %d unknown, want %d to %d", c.KeyVersion, KeyJobLabels, LatestKeyVersion)
+	}
 	if c.WaitForSize < 0 || c.WaitTimeout < 0 {
 		return c, errors.New("wait-for-size and wait-timeout must not be negative")
 	}
-	if len(c.KubernetesNode)+len(c.Zone)+len(c.WebURL)+3 > nodeMetaLimit {
-		return c, fmt.Errorf("kubernetes node, zone and web URL longer than %d bytes together", nodeMetaLimit-3)
+	if len(c.KubernetesNode)+len(c.Zone)+len(c.WebURL)+3+metaExtensionsSize > nodeMetaLimit {
+		return c, fmt.Errorf("kubernetes node, zone and web URL longer than %d bytes together", nodeMetaLimit-3-metaExtensionsSize)
 	}
 	if strings.ContainsRune(c.KubernetesNode, 0) || strings.ContainsRune(c.Zone, 0) || strings.ContainsRune(c.WebURL, 0) {
 		return c, errors.New("kubernetes node, zone and web URL must not contain NUL")

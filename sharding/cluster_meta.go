@@ -1,6 +1,7 @@
 package sharding
 
 import (
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -8,15 +9,29 @@ import (
 )
 
 // nodeMeta is a memberlist.Delegate that only shares node metadata: the
-// member's state flag, its Kubernetes node name, its zone and its web URL,
-// encoded as flag byte, node, NUL, zone, NUL, web URL. memberlist's events
-// do not tell a graceful leave from a failure, so a stopping member first gossips the leaving flag;
-// peers then report it left (and stop giving it targets) before it is even
-// gone. The joining and participant flags gate ownership.
+// member's state flag, its Kubernetes node name, its zone, its web URL and
+// its extensions, encoded as flag byte, node, NUL, zone, NUL, web URL, NUL,
+// extensions. memberlist's events do not tell a graceful leave from a
+// failure, so a stopping member first gossips the leaving flag; peers then
+// report it left (and stop giving it targets) before it is even gone. The
+// joining and participant flags gate ownership.
+//
+// Extensions are space-separated tokens, each a letter and a value:
+//   - "k<n>": the newest ownership-key version the member supports
+//     (KeyVersion); a member without it supports KeyJobLabels only.
+//
+// Tokens a member does not know are ignored, so that later versions can add
+// some. promshard before extensions reads the web URL up to the end of the
+// metadata: during a rolling upgrade from it, its peer-targets requests to
+// upgraded members fail (their health shows as stale on its status page)
+// until it is upgraded; ownership is unaffected.
 type nodeMeta struct {
 	node, zone string
 	web        atomic.Pointer[string]
 	state      atomic.Uint32 // one of the meta* flags
+	// keyVersion is announced as "k<n>"; KeyJobLabels announces no
+	// extensions at all, as promshard before key versions did.
+	keyVersion KeyVersion
 }
 
 var _ memberlist.Delegate = (*nodeMeta)(nil)
@@ -28,12 +43,29 @@ const (
 	metaLeaving     = 'l'
 )
 
-// NodeMeta implements memberlist.Delegate: flag byte, node, NUL, zone and,
-// when set, NUL and the web URL.
+// metaExtensionsSize bounds the extensions NodeMeta appends.
+const metaExtensionsSize = 8
+
+// peerMeta is what a peer's metadata says.
+type peerMeta struct {
+	state           MemberState
+	node, zone, web string
+	keyVersion      KeyVersion // 0: not said (KeyJobLabels)
+}
+
+// NodeMeta implements memberlist.Delegate.
 func (d *nodeMeta) NodeMeta(limit int) []byte {
 	meta := append([]byte{byte(d.state.Load())}, d.node...)
 	meta = append(append(meta, 0), d.zone...)
-	if web := d.web.Load(); web != nil && *web != "" {
+	web := d.web.Load()
+	if d.keyVersion > KeyJobLabels {
+		if web != nil {
+			meta = append(append(meta, 0), *web...)
+		} else {
+			meta = append(meta, 0)
+		}
+		meta = append(append(meta, 0, 'k'), strconv.Itoa(int(d.keyVersion))...)
+	} else if web != nil && *web != "" {
 		meta = append(append(meta, 0), *web...)
 	}
 	if len(meta) > limit {
@@ -42,23 +74,34 @@ func (d *nodeMeta) NodeMeta(limit int) []byte {
 	return meta
 }
 
-// decodeMeta returns the state, Kubernetes node, zone and web URL of a
-// peer's metadata. A peer without metadata counts as participant.
-func decodeMeta(meta []byte) (state MemberState, node, zone, web string) {
+// decodeMeta returns what a peer's metadata says. A peer without metadata
+// counts as participant.
+func decodeMeta(meta []byte) peerMeta {
+	var p peerMeta
 	if len(meta) == 0 {
-		return StateParticipant, "", "", ""
+		p.state = StateParticipant
+		return p
 	}
 	switch meta[0] {
 	case metaJoining:
-		state = StateJoining
+		p.state = StateJoining
 	case metaLeaving:
-		state = StateLeft
+		p.state = StateLeft
 	default:
-		state = StateParticipant
+		p.state = StateParticipant
 	}
-	node, rest, _ := strings.Cut(string(meta[1:]), "\x00")
-	zone, web, _ = strings.Cut(rest, "\x00")
-	return state, node, zone, web
+	var rest, ext string
+	p.node, rest, _ = strings.Cut(string(meta[1:]), "\x00")
+	p.zone, rest, _ = strings.Cut(rest, "\x00")
+	p.web, ext, _ = strings.Cut(rest, "\x00")
+	for tok := range strings.FieldsSeq(ext) {
+		if tok[0] == 'k' {
+			if n, err := strconv.Atoi(tok[1:]); err == nil && n > 0 {
+				p.keyVersion = KeyVersion(n)
+			}
+		}
+	}
+	return p
 }
 
 func (*nodeMeta) NotifyMsg([]byte)                           {}

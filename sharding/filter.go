@@ -110,6 +110,12 @@ type FilterOptions struct {
 	// the ownership key; ReplicaRelabelConfig adds it to the scrape
 	// configurations. Default DefaultReplicaLabel.
 	ReplicaLabel string
+	// KeyVersion is the newest ownership-key version this member supports,
+	// the one its Cluster announces (ClusterConfig.KeyVersion). The filter
+	// uses the newest version every alive member supports, and re-keys its
+	// targets when that changes (it then assigns every job again, as on a
+	// membership change). Default LatestKeyVersion.
+	KeyVersion KeyVersion
 	// Strategy is StrategyHash (default), StrategyNode or StrategyZone.
 	Strategy Strategy
 	// Zone is this member's zone for StrategyZone. It overrides the zone
@@ -150,6 +156,8 @@ type Stats struct {
 	// Unowned counts, per Kubernetes node, the discovered targets on a node
 	// without a participant (StrategyNode): nobody scrapes them.
 	Unowned map[string]int `json:"unowned,omitempty"`
+	// KeyVersion is the ownership-key version in use.
+	KeyVersion KeyVersion `json:"keyVersion,omitempty"`
 }
 
 // Filter keeps, from discovery's target groups, the final targets this member
@@ -229,6 +237,10 @@ func NewFilter(opts FilterOptions) (*Filter, error) {
 	setDefault(&opts.ReplicaLabel, DefaultReplicaLabel)
 	setDefault(&opts.Strategy, StrategyHash)
 	setDefault(&opts.DiscoveryWait, DefaultDiscoveryWait)
+	setDefault(&opts.KeyVersion, LatestKeyVersion)
+	if !opts.KeyVersion.Valid() {
+		return nil, fmt.Errorf("filter: key version %d unknown, want %d to %d", opts.KeyVersion, KeyJobLabels, LatestKeyVersion)
+	}
 	switch opts.Strategy {
 	case StrategyHash, StrategyZone:
 	case StrategyNode:
@@ -460,6 +472,9 @@ func (f *Filter) recompute(reprepare bool) map[string][]*targetgroup.Group {
 	start := time.Now()
 	f.sweepFlagged(start)
 	v := f.memberView()
+	if v.key != f.keyer.Version() {
+		f.rekey(v.key)
+	}
 	cfgJobs, cfgAll := f.takeConfigs()
 	var jobs map[string]struct{} // the jobs to visit; nil: every job
 	visits := len(f.last)
@@ -490,6 +505,7 @@ func (f *Filter) recompute(reprepare bool) map[string][]*targetgroup.Group {
 	f.metrics.discovered.Set(float64(stats.TotalTargets))
 	f.metrics.owned.Set(float64(stats.Owned[f.opts.Self]))
 	f.metrics.crossZone.Set(float64(stats.CrossZone))
+	f.metrics.keyVersion.Set(float64(v.key))
 	f.metrics.setUnowned(stats.Unowned)
 	f.statsMtx.Lock()
 	f.stats = stats

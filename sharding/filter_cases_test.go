@@ -214,7 +214,7 @@ func TestFilterNotReadyOwnsNothing(t *testing.T) {
 			require.Empty(t, g.Targets)
 		}
 	}
-	require.Equal(t, Stats{Ready: false, TotalTargets: 51, Owned: map[string]int{"n0": 0, "n1": 0, "n2": 0}}, f.Stats())
+	require.Equal(t, Stats{Ready: false, TotalTargets: 51, KeyVersion: KeySeries, Owned: map[string]int{"n0": 0, "n1": 0, "n2": 0}}, f.Stats())
 }
 
 func TestFilterHandoff(t *testing.T) {

@@ -262,3 +262,37 @@ func firstLabel(names []string, tl, gl model.LabelSet) string {
 	}
 	return ""
 }
+
+// rekey makes the filter compute ownership keys of version v, and re-keys
+// every prepared target and every sent target's record without relabeling
+// anything. The caller's member view has a new version (the key version is
+// part of it), so every job is assigned again.
+func (f *Filter) rekey(v KeyVersion) {
+	f.logger.Info("Switching ownership-key version", "from", f.keyer.Version(), "to", v)
+	f.keyer.SetVersion(v)
+	for job, pj := range f.prepared {
+		clear(pj.discovered)
+		for gi := range pj.groups {
+			for i := range pj.groups[gi].entries {
+				e := &pj.groups[gi].entries[i]
+				if e.dropped {
+					continue
+				}
+				if !e.lset.IsEmpty() {
+					e.key = f.keyer.Key(job, e.lset)
+				}
+				_, e.dup = pj.discovered[e.key]
+				pj.discovered[e.key] = struct{}{}
+			}
+		}
+	}
+	lb := labels.NewBuilder(labels.EmptyLabels())
+	for job, sent := range f.sent {
+		for k, st := range sent {
+			lb.Reset(labels.EmptyLabels())
+			st.target.LabelsRange(func(l labels.Label) { lb.Set(l.Name, l.Value) })
+			st.ownKey = f.keyer.Key(job, lb.Labels())
+			sent[k] = st
+		}
+	}
+}

@@ -100,7 +100,7 @@ func (m *testMembers) set(names ...string) {
 	m.mtx.Lock()
 	m.members = nil
 	for _, n := range names {
-		m.members = append(m.members, Member{Name: n, State: StateParticipant})
+		m.members = append(m.members, Member{Name: n, State: StateParticipant, KeyVersion: LatestKeyVersion})
 	}
 	m.mtx.Unlock()
 	m.signal()

@@ -3,6 +3,7 @@ package sharding
 import (
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -13,6 +14,9 @@ type memberView struct {
 	names  []string               // participants, self included when it is one; sorted
 	byNode map[string]*Rendezvous // StrategyNode: members per node
 	byZone map[string]*Rendezvous // StrategyZone: participants per zone
+	// key is the ownership-key version in use: the newest every alive
+	// member supports.
+	key KeyVersion
 	// version identifies the view: it changes whenever anything ownership
 	// depends on does (readiness, this member's state or release, the
 	// participants, their nodes or zones as the strategy uses them).
@@ -22,10 +26,14 @@ type memberView struct {
 func (f *Filter) memberView() memberView {
 	v := memberView{ready: f.opts.Members.Ready(), self: StateParticipant}
 	nodes, zones := map[string][]string{}, map[string][]string{}
+	v.key = f.opts.KeyVersion
 	for _, m := range f.opts.Members.Members() {
 		if m.Name == f.opts.Self {
 			v.self = m.State
 			continue
+		}
+		if m.State.Alive() {
+			v.key = negotiate(v.key, m.KeyVersion)
 		}
 		if m.State != StateParticipant {
 			continue
@@ -81,6 +89,8 @@ func viewKey(v *memberView, nodes, zones map[string][]string) string {
 	}
 	b.WriteString("\x00")
 	b.WriteString(string(v.self))
+	b.WriteString("\x00k")
+	b.WriteString(strconv.Itoa(int(v.key)))
 	for _, n := range v.names {
 		b.WriteString("\x00")
 		b.WriteString(n)

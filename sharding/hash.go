@@ -15,15 +15,20 @@
 //   - the value of __tmp_hash, when a relabeling set it non-empty
 //     (prometheus-operator's convention): xxhash of the value, the job
 //     left out, so e.g. all endpoints of one pod share an owner;
-//   - otherwise xxhash of the job name combined with xxhash of all its
-//     labels except the scrape-setting labels __scrape_interval__,
-//     __scrape_timeout__, __scrape_native_histograms__,
-//     __always_scrape_classic_histograms__ and
-//     __convert_classic_histograms_to_nhcb__, except
-//     __tmp_disable_sharding and the replica label. __address__,
-//     __scheme__, __metrics_path__ and __param_* stay: they identify the
-//     endpoint. Editing an interval, timeout or histogram setting thus
-//     moves no target.
+//   - otherwise (key version KeySeries) xxhash of the labels its series
+//     will carry: every label not starting with "__", except the replica
+//     label. Targets that write the same series (two ServiceMonitors on
+//     one Service port) thus always have the same owner, whose WAL drops
+//     the duplicate samples as one Prometheus would, and a strict
+//     remote-write receiver never sees one series from two writers.
+//     Editing an interval, timeout, path or scheme moves no target.
+//
+// Key versions (key.go). The key of promshard before key versions
+// (KeyJobLabels) hashed the job name with all labels but the scrape-setting
+// ones. Every member gossips the newest version it supports, and all use the
+// newest every alive member supports: a rolling upgrade keeps the old key
+// until the last old member is gone, then every member re-keys (without
+// relabeling) as on a membership change.
 //
 // A target whose relabeling sets __tmp_disable_sharding non-empty is owned
 // by every participant; ReplicaRelabelConfig labels each copy with the
@@ -87,7 +92,6 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/labels"
 )
 
 // Sharder assigns keys to members. It is the two-method interface the
@@ -226,50 +230,6 @@ var scrapeSettingLabels = []string{
 	model.ScrapeIntervalLabel,
 	"__scrape_native_histograms__",
 	model.ScrapeTimeoutLabel,
-}
-
-// Keyer computes ownership keys. It reuses a buffer, so it is not safe for
-// concurrent use; the zero value is not usable, call NewKeyer.
-type Keyer struct {
-	exclude []string // sorted label names left out of the key
-	buf     []byte
-}
-
-// NewKeyer returns a Keyer that also leaves the given labels out of the key
-// (the replica label, whose value differs per member).
-func NewKeyer(exclude ...string) *Keyer {
-	ex := append(slices.Clone(scrapeSettingLabels), DisableShardingLabel)
-	for _, l := range exclude {
-		if l != "" {
-			ex = append(ex, l)
-		}
-	}
-	slices.Sort(ex)
-	return &Keyer{exclude: slices.Compact(ex)}
-}
-
-// Key returns the ownership key of a final target (its labels after target
-// relabeling, as scrape.PopulateLabels returns them):
-//   - the non-empty value of __tmp_hash: StringKey(value), independent of
-//     the job;
-//   - otherwise a hash of the job name and every label except the scrape
-//     setting labels (__scrape_interval__, __scrape_timeout__,
-//     __scrape_native_histograms__, __always_scrape_classic_histograms__,
-//     __convert_classic_histograms_to_nhcb__), __tmp_disable_sharding and
-//     the excluded labels given to NewKeyer.
-func (k *Keyer) Key(job string, lset labels.Labels) uint64 {
-	if v := lset.Get(HashLabel); v != "" {
-		return StringKey(v)
-	}
-	var h uint64
-	h, k.buf = lset.HashWithoutLabels(k.buf, k.exclude...)
-	return combine(xxhash.Sum64String(job), h)
-}
-
-// TargetKey returns the ownership key of a final target as Keyer.Key does
-// with no extra excluded label. Use a Keyer for many targets.
-func TargetKey(job string, lset labels.Labels) uint64 {
-	return NewKeyer().Key(job, lset)
 }
 
 // StringKey returns a key for an arbitrary string, e.g. an object name whose

@@ -146,39 +146,60 @@ func TestTargetKey(t *testing.T) {
 		return labels.NewBuilder(base()).Set(name, value).Labels()
 	}
 	a := base()
+	// same1 and same2: the key equals the base target's key of job "j"
+	// under KeyJobLabels and KeySeries.
 	for _, tc := range []struct {
-		name string
-		job  string
-		lset labels.Labels
-		same bool
+		name         string
+		job          string
+		lset         labels.Labels
+		same1, same2 bool
 	}{
-		{"copy", "j", a.Copy(), true},
-		{"interval", "j", with("__scrape_interval__", "3s"), true},
-		{"timeout", "j", with("__scrape_timeout__", "1s"), true},
-		{"native histograms", "j", with("__scrape_native_histograms__", "true"), true},
-		{"classic histograms", "j", with("__always_scrape_classic_histograms__", "true"), true},
-		{"nhcb", "j", with("__convert_classic_histograms_to_nhcb__", "true"), true},
-		{"disable sharding flag", "j", with(DisableShardingLabel, "true"), true},
-		{"replica label", "j", with("promshard_replica", "r1"), true},
-		{"job", "k", a, false},
-		{"address", "j", with("__address__", "10.0.0.2:80"), false},
-		{"scheme", "j", with("__scheme__", "https"), false},
-		{"path", "j", with("__metrics_path__", "/other"), false},
-		{"param", "j", with("__param_module", "icmp"), false},
-		{"target label", "j", with("pod", "p"), false},
+		{"copy", "j", a.Copy(), true, true},
+		{"interval", "j", with("__scrape_interval__", "3s"), true, true},
+		{"timeout", "j", with("__scrape_timeout__", "1s"), true, true},
+		{"native histograms", "j", with("__scrape_native_histograms__", "true"), true, true},
+		{"classic histograms", "j", with("__always_scrape_classic_histograms__", "true"), true, true},
+		{"nhcb", "j", with("__convert_classic_histograms_to_nhcb__", "true"), true, true},
+		{"disable sharding flag", "j", with(DisableShardingLabel, "true"), true, true},
+		{"replica label", "j", with("promshard_replica", "r1"), true, true},
+		{"other job, same series", "k", a, false, true},
+		{"address", "j", with("__address__", "10.0.0.2:80"), false, true},
+		{"scheme", "j", with("__scheme__", "https"), false, true},
+		{"path", "j", with("__metrics_path__", "/other"), false, true},
+		{"param", "j", with("__param_module", "icmp"), false, true},
+		{"temporary label", "j", with("__tmp_team", "a"), false, true},
+		{"target label", "j", with("pod", "p"), false, false},
+		{"job label", "j", with("job", "y"), false, false},
+		{"instance label", "j", with("instance", "10.0.0.2:80"), false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k := NewKeyer("promshard_replica")
-			want := k.Key("j", a)
-			if tc.same {
-				require.Equal(t, want, k.Key(tc.job, tc.lset))
-			} else {
-				require.NotEqual(t, want, k.Key(tc.job, tc.lset))
+			for _, v := range []KeyVersion{KeyJobLabels, KeySeries} {
+				k := NewKeyer("promshard_replica")
+				k.SetVersion(v)
+				want := k.Key("j", a)
+				same := map[KeyVersion]bool{KeyJobLabels: tc.same1, KeySeries: tc.same2}[v]
+				if same {
+					require.Equal(t, want, k.Key(tc.job, tc.lset), "version %d", v)
+				} else {
+					require.NotEqual(t, want, k.Key(tc.job, tc.lset), "version %d", v)
+				}
 			}
 		})
 	}
+	t.Run("versions differ", func(t *testing.T) {
+		k := NewKeyer("")
+		require.Equal(t, LatestKeyVersion, k.Version())
+		v2 := k.Key("j", a)
+		k.SetVersion(KeyJobLabels)
+		require.NotEqual(t, v2, k.Key("j", a))
+		require.Equal(t, v2, TargetKey("j", a))
+	})
+	t.Run("label boundaries", func(t *testing.T) {
+		k := NewKeyer("")
+		require.NotEqual(t, k.Key("j", labels.FromStrings("a", "bc")), k.Key("j", labels.FromStrings("ab", "c")))
+	})
 	t.Run("__tmp_hash", func(t *testing.T) {
-		k := NewKeyer()
+		k := NewKeyer("")
 		h1 := k.Key("j", with(HashLabel, "pod-1"))
 		require.Equal(t, StringKey("pod-1"), h1)
 		other := labels.NewBuilder(base()).Set("__address__", "10.9.9.9:81").Set(HashLabel, "pod-1").Labels()

@@ -71,6 +71,7 @@ type filterMetrics struct {
 	moved      prometheus.Counter
 	crossZone  prometheus.Gauge
 	unowned    *prometheus.GaugeVec
+	keyVersion prometheus.Gauge
 }
 
 // setUnowned replaces the per-node counts of unowned targets.
@@ -108,11 +109,15 @@ func newFilterMetrics(reg prometheus.Registerer) (*filterMetrics, error) {
 			Name: "promshard_sharding_targets_unowned",
 			Help: "Discovered targets on a Kubernetes node without a participant (node strategy): nobody scrapes them.",
 		}, []string{"node"}),
+		keyVersion: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "promshard_sharding_key_version",
+			Help: "Ownership-key version in use: the newest every alive member supports (1: job and target labels, 2: the labels the target's series carry).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.discovered, m.owned, m.recompute, m.moved, m.crossZone, m.unowned} {
+	for _, c := range []prometheus.Collector{m.discovered, m.owned, m.recompute, m.moved, m.crossZone, m.unowned, m.keyVersion} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

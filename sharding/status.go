@@ -31,6 +31,8 @@ type ClusterStatus struct {
 	// Unowned counts, per Kubernetes node, the targets on a node without a
 	// participant (node strategy): nobody scrapes them.
 	Unowned map[string]int `json:"unowned,omitempty"`
+	// KeyVersion is the ownership-key version self uses (see KeyVersion).
+	KeyVersion KeyVersion `json:"keyVersion,omitempty"`
 }
 
 // MemberStatus is one member in ClusterStatus.
@@ -46,7 +48,7 @@ func Status(self string, members MemberLister, stats StatsSource) ClusterStatus 
 	if stats != nil {
 		st = stats.Stats()
 	}
-	out := ClusterStatus{Self: self, Ready: st.Ready, TotalTargets: st.TotalTargets, CrossZone: st.CrossZone, Unowned: st.Unowned, Members: []MemberStatus{}}
+	out := ClusterStatus{Self: self, Ready: st.Ready, TotalTargets: st.TotalTargets, CrossZone: st.CrossZone, Unowned: st.Unowned, KeyVersion: st.KeyVersion, Members: []MemberStatus{}}
 	for _, m := range members.Members() {
 		out.Members = append(out.Members, MemberStatus{Member: m, OwnedTargets: st.Owned[m.Name]})
 	}

@@ -15,7 +15,7 @@ func (s fixedStats) Stats() Stats { return Stats(s) }
 func TestStatusHandler(t *testing.T) {
 	members := newTestMembers("n0", "n1")
 	members.members = append(members.members, Member{Name: "n2", Address: "127.0.0.3:7946", State: StateDead})
-	stats := fixedStats{Ready: true, TotalTargets: 12, Owned: map[string]int{"n0": 6, "n1": 4}, Unowned: map[string]int{"node-x": 2}}
+	stats := fixedStats{Ready: true, KeyVersion: KeySeries, TotalTargets: 12, Owned: map[string]int{"n0": 6, "n1": 4}, Unowned: map[string]int{"node-x": 2}}
 	for _, tc := range []struct {
 		name   string
 		stats  StatsSource
@@ -24,12 +24,12 @@ func TestStatusHandler(t *testing.T) {
 		body   string
 	}{
 		{"with stats", stats, http.MethodGet, http.StatusOK, `{"status":"success","data":{"self":"n0","ready":true,"members":[` +
-			`{"name":"n0","address":"","state":"participant","ownedTargets":6},` +
-			`{"name":"n1","address":"","state":"participant","ownedTargets":4},` +
-			`{"name":"n2","address":"127.0.0.3:7946","state":"dead","ownedTargets":0}],"totalTargets":12,"crossZone":0,"unowned":{"node-x":2}}}`},
+			`{"name":"n0","address":"","state":"participant","keyVersion":2,"ownedTargets":6},` +
+			`{"name":"n1","address":"","state":"participant","keyVersion":2,"ownedTargets":4},` +
+			`{"name":"n2","address":"127.0.0.3:7946","state":"dead","ownedTargets":0}],"totalTargets":12,"crossZone":0,"unowned":{"node-x":2},"keyVersion":2}}`},
 		{"without filter", nil, http.MethodGet, http.StatusOK, `{"status":"success","data":{"self":"n0","ready":false,"members":[` +
-			`{"name":"n0","address":"","state":"participant","ownedTargets":0},` +
-			`{"name":"n1","address":"","state":"participant","ownedTargets":0},` +
+			`{"name":"n0","address":"","state":"participant","keyVersion":2,"ownedTargets":0},` +
+			`{"name":"n1","address":"","state":"participant","keyVersion":2,"ownedTargets":0},` +
 			`{"name":"n2","address":"127.0.0.3:7946","state":"dead","ownedTargets":0}],"totalTargets":0,"crossZone":0}}`},
 		{"post", stats, http.MethodPost, http.StatusMethodNotAllowed, ""},
 	} {
