@@ -112,15 +112,40 @@ func sizes(own map[string]map[string]bool) map[string]int {
 
 func TestShardingThreeReplicasThenJoinAndFailures(t *testing.T) {
 	e := newShardEnv(t, "shard")
+	// A second monitor selects the same Service port, as a platform
+	// team's beside the owners': its targets write the very same series.
+	platform := serviceMonitor("shard", "fleet")
+	platform.Name = "fleet-platform"
+	_, err := e.bed.ApplyMonitoring(context.Background(), platform)
+	require.NoError(t, err)
 	r1 := e.replica(t, "r1", "")
 	r2 := e.replica(t, "r2", r1.GossipAddr)
 	r3 := e.replica(t, "r3", r1.GossipAddr)
 	reps := map[string]*testbed.Promshard{"r1": r1, "r2": r2, "r3": r3}
 
+	// partitioned counts scrape URLs per replica: the two monitors' targets
+	// of one endpoint count once only if one replica owns both.
 	eventually(t, 30*time.Second, "3 replicas split the targets", partitioned(e, reps, 1))
 	eventually(t, 30*time.Second, "one up series per target at the receiver", queryCount(e.rcv, `up{namespace="shard"} == 1`, shardTargets))
 
+	// Steady state: the strict receiver refuses no write, although two
+	// jobs write every series (one member writes both, its WAL drops the
+	// copy). The positive signal first: more writes accepted.
 	ctx := context.Background()
+	acc0, ref0, err := e.rcv.WriteRequests(ctx)
+	require.NoError(t, err)
+	eventually(t, 30*time.Second, "receiver accepts writes", func(ctx context.Context) error {
+		acc, _, err := e.rcv.WriteRequests(ctx)
+		if err == nil && acc < acc0+9 {
+			err = fmt.Errorf("%.0f writes accepted since the steady point, want 9 (three per replica)", acc-acc0)
+		}
+		return err
+	})
+	acc1, ref1, err := e.rcv.WriteRequests(ctx)
+	require.NoError(t, err)
+	t.Logf("steady: %.0f writes accepted, %.0f refused (since start: %.0f refused)", acc1-acc0, ref1-ref0, ref1)
+	require.Equal(t, ref0, ref1, "writes refused by the receiver in steady state")
+
 	before, err := owned(ctx, reps)
 	require.NoError(t, err)
 	t.Logf("3 replicas own %v", sizes(before))
