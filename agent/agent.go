@@ -140,6 +140,8 @@ type Agent struct {
 	discCtx   context.Context
 	discStop  context.CancelFunc
 	metrics   *metrics
+	// remoteClose closes remote storage once (FlushRemoteWrite or Run).
+	remoteClose sync.Once
 
 	mtx    sync.Mutex
 	filter TargetFilter
@@ -333,10 +335,7 @@ func (a *Agent) closeStorage() {
 			a.logger.Error("closing agent WAL", "err", err)
 		}
 	}
-	// Close flushes the remote-write queues within RemoteFlushDeadline.
-	if err := a.remote.Close(); err != nil {
-		a.logger.Error("closing remote storage", "err", err)
-	}
+	a.closeRemote()
 }
 
 // readyScrapeManager hands the scrape manager to remote storage once it

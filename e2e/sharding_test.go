@@ -192,7 +192,11 @@ func TestShardingThreeReplicasThenJoinAndFailures(t *testing.T) {
 	t.Logf("SIGKILL: %d targets scraped again after %.2fs", len(lost), took.Seconds())
 	require.Less(t, took, 10*time.Second)
 
-	// SIGTERM one replica: its targets move within 2 s.
+	// SIGTERM one replica: its targets move within 2 s, after it delivered
+	// its last samples, so the strict receiver refuses nothing.
+	_, refTerm, err := e.rcv.WriteRequests(ctx)
+	require.NoError(t, err)
+	t.Logf("writes refused so far: %.0f (join and kill included)", refTerm)
 	now, err := owned(ctx, reps)
 	require.NoError(t, err)
 	lost = now["r3"]
@@ -205,6 +209,18 @@ func TestShardingThreeReplicasThenJoinAndFailures(t *testing.T) {
 	t.Logf("SIGTERM: %d targets moved after %.2fs", len(lost), took.Seconds())
 	require.Less(t, took, 2*time.Second)
 	require.Equal(t, 0, r3.Wait(30*time.Second))
+	accTerm, _, err := e.rcv.WriteRequests(ctx)
+	require.NoError(t, err)
+	eventually(t, 30*time.Second, "receiver accepts the new owners' writes", func(ctx context.Context) error {
+		acc, _, err := e.rcv.WriteRequests(ctx)
+		if err == nil && acc < accTerm+6 {
+			err = fmt.Errorf("%.0f writes accepted since the leave, want 6", acc-accTerm)
+		}
+		return err
+	})
+	_, ref, err := e.rcv.WriteRequests(ctx)
+	require.NoError(t, err)
+	require.Equal(t, refTerm, ref, "writes refused by the receiver around the SIGTERM handoff")
 }
 
 // scrapedSince holds when every URL in urls is active and up on some replica

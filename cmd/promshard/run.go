@@ -66,9 +66,8 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 }
 
 // serve wires the actors and runs them. Order on SIGTERM: the member stops
-// scraping, leaves the cluster (peers take over), then every actor is
-// interrupted; the agent flushes remote write within
-// --remote-write.flush-deadline.
+// scraping, flushes remote write within --remote-write.flush-deadline,
+// leaves the cluster (peers take over), then every actor is interrupted.
 func serve(f *runFlags, logger *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), versioncollector.NewCollector("promshard"))
@@ -204,7 +203,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 					continue
 				}
 				logger.Info("received signal, shutting down", "signal", s.String())
-				gracefulLeave(ctx, cluster, filter, a.ScrapeManager(), logger)
+				gracefulLeave(ctx, cluster, filter, a, logger)
 				return nil
 			case <-ctx.Done():
 				return nil
@@ -252,17 +251,22 @@ func allOf(conds ...func() bool) func() bool {
 
 // gracefulLeave hands every target off (the scrape manager stops them
 // without staleness markers at its next reload), waits until no scrape loop
-// runs any more (at most 2 s), then announces the leave: peers take over
-// within a scrape interval. Stopping before leaving means no series is
-// written by two members at once, which a remote-write 1.0 receiver
-// (Prometheus) would answer by rejecting whole batches as out of order.
-func gracefulLeave(ctx context.Context, cluster *sharding.Cluster, filter *sharding.Filter, sm *scrape.Manager, logger *slog.Logger) {
+// runs any more (at most 2 s), delivers what remote write still holds
+// (Agent.FlushRemoteWrite, within --remote-write.flush-deadline), then
+// announces the leave: peers take over within a scrape interval. Stopping
+// and delivering before leaving means no series is written by two members
+// at once and the old owner's last samples reach the receiver before the
+// new owner's first, which a remote-write 1.0 receiver (Prometheus) would
+// otherwise answer by rejecting whole batches as out of order.
+func gracefulLeave(ctx context.Context, cluster *sharding.Cluster, filter *sharding.Filter, a *agent.Agent, logger *slog.Logger) {
+	sm := a.ScrapeManager()
 	filter.Release()
 	deadline := time.Now().Add(2 * time.Second)
 	for activeTargets(sm) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
 	}
-	logger.Info("Stopped scraping, leaving the cluster", "still_active", activeTargets(sm))
+	flushed := a.FlushRemoteWrite(ctx, 2*time.Second)
+	logger.Info("Stopped scraping and flushed remote write, leaving the cluster", "still_active", activeTargets(sm), "flush", flushed)
 	cluster.Leave()
 }
 

@@ -1,0 +1,64 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	commoncfg "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/stretchr/testify/require"
+)
+
+// TestFlushRemoteWrite scrapes into a queue whose batch send deadline is
+// far away, so nothing is sent on its own: FlushRemoteWrite must deliver
+// the buffered samples at once, and Run's shutdown must not close remote
+// storage a second time. It also pins the contract flushing reads:
+// Prometheus' per-queue highest-enqueued-timestamp gauge.
+func TestFlushRemoteWrite(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "flush_demo 1")
+	}))
+	defer target.Close()
+	rcv := &receiver{series: map[string]int{}}
+	rw := httptest.NewServer(rcv)
+	defer rw.Close()
+
+	a := newTestAgent(t)
+	u, err := url.Parse(rw.URL)
+	require.NoError(t, err)
+	rwc := promconfig.DefaultRemoteWriteConfig
+	rwc.URL = &commoncfg.URL{URL: u}
+	rwc.QueueConfig.BatchSendDeadline = model.Duration(time.Hour)
+	host := target.Listener.Addr().String()
+	sc := scrapeJob("flush", host)
+	sc.ScrapeInterval, sc.ScrapeTimeout = model.Duration(100*time.Millisecond), model.Duration(100*time.Millisecond)
+	require.NoError(t, a.ApplyConfig(&promconfig.Config{ScrapeConfigs: []*promconfig.ScrapeConfig{sc}, RemoteWriteConfigs: []*promconfig.RemoteWriteConfig{&rwc}}))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+
+	g := a.opts.Registerer.(prometheus.Gatherer)
+	require.Eventually(t, func() bool {
+		for _, v := range highestEnqueued(g) {
+			return v > 0
+		}
+		return false
+	}, 20*time.Second, 20*time.Millisecond, "%s never reported an enqueued sample (renamed in Prometheus?)", queueHighestEnqueued)
+	want := fmt.Sprintf(`flush_demo{instance=%q, job="flush"}`, host)
+	require.False(t, rcv.has(want), "sent before the batch send deadline: the test proves nothing")
+
+	took := a.FlushRemoteWrite(ctx, 2*time.Second)
+	require.True(t, rcv.has(want), "FlushRemoteWrite returned before the buffered samples were delivered")
+	t.Logf("flushed in %s", took)
+
+	cancel()
+	require.NoError(t, <-done)
+}
