@@ -55,6 +55,34 @@ func TestFlushRemoteWrite(t *testing.T) {
 	want := fmt.Sprintf(`flush_demo{instance=%q, job="flush"}`, host)
 	require.False(t, rcv.has(want), "sent before the batch send deadline: the test proves nothing")
 
+	qs := RemoteWriteStatus(g)
+	require.Len(t, qs, 1)
+	require.Equal(t, rw.URL, qs[0].URL)
+	require.Zero(t, qs[0].SamplesSent)
+
+	// The status page of a member with a peer: its own queue from its
+	// metrics, the peer's from the peer's /api/v1/status/remote-write.
+	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/targets" {
+			fmt.Fprint(w, `{"status":"success","data":{"activeTargets":[],"droppedTargets":[]}}`)
+			return
+		}
+		require.Equal(t, "/api/v1/status/remote-write", r.URL.Path)
+		fmt.Fprint(w, `{"status":"success","data":[{"name":"lts","url":"http://x","samplesSent":7,"samplesFailed":3,"lagSeconds":1.5}]}`)
+	}))
+	defer peer.Close()
+	web, err := NewWeb(WebOptions{ListenAddress: "127.0.0.1:0", Gatherer: g,
+		Targets: &ClusterTargets{Self: "m0", agent: a, Peers: func() []Peer { return []Peer{{Name: "m1", URL: peer.URL}, {Name: "m2", URL: "http://127.0.0.1:1"}} }},
+		Cluster: func() ClusterInfo {
+			return ClusterInfo{Self: "m0", Members: []MemberInfo{{Name: "m0"}, {Name: "m1"}, {Name: "m2"}}}
+		}}, a)
+	require.NoError(t, err)
+	page := httptest.NewRecorder()
+	web.mux.ServeHTTP(page, httptest.NewRequest(http.MethodGet, "/", nil))
+	require.Contains(t, page.Body.String(), qs[0].Name+": 0 sent")
+	require.Contains(t, page.Body.String(), `lts: 7 sent, <span class="down">3 failed</span>, lag 1.5s`)
+	require.Contains(t, page.Body.String(), "unknown: ")
+
 	took := a.FlushRemoteWrite(ctx, 2*time.Second)
 	require.True(t, rcv.has(want), "FlushRemoteWrite returned before the buffered samples were delivered")
 	t.Logf("flushed in %s", took)

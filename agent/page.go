@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"embed"
 	"html/template"
 	"net/http"
@@ -26,11 +27,37 @@ type ClusterInfo struct {
 	Unowned map[string]int
 }
 
+// addRemoteWrite fills in each alive member's remote-write queues.
+func (w *Web) addRemoteWrite(ctx context.Context, ci *ClusterInfo) {
+	var peers map[string][]QueueStatus
+	var errs map[string]error
+	if w.opts.Targets != nil {
+		peers, errs = w.opts.Targets.RemoteWrite(ctx)
+	}
+	for i := range ci.Members {
+		m := &ci.Members[i]
+		switch {
+		case m.Name == ci.Self:
+			m.RemoteWrite = RemoteWriteStatus(w.opts.Gatherer)
+		case errs[m.Name] != nil:
+			m.RemoteWriteError = errs[m.Name].Error()
+		default:
+			m.RemoteWrite = peers[m.Name]
+		}
+	}
+}
+
 // MemberInfo is one cluster member on the status page. State is joining,
 // participant, left or dead.
 type MemberInfo struct {
 	Name, Address, State, Zone string
 	OwnedTargets               int
+	// RemoteWrite is the member's remote-write queues, filled in by the
+	// page (this member's from its metrics, the others' from their
+	// /api/v1/status/remote-write); RemoteWriteError says why a member's
+	// are missing.
+	RemoteWrite      []QueueStatus
+	RemoteWriteError string
 }
 
 // RulesInfo is the ruler sync as this member runs it, for the status page.
@@ -95,6 +122,7 @@ func (w *Web) statusPage(rw http.ResponseWriter, r *http.Request) {
 	}
 	if w.opts.Cluster != nil {
 		d.Cluster = w.opts.Cluster()
+		w.addRemoteWrite(r.Context(), &d.Cluster)
 	}
 	if w.opts.Rules != nil {
 		ri := w.opts.Rules()

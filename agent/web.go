@@ -106,6 +106,7 @@ func (w *Web) routes() {
 		fmt.Fprintln(rw, "promshard is Ready.")
 	})
 	w.mux.HandleFunc("GET /api/v1/targets", w.targetsHandler)
+	w.mux.HandleFunc("GET /api/v1/status/remote-write", w.remoteWriteHandler)
 	// Go's profiles, as Prometheus serves them (behind --web.config.file
 	// like every other endpoint).
 	w.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
