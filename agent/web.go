@@ -90,6 +90,12 @@ func (w *Web) Handle(pattern string, h http.Handler) { w.mux.Handle(pattern, h) 
 func (w *Web) routes() {
 	w.mux.Handle("GET /metrics", promhttp.HandlerFor(w.opts.Gatherer, promhttp.HandlerOpts{}))
 	w.mux.HandleFunc("GET /-/healthy", func(rw http.ResponseWriter, _ *http.Request) {
+		if w.agent != nil {
+			if ok, reason := w.agent.Healthy(); !ok {
+				http.Error(rw, "promshard is not healthy: "+reason, http.StatusServiceUnavailable)
+				return
+			}
+		}
 		fmt.Fprintln(rw, "promshard is Healthy.")
 	})
 	w.mux.HandleFunc("GET /-/ready", func(rw http.ResponseWriter, _ *http.Request) {
