@@ -2,7 +2,8 @@
 // write components inside the promshard process and applies typed
 // configurations to them in place, in Prometheus' reload order.
 //
-// It owns the managers, the storage and the HTTP surface, and GCHeadroom,
+// It owns the managers, the storage and the HTTP surface, the pipeline
+// health /-/healthy answers (health.go), and GCHeadroom,
 // which starts garbage collections early enough that an apply does not
 // stall in GC assists (gcheadroom.go). It must not import
 // promshard's discovery or sharding packages: the ownership filter arrives as
@@ -174,6 +175,10 @@ type Agent struct {
 	syncer *syncer
 	syncs  *syncCounter // the scrape manager's registerer (scrapesync.go)
 	marker *promconfig.ScrapeConfig
+	// commits wraps the WAL for the scrape manager; health reads it and
+	// the syncer (health.go).
+	commits *commitTracker
+	health  *pipelineHealth
 }
 
 // New opens the WAL and builds the managers. Nothing runs until Run.
@@ -194,10 +199,14 @@ func New(opts Options) (*Agent, error) {
 	db.SetWriteNotified(a.remote)
 	a.db = db
 
+	a.commits = &commitTracker{AppendableV2: db, commits: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "promshard_wal_scrape_commits_total",
+		Help: "Scrapes whose samples were committed to the agent WAL (a failed scrape commits its up and staleness samples too).",
+	})}
 	syncs := &syncCounter{Registerer: opts.Registerer}
 	sm, err := scrape.NewManager(&scrape.Options{
 		DiscoveryReloadInterval: modelDuration(opts.ScrapeReloadInterval),
-	}, logger.With("component", "scrape manager"), nil, nil, db, syncs)
+	}, logger.With("component", "scrape manager"), nil, nil, a.commits, syncs)
 	if err == nil {
 		err = syncs.check()
 	}
@@ -239,6 +248,14 @@ func New(opts Options) (*Agent, error) {
 	}
 	a.syncs = syncs
 	a.syncer = newSyncer(logger.With("component", "target sync"), syncs.value, syncs.dropSyncLengths, a.metrics)
+	if err := opts.Registerer.Register(a.commits.commits); err != nil {
+		a.closeStorage()
+		return nil, fmt.Errorf("registering WAL commit metrics: %w", err)
+	}
+	if a.health, err = newPipelineHealth(logger.With("component", "health"), opts.Registerer, a.syncer, a.commits, opts.ScrapeReloadInterval); err != nil {
+		a.closeStorage()
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -299,6 +316,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer wg.Done()
 		a.syncer.run(filterCtx, in, drained)
 	}(tsets)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.health.run(filterCtx, healthCheckInterval)
+	}()
 	scrapeDone := make(chan struct{})
 	go func() {
 		defer close(scrapeDone)

@@ -256,6 +256,7 @@ func (a *Agent) apply(loaded *promconfig.Config, idx jobIndex) error {
 	}
 	scrapeDone := time.Now()
 	a.effective = &eff
+	a.health.setLongestInterval(longestInterval(eff.ScrapeConfigs))
 	a.syncer.set(a.drain.names())
 	// The filter learns the new relabeling before discovery can send
 	// groups of a new job.
@@ -336,4 +337,14 @@ func (a *Agent) scheduleDrainEnd(at time.Time) {
 			a.logger.Error("dropping drained jobs", "err", err)
 		}
 	})
+}
+
+// longestInterval is the longest scrape interval of jobs (prepared: every
+// interval is set).
+func longestInterval(jobs []*promconfig.ScrapeConfig) time.Duration {
+	var d time.Duration
+	for _, sc := range jobs {
+		d = max(d, time.Duration(sc.ScrapeInterval))
+	}
+	return d
 }

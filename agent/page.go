@@ -78,6 +78,40 @@ type RuleObjectInfo struct {
 	State, Reason     string
 }
 
+// APIServerInfo is the Kubernetes API server's reachability as promshard's
+// clients see it, for /-/ready and the status page. cmd/ adapts the
+// discovery package's.
+type APIServerInfo struct {
+	// Unreachable holds from a failed request until the server answers.
+	Unreachable bool
+	// Since is when it became unreachable; LastError the last error since.
+	Since     time.Time
+	LastError string
+	// Timeout is how long a request waits for an unreachable server before
+	// its error reaches client-go; past it, /-/ready says so.
+	Timeout time.Duration
+}
+
+// Exceeded reports whether the server has been unreachable longer than
+// Timeout at now.
+func (i APIServerInfo) Exceeded(now time.Time) bool {
+	return i.Unreachable && now.Sub(i.Since) > i.Timeout
+}
+
+// Message is one line saying how long the server has been unreachable and
+// why; empty while it is reachable.
+func (i APIServerInfo) Message(now time.Time) string {
+	if !i.Unreachable {
+		return ""
+	}
+	limit := "within the wait limit of " + i.Timeout.String() + ", requests wait for it"
+	if i.Exceeded(now) {
+		limit = "longer than the wait limit of " + i.Timeout.String() + ", requests fail with its error"
+	}
+	return "the Kubernetes API server has been unreachable for " + now.Sub(i.Since).Round(time.Second).String() +
+		" (" + limit + "): " + i.LastError
+}
+
 //go:embed page.html
 var pageFS embed.FS
 
@@ -113,6 +147,10 @@ type pageData struct {
 	Rejected []config.Result
 	// Rules is nil when rule sync is off.
 	Rules *RulesInfo
+	// HealthReason says why /-/healthy fails; empty when healthy.
+	HealthReason string
+	// APIServer is set while the API server is unreachable.
+	APIServer string
 }
 
 func (w *Web) statusPage(rw http.ResponseWriter, r *http.Request) {
@@ -127,6 +165,14 @@ func (w *Web) statusPage(rw http.ResponseWriter, r *http.Request) {
 	if w.opts.Rules != nil {
 		ri := w.opts.Rules()
 		d.Rules = &ri
+	}
+	if w.agent != nil {
+		if ok, reason := w.agent.Healthy(); !ok {
+			d.HealthReason = reason
+		}
+	}
+	if w.opts.APIServer != nil {
+		d.APIServer = w.opts.APIServer().Message(d.Now)
 	}
 	if w.opts.Reconciler != nil {
 		d.Config = w.opts.Reconciler.Status()

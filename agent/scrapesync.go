@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,10 @@ import (
 // moved, that is once a reload read the outstanding map. Changes that
 // arrive meanwhile accumulate. Should the counter not move within
 // syncConfirmTimeout, the syncer logs it and sends every job again.
+//
+// When the oldest unconfirmed update was handed over, and how many targets
+// the scrape manager has or will have, feed the pipeline health
+// (health.go).
 
 // markerJob names the marker pool. It has no targets; the targets API and
 // the status page leave it out.
@@ -63,6 +68,12 @@ type syncer struct {
 	count   func() float64 // the marker pool's syncs
 	synced  func()         // called after every confirmed update and every syncLengthDropInterval
 	metrics *metrics
+
+	// waiting is when the oldest unconfirmed update was handed over (Unix
+	// nanoseconds, 0: none); owned counts the targets in what the scrape
+	// manager has or will have, ownedAt is when it went from 0 to more
+	// (health.go reads them).
+	waiting, owned, ownedAt atomic.Int64
 
 	mtx      sync.Mutex
 	draining map[string]struct{}
@@ -129,6 +140,7 @@ func (s *syncer) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 			switch {
 			case s.count() > base:
 				outstanding = false
+				s.waiting.Store(0)
 				s.synced()
 			case time.Since(sentAt) > syncConfirmTimeout:
 				s.logger.Warn("The scrape manager did not confirm a target update; sending every job again", "waited", time.Since(sentAt))
@@ -139,10 +151,14 @@ func (s *syncer) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 		s.mtx.Lock()
 		draining, enabled := s.draining, s.enabled
 		s.mtx.Unlock()
+		var changed bool
 		if changes == nil {
-			s.diff(last, draining, sent, pending)
+			changed = s.diff(last, draining, sent, pending)
 		} else {
-			diffChanges(changes, draining, sent, pending)
+			changed = diffChanges(changes, draining, sent, pending)
+		}
+		if changed {
+			s.setOwned(countTargets(sent))
 		}
 		if outstanding {
 			poll.Reset(syncPollInterval)
@@ -155,6 +171,9 @@ func (s *syncer) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 		maps.Copy(msg, pending)
 		msg[markerJob] = []*targetgroup.Group{}
 		base = s.count()
+		if s.waiting.Load() == 0 { // a resend keeps the first update's time
+			s.waiting.Store(time.Now().UnixNano())
+		}
 		select {
 		case out <- msg:
 		case <-ctx.Done():
@@ -169,56 +188,105 @@ func (s *syncer) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 }
 
 // diff records in pending the jobs whose groups differ from sent, over
-// every job of last and every draining job (which gets empty groups). The
-// stages before keep an unchanged job's slice, so the common case is one
-// identity check per job.
-func (s *syncer) diff(last map[string][]*targetgroup.Group, draining map[string]struct{}, sent, pending map[string][]*targetgroup.Group) {
-	wanted := len(last)
+// every job of last and every draining job (which gets empty groups), and
+// reports whether sent changed. The stages before keep an unchanged job's
+// slice, so the common case is one identity check per job.
+func (s *syncer) diff(last map[string][]*targetgroup.Group, draining map[string]struct{}, sent, pending map[string][]*targetgroup.Group) bool {
+	wanted, changed := len(last), false
 	for job, g := range last {
 		if _, ok := draining[job]; !ok {
-			setJob(job, g, sent, pending)
+			changed = setJob(job, g, sent, pending) || changed
 		}
 	}
 	for job := range draining {
 		if _, ok := last[job]; !ok {
 			wanted++
 		}
-		setJob(job, []*targetgroup.Group{}, sent, pending)
+		changed = setJob(job, []*targetgroup.Group{}, sent, pending) || changed
 	}
 	if len(sent) == wanted {
-		return // every job in sent is wanted
+		return changed // every job in sent is wanted
 	}
 	for job := range sent {
 		_, ok := last[job]
 		if _, drains := draining[job]; !ok && !drains {
 			delete(sent, job)
 			delete(pending, job)
+			changed = true
 		}
 	}
+	return changed
 }
 
 // diffChanges is diff for the jobs of one input of changes only, when the
 // draining jobs did not change since the last diff.
-func diffChanges(changes map[string][]*targetgroup.Group, draining map[string]struct{}, sent, pending map[string][]*targetgroup.Group) {
+func diffChanges(changes map[string][]*targetgroup.Group, draining map[string]struct{}, sent, pending map[string][]*targetgroup.Group) bool {
+	changed := false
 	for job, g := range changes {
 		if _, drains := draining[job]; drains {
 			continue // it keeps its empty groups
 		}
 		if g == nil {
+			_, had := sent[job]
 			delete(sent, job)
 			delete(pending, job)
+			changed = changed || had
 			continue
 		}
-		setJob(job, g, sent, pending)
+		changed = setJob(job, g, sent, pending) || changed
+	}
+	return changed
+}
+
+// setJob records g as job's groups in sent and pending unless sent has
+// them, and reports whether it did.
+func setJob(job string, g []*targetgroup.Group, sent, pending map[string][]*targetgroup.Group) bool {
+	if prev, had := sent[job]; had && (sameSlice(prev, g) || slices.Equal(prev, g)) {
+		return false
+	}
+	sent[job], pending[job] = g, g
+	return true
+}
+
+// countTargets counts the targets of every job's groups.
+func countTargets(jobs map[string][]*targetgroup.Group) int {
+	n := 0
+	for _, groups := range jobs {
+		for _, g := range groups {
+			n += len(g.Targets)
+		}
+	}
+	return n
+}
+
+// setOwned records the count of targets handed to the scrape manager.
+func (s *syncer) setOwned(n int) {
+	prev := s.owned.Swap(int64(n))
+	switch {
+	case n == 0:
+		s.ownedAt.Store(0)
+	case prev == 0:
+		s.ownedAt.Store(time.Now().UnixNano())
 	}
 }
 
-// setJob records g as job's groups in sent and pending unless sent has them.
-func setJob(job string, g []*targetgroup.Group, sent, pending map[string][]*targetgroup.Group) {
-	if prev, had := sent[job]; had && (sameSlice(prev, g) || slices.Equal(prev, g)) {
-		return
+// ownedTargets returns the count of targets handed to the scrape manager
+// and since when it is above zero.
+func (s *syncer) ownedTargets() (int, time.Time) {
+	n := int(s.owned.Load())
+	if at := s.ownedAt.Load(); n > 0 && at != 0 {
+		return n, time.Unix(0, at)
 	}
-	sent[job], pending[job] = g, g
+	return n, time.Time{}
+}
+
+// waitingSince returns when the oldest target update the scrape manager
+// has not confirmed was handed over; zero when none is outstanding.
+func (s *syncer) waitingSince() time.Time {
+	if n := s.waiting.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // applyChanges applies a map of changes (TargetFilter.RunChanges) to dst,

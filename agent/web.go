@@ -36,6 +36,11 @@ type WebOptions struct {
 	// (e.g. Reconciler.NotReadyReason); empty falls back to the generic
 	// text. It does not decide readiness: Ready does.
 	NotReadyReason func() string
+	// APIServer reports the Kubernetes API server's reachability: once it
+	// has been unreachable longer than its Timeout, /-/ready says so (a
+	// failing one gives that as its reason, a passing one adds it) and the
+	// status page shows it. Nil: not reported.
+	APIServer func() APIServerInfo
 	// Handlers are extra routes, e.g. "/api/v1/cluster" from sharding.
 	Handlers map[string]http.Handler
 	// Cluster feeds the status page's cluster section. Nil shows none.
@@ -90,21 +95,15 @@ func (w *Web) Handle(pattern string, h http.Handler) { w.mux.Handle(pattern, h) 
 func (w *Web) routes() {
 	w.mux.Handle("GET /metrics", promhttp.HandlerFor(w.opts.Gatherer, promhttp.HandlerOpts{}))
 	w.mux.HandleFunc("GET /-/healthy", func(rw http.ResponseWriter, _ *http.Request) {
+		if w.agent != nil {
+			if ok, reason := w.agent.Healthy(); !ok {
+				http.Error(rw, "promshard is not healthy: "+reason, http.StatusServiceUnavailable)
+				return
+			}
+		}
 		fmt.Fprintln(rw, "promshard is Healthy.")
 	})
-	w.mux.HandleFunc("GET /-/ready", func(rw http.ResponseWriter, _ *http.Request) {
-		if w.opts.Ready != nil && !w.opts.Ready() {
-			reason := "waiting for informers to sync, the first configuration and the first discovery result"
-			if w.opts.NotReadyReason != nil {
-				if r := w.opts.NotReadyReason(); r != "" {
-					reason = r
-				}
-			}
-			http.Error(rw, "promshard is not ready: "+reason, http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(rw, "promshard is Ready.")
-	})
+	w.mux.HandleFunc("GET /-/ready", w.ready)
 	w.mux.HandleFunc("GET /api/v1/targets", w.targetsHandler)
 	w.mux.HandleFunc("GET /api/v1/status/remote-write", w.remoteWriteHandler)
 	// Go's profiles, as Prometheus serves them (behind --web.config.file
@@ -141,4 +140,37 @@ func (w *Web) Run(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// ready answers /-/ready: 503 with a reason until the member participates.
+// An API server unreachable beyond its wait limit is the reason given
+// first; a participating member stays ready meanwhile (it scrapes with the
+// last configuration it saw, and every replica would fail at once) and
+// says so in its answer.
+func (w *Web) ready(rw http.ResponseWriter, _ *http.Request) {
+	var api string
+	if w.opts.APIServer != nil {
+		now := time.Now()
+		if info := w.opts.APIServer(); info.Exceeded(now) {
+			api = info.Message(now)
+		}
+	}
+	if w.opts.Ready != nil && !w.opts.Ready() {
+		reason := "waiting for informers to sync, the first configuration and the first discovery result"
+		if w.opts.NotReadyReason != nil {
+			if r := w.opts.NotReadyReason(); r != "" {
+				reason = r
+			}
+		}
+		if api != "" {
+			reason = api
+		}
+		http.Error(rw, "promshard is not ready: "+reason, http.StatusServiceUnavailable)
+		return
+	}
+	if api != "" {
+		fmt.Fprintln(rw, "promshard is Ready, scraping with the last configuration it saw, but "+api)
+		return
+	}
+	fmt.Fprintln(rw, "promshard is Ready.")
 }

@@ -46,17 +46,24 @@ type APIProxy struct {
 	token    string
 	caPEM    []byte
 	stop     chan struct{}
+	gate     *reachGate
 }
 
+// Reachability reports whether the proxy reaches the API server.
+func (p *APIProxy) Reachability() Reachability { return p.gate.reachability() }
+
 // NewAPIProxy listens on 127.0.0.1 with a free port and forwards to the API
-// server rc reaches. Run serves.
-func NewAPIProxy(rc *rest.Config, logger *slog.Logger) (*APIProxy, error) {
+// server rc reaches. A GET waits at most unreachableTimeout for a server it
+// cannot reach (zero: DefaultUnreachableTimeout), then the service
+// discovery gets its error. Run serves.
+func NewAPIProxy(rc *rest.Config, unreachableTimeout time.Duration, logger *slog.Logger) (*APIProxy, error) {
 	if logger == nil {
 		logger = promslog.NewNopLogger()
 	}
 	p := &APIProxy{stop: make(chan struct{})}
 	cfg := rest.CopyConfig(rc)
-	gate := &reachGate{interval: DefaultReadyProbeInterval, logger: logger, stop: p.stop}
+	gate := &reachGate{interval: DefaultReadyProbeInterval, timeout: unreachableTimeout, logger: logger, stop: p.stop}
+	p.gate = gate
 	cfg.Wrap(gate.wrap)
 	rt, err := rest.TransportFor(cfg)
 	if err != nil {

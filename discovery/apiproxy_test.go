@@ -25,7 +25,7 @@ func TestAPIProxy(t *testing.T) {
 		_, _ = io.WriteString(w, r.Method+" "+r.URL.RequestURI())
 	}))
 	defer api.Close()
-	p, err := NewAPIProxy(&rest.Config{Host: api.URL, BearerToken: "real", TLSClientConfig: rest.TLSClientConfig{Insecure: true}}, nil)
+	p, err := NewAPIProxy(&rest.Config{Host: api.URL, BearerToken: "real", TLSClientConfig: rest.TLSClientConfig{Insecure: true}}, 0, nil)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -23,7 +23,9 @@
 //
 // After an API server outage every client of the Watcher, and Prometheus'
 // Kubernetes SD through APIProxy, resumes within a /readyz probe interval
-// instead of client-go's backoff of up to a minute (see reachGate).
+// instead of client-go's backoff of up to a minute (see reachGate); a
+// request waits at most Options.UnreachableTimeout, then its error reaches
+// client-go (logged, backed off) and Reachability reports the outage.
 // LoadManifests builds the same Snapshot from YAML files instead, for
 // `promshard render`.
 //
@@ -112,6 +114,14 @@ type Options struct {
 	// means DefaultCRDCheckInterval (5s). Negative is invalid.
 	CRDCheckInterval time.Duration
 
+	// UnreachableTimeout is how long a list, watch or other GET waits for
+	// an API server it cannot reach (refused, timed out, certificate not
+	// trusted) before the error reaches client-go, which logs it and backs
+	// off; an outage that ends within it resumes within a /readyz probe
+	// interval (see reachGate). Zero means DefaultUnreachableTimeout (30s).
+	// Negative is invalid.
+	UnreachableTimeout time.Duration
+
 	// Logger receives the Watcher's logs as is (the caller adds its
 	// "component" key). Nil means no logging. client-go's own messages
 	// (e.g. a failing list/watch) go to klog, which cmd/ may route to slog.
@@ -160,6 +170,9 @@ type Watcher struct {
 	resourceNS []string
 	kinds      []*kind
 	refs       refFilter
+	// gate is the reachability gate of the clients New built; nil with
+	// fake clients.
+	gate *reachGate
 
 	// trigger is the cap-1 signal channel informer handlers send to.
 	trigger chan struct{}
@@ -192,7 +205,7 @@ func New(opts Options) (*Watcher, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "promshard"
 	}
-	gate := &reachGate{interval: DefaultReadyProbeInterval, logger: opts.Logger}
+	gate := &reachGate{interval: DefaultReadyProbeInterval, timeout: opts.UnreachableTimeout, logger: opts.Logger}
 	if gate.logger == nil {
 		gate.logger = promslog.NewNopLogger()
 	}
@@ -216,6 +229,7 @@ func New(opts Options) (*Watcher, error) {
 	}
 	gate.up, gate.stop = w.metrics.apiserverUp, w.stopped
 	gate.setUp(1)
+	w.gate = gate
 	return w, nil
 }
 
@@ -257,6 +271,15 @@ func newWatcher(opts Options, c clients) (*Watcher, error) {
 	return w, nil
 }
 
+// Reachability reports whether the Watcher's clients reach the API server,
+// and since when and with what error they do not.
+func (w *Watcher) Reachability() Reachability {
+	if w.gate == nil {
+		return Reachability{Reachable: true, Timeout: DefaultUnreachableTimeout}
+	}
+	return w.gate.reachability()
+}
+
 func validateOptions(opts *Options) error {
 	if opts.Agent != "" {
 		ns, _, err := splitAgent(opts.Agent)
@@ -279,6 +302,8 @@ func validateOptions(opts *Options) error {
 		return fmt.Errorf("discovery: ResyncPeriod %s is negative", opts.ResyncPeriod)
 	case opts.CRDCheckInterval < 0:
 		return fmt.Errorf("discovery: CRDCheckInterval %s is negative", opts.CRDCheckInterval)
+	case opts.UnreachableTimeout < 0:
+		return fmt.Errorf("discovery: UnreachableTimeout %s is negative", opts.UnreachableTimeout)
 	}
 	if opts.Debounce == 0 {
 		opts.Debounce = DefaultDebounce

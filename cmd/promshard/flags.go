@@ -24,34 +24,35 @@ import (
 // runFlags are the flags of `promshard run`. Each flag's help text is its
 // documentation: unit, default and what an empty value means.
 type runFlags struct {
-	kubeconfig        string
-	kubeQPS           float64
-	kubeBurst         int
-	listenAddress     string
-	webConfigFile     string
-	peerConfigFile    string
-	statusInterval    time.Duration
-	storagePath       string
-	prometheusAgent   string
-	remoteWriteURLs   []string
-	scrapeInterval    model.Duration
-	scrapeTimeout     model.Duration
-	externalLabels    []string
-	monitorSelector   string
-	namespaceSelector string
-	sdRole            string
-	allowFileAccess   bool
-	flushDeadline     time.Duration
-	debounce          time.Duration
-	namespaces        []string
-	sdClusterWide     bool
-	gogc              int
-	gcHeadroom        float64
-	autoMemLimit      bool
-	memLimitRatio     float64
-	sdProxy           bool
-	logLevel          *promslog.Level
-	logFormat         *promslog.Format
+	kubeconfig         string
+	kubeQPS            float64
+	kubeBurst          int
+	listenAddress      string
+	webConfigFile      string
+	peerConfigFile     string
+	statusInterval     time.Duration
+	storagePath        string
+	prometheusAgent    string
+	remoteWriteURLs    []string
+	scrapeInterval     model.Duration
+	scrapeTimeout      model.Duration
+	externalLabels     []string
+	monitorSelector    string
+	namespaceSelector  string
+	sdRole             string
+	allowFileAccess    bool
+	flushDeadline      time.Duration
+	debounce           time.Duration
+	namespaces         []string
+	sdClusterWide      bool
+	gogc               int
+	gcHeadroom         float64
+	autoMemLimit       bool
+	memLimitRatio      float64
+	sdProxy            bool
+	unreachableTimeout time.Duration
+	logLevel           *promslog.Level
+	logFormat          *promslog.Format
 
 	cluster clusterFlags
 	rules   rulesFlags
@@ -81,6 +82,7 @@ func registerRunFlags(cmd *kingpin.CmdClause) *runFlags {
 	cmd.Flag("kubernetes.sd-cluster-wide", "Run one cluster-wide Kubernetes service discovery for all jobs whose discovery differs only in its namespaces (prometheus-operator gives every monitor endpoint one restricted to the monitor's namespaces), each job keeping its namespaces' targets: one watch per resource kind instead of one per namespace and kind, and no new discovery for a monitor in a new namespace. Caches those resources (pods, services, endpointslices) of all namespaces and needs list/watch on them cluster-wide. Off with --kubernetes.namespace, or with --no-kubernetes.sd-cluster-wide: one discovery per distinct configuration, as Prometheus runs them.").Default("true").BoolVar(&f.sdClusterWide)
 	cmd.Flag("discovery.debounce", "Shortest time between two configurations generated from Kubernetes changes: a change after a quiet period is generated at once, later changes within this time are coalesced into one at its end, so a burst or constant churn costs at most one translation and apply per period.").Default("100ms").DurationVar(&f.debounce)
 	cmd.Flag("kubernetes.sd-proxy", "Let Prometheus' Kubernetes service discovery reach the API server through promshard's loopback TLS proxy, so that its watches resume within ~250ms of the API server being ready after an outage (without it client-go backs off up to ~60s). Costs one extra hop for the discovery's list/watch traffic.").Default("true").BoolVar(&f.sdProxy)
+	cmd.Flag("kubernetes.unreachable-timeout", "How long a list, watch or other read of promshard's API clients (and of the service discovery through --kubernetes.sd-proxy) waits for an API server it cannot reach (connection refused or timed out, certificate not trusted) before its error goes to client-go, which logs it and retries with its backoff. An outage shorter than this resumes within ~250ms of the API server being ready; a longer one is logged, and /-/ready and the status page report it with the last error. Must be positive.").Default("30s").DurationVar(&f.unreachableTimeout)
 	cmd.Flag("runtime.gogc", "Go garbage collector target percentage (GOGC), like Prometheus' runtime.gogc: lower uses less memory and more CPU. Default: $GOGC if set, else 75, Prometheus' default (Go's own is 100, ~15% more heap). -1 turns the collector off.").Default(defaultGoGC()).IntVar(&f.gogc)
 	cmd.Flag("runtime.gc-headroom", "Fraction of the way from the live heap to the GC goal (see --runtime.gogc) that is still free when a collection starts: promshard starts one itself once the heap has grown past the rest. Go alone starts the collection of a steadily allocating process a few MiB before the goal, so that a configuration apply during its marking stalls in GC assists (about a second at 5,000 monitors and 500 MB of heap). Costs more collections (1/(1-x) as many: a third more at 0.25) and lowers the peak heap. Heaps less than 64 MiB from their goal are left to the Go runtime (their marking is short). 0 leaves the timing to the Go runtime.").Default("0.25").Float64Var(&f.gcHeadroom)
 	cmd.Flag("auto-gomemlimit", "Set the Go runtime's soft memory limit (GOMEMLIMIT) to --auto-gomemlimit.ratio of the container's memory limit (cgroup; the machine's memory without one), as Prometheus' flag of the same name: the collector works harder near the limit instead of the pod being OOM-killed. An explicit $GOMEMLIMIT wins. --no-auto-gomemlimit leaves it to $GOMEMLIMIT.").Default("true").BoolVar(&f.autoMemLimit)
@@ -147,6 +149,9 @@ func (f *runFlags) validate() error {
 	}
 	if f.kubeQPS <= 0 {
 		return fmt.Errorf("--kubernetes.qps %g: want a positive rate", f.kubeQPS)
+	}
+	if f.unreachableTimeout <= 0 {
+		return fmt.Errorf("--kubernetes.unreachable-timeout %s: want a positive duration", f.unreachableTimeout)
 	}
 	if f.kubeBurst < 1 {
 		return fmt.Errorf("--kubernetes.burst %d: want at least 1", f.kubeBurst)

@@ -112,7 +112,8 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	refCache := &config.ReferenceCache{}
 	watcher, err := discovery.New(discovery.Options{
 		RESTConfig: rc, Agent: f.prometheusAgent, Namespaces: f.namespaces, Debounce: f.debounce, Rules: f.rules.enabled(),
-		Logger: logger.With("component", "kubernetes"), Registerer: reg,
+		UnreachableTimeout: f.unreachableTimeout,
+		Logger:             logger.With("component", "kubernetes"), Registerer: reg,
 		References: func(s *config.Snapshot) *config.References {
 			return config.ReferencedObjectsWithCache(s, opts, refCache)
 		},
@@ -182,6 +183,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		Reconciler: rec,
 		Targets:    targets,
 		Rules:      rulesPage,
+		APIServer:  apiServerInfo(watcher, proxy),
 	}, a)
 	if err != nil {
 		return err
@@ -328,7 +330,7 @@ func sdProxy(f *runFlags, rc *rest.Config, logger *slog.Logger, opts *config.Opt
 	if !f.sdProxy {
 		return nil, func() {}, nil
 	}
-	proxy, err := discovery.NewAPIProxy(rc, logger.With("component", "sd-proxy"))
+	proxy, err := discovery.NewAPIProxy(rc, f.unreachableTimeout, logger.With("component", "sd-proxy"))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -343,4 +345,19 @@ func sdProxy(f *runFlags, rc *rest.Config, logger *slog.Logger, opts *config.Opt
 		return nil, nil, fmt.Errorf("write the service discovery kubeconfig: %w", err)
 	}
 	return proxy, cleanup, nil
+}
+
+// apiServerInfo adapts the reachability of the watcher's clients and of the
+// service discovery proxy (nil: off) to the agent's web: the longer outage
+// of the two.
+func apiServerInfo(w *discovery.Watcher, proxy *discovery.APIProxy) func() agent.APIServerInfo {
+	return func() agent.APIServerInfo {
+		r := w.Reachability()
+		if proxy != nil {
+			if p := proxy.Reachability(); !p.Reachable && (r.Reachable || p.Since.Before(r.Since)) {
+				r = p
+			}
+		}
+		return agent.APIServerInfo{Unreachable: !r.Reachable, Since: r.Since, LastError: r.LastError, Timeout: r.Timeout}
+	}
 }
