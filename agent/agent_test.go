@@ -119,26 +119,12 @@ func newBenchAgent(b *testing.B) *Agent {
 // TestAgentScrapesAndRemoteWrites drives the real managers: a static target
 // is scraped into the agent WAL and its samples reach a remote-write receiver.
 func TestAgentScrapesAndRemoteWrites(t *testing.T) {
-	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "# TYPE demo_value gauge\ndemo_value{kind=\"test\"} 42")
-	}))
-	defer target.Close()
-	rcv := &receiver{series: map[string]int{}}
-	rw := httptest.NewServer(rcv)
-	defer rw.Close()
-
+	host, rcv, rwc := targetAndReceiver(t, "# TYPE demo_value gauge\ndemo_value{kind=\"test\"} 42", 50*time.Millisecond)
 	a := newTestAgent(t)
-	u, err := url.Parse(rw.URL)
-	require.NoError(t, err)
-	rwc := promconfig.DefaultRemoteWriteConfig
-	rwc.URL = &commoncfg.URL{URL: u}
-	rwc.QueueConfig.BatchSendDeadline = model.Duration(50 * time.Millisecond)
-
-	host := target.Listener.Addr().String()
 	cfg := &promconfig.Config{
 		GlobalConfig:       promconfig.GlobalConfig{ExternalLabels: labelsFromStrings("cluster", "unit")},
 		ScrapeConfigs:      []*promconfig.ScrapeConfig{scrapeJob("static", host)},
-		RemoteWriteConfigs: []*promconfig.RemoteWriteConfig{&rwc},
+		RemoteWriteConfigs: []*promconfig.RemoteWriteConfig{rwc},
 	}
 	require.NoError(t, a.ApplyConfig(cfg))
 

@@ -22,24 +22,11 @@ import (
 // storage a second time. It also pins the contract flushing reads:
 // Prometheus' per-queue highest-enqueued-timestamp gauge.
 func TestFlushRemoteWrite(t *testing.T) {
-	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "flush_demo 1")
-	}))
-	defer target.Close()
-	rcv := &receiver{series: map[string]int{}}
-	rw := httptest.NewServer(rcv)
-	defer rw.Close()
-
+	host, rcv, rwc := targetAndReceiver(t, "flush_demo 1", time.Hour)
 	a := newTestAgent(t)
-	u, err := url.Parse(rw.URL)
-	require.NoError(t, err)
-	rwc := promconfig.DefaultRemoteWriteConfig
-	rwc.URL = &commoncfg.URL{URL: u}
-	rwc.QueueConfig.BatchSendDeadline = model.Duration(time.Hour)
-	host := target.Listener.Addr().String()
 	sc := scrapeJob("flush", host)
 	sc.ScrapeInterval, sc.ScrapeTimeout = model.Duration(100*time.Millisecond), model.Duration(100*time.Millisecond)
-	require.NoError(t, a.ApplyConfig(&promconfig.Config{ScrapeConfigs: []*promconfig.ScrapeConfig{sc}, RemoteWriteConfigs: []*promconfig.RemoteWriteConfig{&rwc}}))
+	require.NoError(t, a.ApplyConfig(&promconfig.Config{ScrapeConfigs: []*promconfig.ScrapeConfig{sc}, RemoteWriteConfigs: []*promconfig.RemoteWriteConfig{rwc}}))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -57,7 +44,7 @@ func TestFlushRemoteWrite(t *testing.T) {
 
 	qs := RemoteWriteStatus(g)
 	require.Len(t, qs, 1)
-	require.Equal(t, rw.URL, qs[0].URL)
+	require.Equal(t, rwc.URL.String(), qs[0].URL)
 	require.Zero(t, qs[0].SamplesSent)
 
 	// The status page of a member with a peer: its own queue from its
@@ -89,4 +76,24 @@ func TestFlushRemoteWrite(t *testing.T) {
 
 	cancel()
 	require.NoError(t, <-done)
+}
+
+// targetAndReceiver starts a target serving body and a remote-write
+// receiver; it returns the target's host:port, the receiver and a
+// remote-write configuration for it with the given batch send deadline.
+func targetAndReceiver(t *testing.T, body string, deadline time.Duration) (string, *receiver, *promconfig.RemoteWriteConfig) {
+	t.Helper()
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, body)
+	}))
+	t.Cleanup(target.Close)
+	rcv := &receiver{series: map[string]int{}}
+	rw := httptest.NewServer(rcv)
+	t.Cleanup(rw.Close)
+	u, err := url.Parse(rw.URL)
+	require.NoError(t, err)
+	rwc := promconfig.DefaultRemoteWriteConfig
+	rwc.URL = &commoncfg.URL{URL: u}
+	rwc.QueueConfig.BatchSendDeadline = model.Duration(deadline)
+	return target.Listener.Addr().String(), rcv, &rwc
 }
