@@ -226,6 +226,13 @@ func TestChartGolden(t *testing.T) {
 	out := render(t, nil)
 	require.Len(t, gossipKey.FindAllString(out, -1), 1, "one generated key")
 	out = gossipKey.ReplaceAllString(out, "${1}GENERATED")
+	// The dashboard is files/dashboard.json verbatim; the golden file
+	// leaves it out.
+	dash, err := os.ReadFile(filepath.Join("promshard", "files", "dashboard.json"))
+	require.NoError(t, err)
+	indented := "    " + strings.ReplaceAll(strings.TrimSpace(string(dash)), "\n", "\n    ")
+	require.Equal(t, 1, strings.Count(out, indented), "the dashboard ConfigMap holds files/dashboard.json")
+	out = strings.Replace(out, indented, "    <files/dashboard.json>", 1)
 	golden := filepath.Join("testdata", "default.golden.yaml")
 	if *update {
 		require.NoError(t, os.WriteFile(golden, []byte(out), 0o644))

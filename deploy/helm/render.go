@@ -12,8 +12,11 @@ import (
 
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/common/util"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	"helm.sh/helm/v4/pkg/engine"
 	releasev1 "helm.sh/helm/v4/pkg/release/v1"
+	"k8s.io/client-go/rest"
 )
 
 // KubeVersion is the Kubernetes version the chart is rendered for, that of
@@ -61,4 +64,27 @@ func Render(dir, release, namespace string, values map[string]any) (string, erro
 		return "", fmt.Errorf("render chart %s: unexpected release type %T", dir, r)
 	}
 	return rel.Manifest, nil
+}
+
+// RenderUpgrade renders the chart's templates as `helm upgrade` does against
+// the cluster of cfg: `lookup` reads that cluster (so an existing gossip key
+// is kept). It returns the rendered text of each template by path, e.g.
+// "promshard/templates/secret-gossip.yaml".
+func RenderUpgrade(dir, release, namespace string, values map[string]any, cfg *rest.Config) (map[string]string, error) {
+	ch, err := loader.LoadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load chart %s: %w", dir, err)
+	}
+	kv, err := common.ParseKubeVersion(KubeVersion)
+	if err != nil {
+		return nil, err
+	}
+	caps := common.DefaultCapabilities.Copy()
+	caps.KubeVersion = *kv
+	opts := common.ReleaseOptions{Name: release, Namespace: namespace, Revision: 2, IsUpgrade: true}
+	vals, err := util.ToRenderValues(ch, values, opts, caps)
+	if err != nil {
+		return nil, fmt.Errorf("values: %w", err)
+	}
+	return engine.RenderWithClient(ch, vals, cfg)
 }
