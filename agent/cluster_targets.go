@@ -50,14 +50,7 @@ func NewClusterTargets(a *Agent, self string) *ClusterTargets {
 func (c *ClusterTargets) Gather(ctx context.Context) (TargetDiscovery, error) {
 	local := c.agent.targets()
 	local.setOwner(c.Self)
-	var peers []Peer
-	if c.Peers != nil {
-		peers = c.Peers()
-	}
-	client := c.Client
-	if client == nil {
-		client = &http.Client{Timeout: DefaultPeerTimeout}
-	}
+	peers, client := c.peersAndClient()
 	results := make([]TargetDiscovery, len(peers))
 	errs := make([]error, len(peers))
 	var wg sync.WaitGroup
@@ -165,4 +158,17 @@ func (td *TargetDiscovery) sort() {
 	sort.SliceStable(td.DroppedTargets, func(i, j int) bool {
 		return td.DroppedTargets[i].ScrapePool < td.DroppedTargets[j].ScrapePool
 	})
+}
+
+// peersAndClient returns the peers to ask and the client to ask them with.
+func (c *ClusterTargets) peersAndClient() ([]Peer, *http.Client) {
+	var peers []Peer
+	if c.Peers != nil {
+		peers = c.Peers()
+	}
+	client := c.Client
+	if client == nil {
+		client = &http.Client{Timeout: DefaultPeerTimeout}
+	}
+	return peers, client
 }

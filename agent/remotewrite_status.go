@@ -101,14 +101,7 @@ func (w *Web) remoteWriteHandler(rw http.ResponseWriter, _ *http.Request) {
 // RemoteWrite asks every peer for its remote-write queues. A peer that did
 // not answer maps to its error instead.
 func (c *ClusterTargets) RemoteWrite(ctx context.Context) (map[string][]QueueStatus, map[string]error) {
-	var peers []Peer
-	if c.Peers != nil {
-		peers = c.Peers()
-	}
-	client := c.Client
-	if client == nil {
-		client = &http.Client{Timeout: DefaultPeerTimeout}
-	}
+	peers, client := c.peersAndClient()
 	var mtx sync.Mutex
 	out, errs := map[string][]QueueStatus{}, map[string]error{}
 	var wg sync.WaitGroup
