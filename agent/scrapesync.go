@@ -151,14 +151,17 @@ func (s *syncer) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 		s.mtx.Lock()
 		draining, enabled := s.draining, s.enabled
 		s.mtx.Unlock()
-		var changed bool
 		if changes == nil {
-			changed = s.diff(last, draining, sent, pending)
+			if s.diff(last, draining, sent, pending) {
+				s.setOwned(countTargets(sent, nil))
+			}
 		} else {
-			changed = diffChanges(changes, draining, sent, pending)
-		}
-		if changed {
-			s.setOwned(countTargets(sent))
+			// Only the changed jobs' targets are counted again: pod churn
+			// sends a few jobs at a time, sent holds every job.
+			before := countTargets(sent, changes)
+			if diffChanges(changes, draining, sent, pending) {
+				s.setOwned(int(s.owned.Load()) + countTargets(sent, changes) - before)
+			}
 		}
 		if outstanding {
 			poll.Reset(syncPollInterval)
@@ -248,13 +251,25 @@ func setJob(job string, g []*targetgroup.Group, sent, pending map[string][]*targ
 	return true
 }
 
-// countTargets counts the targets of every job's groups.
-func countTargets(jobs map[string][]*targetgroup.Group) int {
+// countTargets counts the targets of jobs' groups: of every job, or with
+// only set of the jobs named in only.
+func countTargets(jobs, only map[string][]*targetgroup.Group) int {
 	n := 0
-	for _, groups := range jobs {
+	count := func(groups []*targetgroup.Group) {
 		for _, g := range groups {
-			n += len(g.Targets)
+			if g != nil {
+				n += len(g.Targets)
+			}
 		}
+	}
+	if only == nil {
+		for _, groups := range jobs {
+			count(groups)
+		}
+		return n
+	}
+	for job := range only {
+		count(jobs[job])
 	}
 	return n
 }
