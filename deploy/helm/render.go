@@ -13,6 +13,7 @@ import (
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
 	"helm.sh/helm/v4/pkg/chart/common/util"
+	chartv2 "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	"helm.sh/helm/v4/pkg/engine"
 	releasev1 "helm.sh/helm/v4/pkg/release/v1"
@@ -38,19 +39,15 @@ func ChartDir() (string, error) {
 // returns the manifests. Nothing talks to a cluster: `lookup` finds nothing,
 // so the gossip key is freshly generated each time.
 func Render(dir, release, namespace string, values map[string]any) (string, error) {
-	ch, err := loader.LoadDir(dir)
+	ch, kv, err := load(dir)
 	if err != nil {
-		return "", fmt.Errorf("load chart %s: %w", dir, err)
+		return "", err
 	}
 	inst := action.NewInstall(action.NewConfiguration(action.ConfigurationSetLogger(slog.DiscardHandler)))
 	inst.DryRunStrategy = action.DryRunClient
 	inst.ReleaseName = release
 	inst.Namespace = namespace
 	inst.Replace = true
-	kv, err := common.ParseKubeVersion(KubeVersion)
-	if err != nil {
-		return "", err
-	}
 	inst.KubeVersion = kv
 	if values == nil {
 		values = map[string]any{}
@@ -71,11 +68,7 @@ func Render(dir, release, namespace string, values map[string]any) (string, erro
 // is kept). It returns the rendered text of each template by path, e.g.
 // "promshard/templates/secret-gossip.yaml".
 func RenderUpgrade(dir, release, namespace string, values map[string]any, cfg *rest.Config) (map[string]string, error) {
-	ch, err := loader.LoadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("load chart %s: %w", dir, err)
-	}
-	kv, err := common.ParseKubeVersion(KubeVersion)
+	ch, kv, err := load(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -87,4 +80,17 @@ func RenderUpgrade(dir, release, namespace string, values map[string]any, cfg *r
 		return nil, fmt.Errorf("values: %w", err)
 	}
 	return engine.RenderWithClient(ch, vals, cfg)
+}
+
+// load loads the chart in dir and parses KubeVersion.
+func load(dir string) (*chartv2.Chart, *common.KubeVersion, error) {
+	ch, err := loader.LoadDir(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load chart %s: %w", dir, err)
+	}
+	kv, err := common.ParseKubeVersion(KubeVersion)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ch, kv, nil
 }
