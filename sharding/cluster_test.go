@@ -213,7 +213,7 @@ func TestStandaloneCluster(t *testing.T) {
 	c, err := NewCluster(ClusterConfig{NodeName: "solo", KubernetesNode: "n"}, nil, reg)
 	require.NoError(t, err)
 	require.True(t, c.Ready())
-	require.Equal(t, []Member{{Name: "solo", State: StateJoining, KubernetesNode: "n", KeyVersion: LatestKeyVersion}}, c.Members())
+	require.Equal(t, []Member{{Name: "solo", State: StateJoining, KubernetesNode: "n", KeyVersion: LatestKeyVersion, ConfirmsHandoffs: true}}, c.Members())
 	require.False(t, c.Participant())
 	require.Empty(t, c.Addr())
 	ctx, cancel := context.WithCancel(context.Background())

@@ -42,13 +42,17 @@ type assignment struct {
 // jobStats is the part of Stats one job contributes, or their sum.
 type jobStats struct {
 	total, crossZone int
-	owned, unowned   map[string]int
+	// held counts the owned targets held until their previous owners
+	// released them (handoff.go).
+	held           int
+	owned, unowned map[string]int
 }
 
 // add adds sign times o to s.
 func (s *jobStats) add(o *jobStats, sign int) {
 	s.total += sign * o.total
 	s.crossZone += sign * o.crossZone
+	s.held += sign * o.held
 	s.owned = addCounts(s.owned, o.owned, sign)
 	s.unowned = addCounts(s.unowned, o.unowned, sign)
 }
@@ -208,6 +212,13 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 	owners := make([]string, 0, f.opts.ReplicationFactor)
 	sent := map[uint64]sentTarget{}
 	ownedNow := map[uint64]struct{}{}
+	var before map[uint64]struct{} // ownership keys sent before; only while unconfirmed
+	if !v.confirmed {
+		before = make(map[uint64]struct{}, len(f.sent[job]))
+		for _, st := range f.sent[job] {
+			before[st.ownKey] = struct{}{}
+		}
+	}
 	for gi := range pj.groups {
 		pg := &pj.groups[gi]
 		if pg.tg == nil {
@@ -230,6 +241,10 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 				continue
 			}
 			ownedNow[e.key] = struct{}{}
+			if _, had := before[e.key]; before != nil && !had && f.holds(v, e) {
+				a.stats.held++ // gained: wait for the previous owners (handoff.go)
+				continue
+			}
 			t, key := f.sentTarget(pj.cfg, pg.tg, e, pg.tg.Targets[i])
 			if t != nil && flagged[key] != nil {
 				if active[key] {
@@ -416,6 +431,7 @@ func (f *Filter) handoff(job string, pj *preparedJob, sent map[uint64]sentTarget
 	if len(moved) == 0 {
 		return
 	}
+	f.passGaveUp = true
 	f.metrics.moved.Add(float64(len(moved)))
 	f.logger.Debug("Handing targets off to other members", "job", job, "targets", len(moved))
 	if f.opts.Staleness != nil {
