@@ -118,8 +118,7 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 	}
 	c.cfg = cfg
 	if standalone {
-		c.members[cfg.NodeName] = Member{Name: cfg.NodeName, State: StateJoining, KubernetesNode: cfg.KubernetesNode, Zone: cfg.Zone, KeyVersion: cfg.KeyVersion,
-			ConfirmsHandoffs: cfg.KeyVersion > KeyJobLabels}
+		c.members[cfg.NodeName] = Member{Name: cfg.NodeName, State: StateJoining, KubernetesNode: cfg.KubernetesNode, Zone: cfg.Zone, KeyVersion: cfg.KeyVersion}
 		c.ready.Store(true)
 	} else {
 		mc, err := cfg.memberlistConfig()
@@ -356,8 +355,7 @@ func (c *Cluster) setSelf(state MemberState) {
 	c.mtx.Lock()
 	m, ok := c.members[c.cfg.NodeName]
 	if !ok {
-		m = Member{Name: c.cfg.NodeName, KubernetesNode: c.cfg.KubernetesNode, Zone: c.cfg.Zone, KeyVersion: c.cfg.KeyVersion,
-			ConfirmsHandoffs: c.cfg.KeyVersion > KeyJobLabels}
+		m = Member{Name: c.cfg.NodeName, KubernetesNode: c.cfg.KubernetesNode, Zone: c.cfg.Zone, KeyVersion: c.cfg.KeyVersion}
 	}
 	m.State = state
 	c.members[c.cfg.NodeName] = m

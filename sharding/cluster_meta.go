@@ -21,9 +21,10 @@ import (
 //     (KeyVersion); a member without it supports KeyJobLabels only.
 //   - "r<hex>": the handoff view (handoff.go) the member last released: it
 //     applied that view and delivered what it scraped from the targets it
-//     gave up. "r" alone: it confirms handoffs but released nothing yet.
-//     A member without the token does not confirm handoffs (an older
-//     promshard): nobody waits for it.
+//     gave up. A member without the token does not confirm handoffs (an
+//     older promshard, or one whose filter announced nothing yet: it
+//     announces its first view before it participates): nobody waits for
+//     it.
 //
 // Tokens a member does not know are ignored, so that later versions can add
 // some. promshard before extensions reads the web URL up to the end of the
@@ -38,7 +39,7 @@ type nodeMeta struct {
 	// extensions at all, as promshard before key versions did.
 	keyVersion KeyVersion
 	// released is the handoff view last released, announced as "r<hex>"
-	// (0: "r", nothing yet); only with keyVersion above KeyJobLabels.
+	// (0: nothing yet, no token); only with keyVersion above KeyJobLabels.
 	released atomic.Uint64
 }
 
@@ -76,9 +77,8 @@ func (d *nodeMeta) NodeMeta(limit int) []byte {
 			meta = append(meta, 0)
 		}
 		meta = append(append(meta, 0, 'k'), strconv.Itoa(int(d.keyVersion))...)
-		meta = append(meta, ' ', 'r')
 		if r := d.released.Load(); r != 0 {
-			meta = strconv.AppendUint(meta, r, 16)
+			meta = strconv.AppendUint(append(meta, ' ', 'r'), r, 16)
 		}
 	} else if web != nil && *web != "" {
 		meta = append(append(meta, 0), *web...)

@@ -39,7 +39,7 @@ const releaseAnnounceTimeout = time.Second
 func (c *Cluster) AnnounceReleased(view uint64) {
 	c.mtx.Lock()
 	if m, ok := c.members[c.cfg.NodeName]; ok {
-		m.Released = view
+		m.Released, m.ConfirmsHandoffs = view, view != 0
 		c.members[c.cfg.NodeName] = m
 	}
 	c.mtx.Unlock()

@@ -213,7 +213,7 @@ func TestStandaloneCluster(t *testing.T) {
 	c, err := NewCluster(ClusterConfig{NodeName: "solo", KubernetesNode: "n"}, nil, reg)
 	require.NoError(t, err)
 	require.True(t, c.Ready())
-	require.Equal(t, []Member{{Name: "solo", State: StateJoining, KubernetesNode: "n", KeyVersion: LatestKeyVersion, ConfirmsHandoffs: true}}, c.Members())
+	require.Equal(t, []Member{{Name: "solo", State: StateJoining, KubernetesNode: "n", KeyVersion: LatestKeyVersion}}, c.Members())
 	require.False(t, c.Participant())
 	require.Empty(t, c.Addr())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -247,6 +247,9 @@ promshard_cluster_members{state="left"} 1
 # HELP promshard_cluster_ready 1 once the cluster reached its wait-for-size or its wait timeout passed.
 # TYPE promshard_cluster_ready gauge
 promshard_cluster_ready 1
+# HELP promshard_cluster_stalls_total Times the process did not run for longer than the stall threshold (peers may have declared it dead); a participant then hands its targets off and participates again.
+# TYPE promshard_cluster_stalls_total counter
+promshard_cluster_stalls_total 0
 `)))
 }
 

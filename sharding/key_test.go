@@ -169,9 +169,9 @@ func TestNodeMetaExtensions(t *testing.T) {
 		{"legacy without web", "n", "", KeyJobLabels, nil,
 			peerMeta{state: StateJoining, node: "n"}, "jn\x00"},
 		{"current", "n", "z", KeySeries, &web,
-			peerMeta{state: StateJoining, node: "n", zone: "z", web: web, keyVersion: KeySeries, confirms: true}, "jn\x00z\x00" + web + "\x00k2 r"},
+			peerMeta{state: StateJoining, node: "n", zone: "z", web: web, keyVersion: KeySeries}, "jn\x00z\x00" + web + "\x00k2"},
 		{"current without web", "", "", KeySeries, nil,
-			peerMeta{state: StateJoining, keyVersion: KeySeries, confirms: true}, "j\x00\x00\x00k2 r"},
+			peerMeta{state: StateJoining, keyVersion: KeySeries}, "j\x00\x00\x00k2"},
 		{"released", "", "", KeySeries, nil,
 			peerMeta{state: StateJoining, keyVersion: KeySeries, confirms: true, released: 0xfedcba9876543210}, "j\x00\x00\x00k2 rfedcba9876543210"},
 	} {
