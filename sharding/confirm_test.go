@@ -213,4 +213,3 @@ func union(lists ...[]string) []string {
 	slices.Sort(all)
 	return slices.Compact(all)
 }
-

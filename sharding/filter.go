@@ -171,6 +171,11 @@ type Stats struct {
 	Unowned map[string]int `json:"unowned,omitempty"`
 	// KeyVersion is the ownership-key version in use.
 	KeyVersion KeyVersion `json:"keyVersion,omitempty"`
+	// HandoffView is the handoff view of the member view in use (members
+	// that released it list it as released); Held counts the targets this
+	// member owns but holds until every previous owner released them.
+	HandoffView uint64 `json:"handoffView,omitempty"`
+	Held        int    `json:"held"`
 }
 
 // Filter keeps, from discovery's target groups, the final targets this member

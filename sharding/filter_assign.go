@@ -278,7 +278,8 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 // publishStats returns the running totals as Stats for view v.
 func (f *Filter) publishStats(v *memberView) Stats {
 	t := &f.totals
-	st := Stats{Ready: v.ready, TotalTargets: t.total, CrossZone: t.crossZone, KeyVersion: v.key, Owned: make(map[string]int, len(v.names))}
+	st := Stats{Ready: v.ready, TotalTargets: t.total, CrossZone: t.crossZone, KeyVersion: v.key,
+		HandoffView: v.handoff, Held: t.held, Owned: make(map[string]int, len(v.names))}
 	for _, n := range v.names {
 		st.Owned[n] = 0
 	}
