@@ -14,22 +14,23 @@ import (
 // A member that gave targets up announces the release only once remote
 // write delivered, or gave up on, every sample those targets wrote
 // (sharding's handoff.go). The samples' loops stopped before a moment t;
-// DeliveredBefore(t) answers from Prometheus' per-queue metrics, pinned by
-// TestDeliveredBefore:
+// DeliveredBefore(t) answers from Prometheus' per-queue metrics (highest
+// enqueued and sent timestamps, shards), pinned by TestDeliveredBefore.
+// Prometheus reports the timestamps in whole seconds. A queue delivered
+// when either holds:
 //
-//   - The queue's WAL watcher read everything written before t once it
-//     enqueued a sample with a timestamp at or after t: that sample's scrape
-//     started after t, so it was written after every sample of the stopped
-//     loops. Prometheus reports the highest timestamps in whole seconds, so
-//     the check is against t rounded up. With nothing written any more, a
-//     highest enqueued timestamp that stays unchanged for watcherSettle
-//     counts as read.
-//   - A shard sends its samples in the order it enqueued them, and the
-//     highest sent timestamp moves after a send succeeded or failed for
-//     good: once it reaches t rounded up, a one-shard queue sent everything
-//     before t. With several shards (or after the settle case) the others
-//     may still hold some, each for at most the batch send deadline: the
-//     check then also waits that long after the watcher caught up.
+//   - Exact: its WAL watcher enqueued a sample with a timestamp at or after
+//     t rounded up (that sample's scrape started after t, so it was written
+//     after every sample of the stopped loops), the queue has one shard,
+//     which sends in the order it enqueued, and its highest sent timestamp
+//     reached t rounded up.
+//   - By time: watcherSettle after t the watcher is reading t's second (or
+//     its highest enqueued timestamp stayed unchanged that long: nothing is
+//     written any more), and since then the longest batch send deadline
+//     passed (every shard sends what it holds within it) while sends went
+//     on (the highest sent timestamp reached t's second, or the last one
+//     enqueued). A send that failed for good also moves the highest sent
+//     timestamp: "delivered" includes given up.
 
 // delivery keeps what DeliveredBefore saw for the moment it is asked about.
 type delivery struct {
@@ -45,7 +46,7 @@ type queueDelivery struct {
 	enq      float64   // highest enqueued timestamp last seen
 	enqSince time.Time // since when it has been unchanged
 	caughtAt time.Time // when the watcher was seen caught up (zero: not yet)
-	settled  bool      // caught up by settling, not by a later sample
+	exact    bool      // caught up by a later sample
 }
 
 // setDeadline records the longest batch send deadline of cfgs.
@@ -77,7 +78,8 @@ func (d *delivery) check(t time.Time, qs []QueueStatus, now time.Time) bool {
 	if !t.Equal(d.at) {
 		d.at, d.queues = t, map[string]*queueDelivery{}
 	}
-	after := math.Ceil(float64(t.UnixMilli()) / 1000)
+	secs := float64(t.UnixMilli()) / 1000
+	after, second := math.Ceil(secs), math.Floor(secs)
 	done := true
 	for _, q := range qs {
 		key := q.Name + "\x00" + q.URL
@@ -86,25 +88,23 @@ func (d *delivery) check(t time.Time, qs []QueueStatus, now time.Time) bool {
 			st = &queueDelivery{enq: q.HighestEnqueued, enqSince: now}
 			d.queues[key] = st
 		}
+		if q.HighestEnqueued != st.enq {
+			st.enq, st.enqSince = q.HighestEnqueued, now
+		}
 		if st.caughtAt.IsZero() {
 			switch {
 			case q.HighestEnqueued >= after:
+				st.caughtAt, st.exact = now, true
+			case now.Sub(t) >= watcherSettle && (q.HighestEnqueued >= second || now.Sub(st.enqSince) >= watcherSettle):
 				st.caughtAt = now
-			case q.HighestEnqueued != st.enq:
-				st.enq, st.enqSince = q.HighestEnqueued, now
-			case now.Sub(st.enqSince) >= watcherSettle:
-				st.caughtAt, st.settled = now, true
-			}
-			if st.caughtAt.IsZero() {
+			default:
 				done = false
 				continue
 			}
 		}
-		target := after
-		if st.settled {
-			target = st.enq
-		}
-		if q.HighestSent < target || ((q.Shards > 1 || st.settled) && now.Sub(st.caughtAt) < d.deadline) {
+		exact := st.exact && q.Shards <= 1 && q.HighestSent >= after
+		timed := now.Sub(st.caughtAt) >= d.deadline && q.HighestSent >= min(second, st.enq)
+		if !exact && !timed {
 			done = false
 		}
 	}
