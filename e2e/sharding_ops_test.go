@@ -56,7 +56,7 @@ func TestShardingOperations(t *testing.T) {
 	for i, name := range []string{"r1", "r2", "r3"} {
 		_, port, _ := net.SplitHostPort(peers[i])
 		gp, _ := strconv.Atoi(port)
-		args := []string{"--remote-write.url=" + rcv.WriteURL(), "--scrape.interval=1s"}
+		args := []string{"--remote-write.url=" + rcv.WriteURL(), "--scrape.interval=1s", "--remote-write.batch-send-deadline=250ms"}
 		for _, p := range peers {
 			args = append(args, "--cluster.join="+p)
 		}

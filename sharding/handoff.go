@@ -153,6 +153,7 @@ func (f *Filter) afterPass(v *memberView, gaveUp bool, now time.Time) {
 			f.metrics.handoffs.timedOut.Inc()
 		}
 		f.metrics.handoffs.duration.Observe(now.Sub(h.holdSince).Seconds())
+		f.logger.Debug("Scraping the held targets", "confirmed", v.released, "held_for", now.Sub(h.holdSince).String())
 		h.holdSince = time.Time{}
 	}
 	if gaveUp {
@@ -193,8 +194,11 @@ func (f *Filter) releaseStep(now time.Time) bool {
 		}
 		h.undelivered = false
 		f.metrics.handoffs.release.Observe(now.Sub(h.gaveUp).Seconds())
+		f.logger.Debug("Given-up targets stopped and delivered", "after", now.Sub(h.gaveUp).String())
+		h.gaveUp = time.Time{}
 	}
 	f.opts.Announce(h.pending)
+	f.logger.Debug("Released the handoff view", "view", strconv.FormatUint(h.pending, 16), "gave_up_targets", !h.gaveUp.IsZero())
 	h.announced = h.pending
 	return false
 }
