@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -87,7 +88,8 @@ func NewClusterHealth(a *Agent, ct *ClusterTargets, reg prometheus.Registerer) (
 
 // Gather asks every peer for its counts at once and returns the sums with
 // this member's. It does not fail: a peer that does not answer within
-// DefaultPeerTimeout contributes its last counts, marked stale.
+// DefaultPeerTimeout (or ctx's deadline) contributes its last counts,
+// marked stale; when ctx is canceled the peers' states stay as they were.
 func (c *ClusterHealth) Gather(ctx context.Context) HealthReport {
 	peers, client := c.targets.peersAndClient()
 	asked := c.now()
@@ -115,6 +117,9 @@ func (c *ClusterHealth) Gather(ctx context.Context) HealthReport {
 		}
 		pc.asked = asked
 		if errs[i] != nil {
+			if errors.Is(ctx.Err(), context.Canceled) {
+				continue // the caller gave up (a page closed): not the peer's failure
+			}
 			pc.err = errs[i].Error()
 			c.metrics.requests.WithLabelValues("error").Inc()
 			continue

@@ -158,6 +158,21 @@ func TestClusterHealthUnreachablePeer(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, rec.Code)
 }
 
+// A caller that gives up (a status page closed) does not mark the peers
+// stale.
+func TestClusterHealthCanceledGather(t *testing.T) {
+	local := []ObjectHealth{}
+	b := newHealthPeer(t, oh("ServiceMonitor/a/api", 1, 1, ""))
+	peers := []Peer{{Name: "b", URL: b.URL}}
+	ch := newTestClusterHealth(t, &local, &peers, &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)})
+	ch.Gather(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rep := ch.Gather(ctx)
+	require.False(t, rep.Members[0].Stale)
+	require.Equal(t, []ClusterObjectHealth{coh(oh("ServiceMonitor/a/api", 1, 1, ""))}, rep.Objects)
+}
+
 // A gather that started earlier but finished later does not overwrite a
 // newer answer with an older failure.
 func TestClusterHealthOlderGatherLoses(t *testing.T) {
