@@ -93,8 +93,8 @@ func liveHeap() uint64 {
 // do; it is joining). Reported per discovered target (40 per namespace): "B/target" is
 // everything, "groups-B/target" the discovery's target groups alone (held
 // by Prometheus' discovery manager), "filter-B/target" what the filter
-// keeps on top (its prepared entries), and "filter-B/entry" that per
-// job and target.
+// keeps on top (its prepared entries, per-job slices and output groups),
+// and "filter-B/entry" that per job and target.
 func BenchmarkFilterMemoryNotOwned(b *testing.B) {
 	yaml, _ := benchServiceMonitors()
 	// The EndpointSlice role's name of the port label.
