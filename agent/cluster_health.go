@@ -38,6 +38,7 @@ type ClusterHealth struct {
 // peerCounts is what a peer last answered and how its last request went.
 type peerCounts struct {
 	objects  []ObjectHealth
+	etag     string    // of the answer objects came with
 	answered time.Time // zero: never answered
 	asked    time.Time // start of the request that set this entry last
 	err      string    // of the last request; "" when it answered
@@ -93,11 +94,19 @@ func NewClusterHealth(a *Agent, ct *ClusterTargets, reg prometheus.Registerer) (
 func (c *ClusterHealth) Gather(ctx context.Context) HealthReport {
 	peers, client := c.targets.peersAndClient()
 	asked := c.now()
-	answers := make([][]ObjectHealth, len(peers))
+	answers := make([]healthAnswer, len(peers))
 	errs := make([]error, len(peers))
+	etags := make([]string, len(peers))
+	c.mtx.Lock()
+	for i, p := range peers {
+		if pc := c.peers[p.Name]; pc != nil {
+			etags[i] = pc.etag
+		}
+	}
+	c.mtx.Unlock()
 	var wg sync.WaitGroup
 	for i, p := range peers {
-		wg.Go(func() { answers[i], errs[i] = fetchObjectHealth(ctx, client, p) })
+		wg.Go(func() { answers[i], errs[i] = fetchObjectHealth(ctx, client, p, etags[i]) })
 	}
 	local := c.local()
 	wg.Wait()
@@ -124,8 +133,15 @@ func (c *ClusterHealth) Gather(ctx context.Context) HealthReport {
 			c.metrics.requests.WithLabelValues("error").Inc()
 			continue
 		}
+		if answers[i].notModified {
+			if answers[i].etag == pc.etag { // the counts pc holds are current
+				c.metrics.requests.WithLabelValues("not_modified").Inc()
+				pc.answered, pc.err = c.now(), ""
+			}
+			continue
+		}
 		c.metrics.requests.WithLabelValues("success").Inc()
-		pc.objects, pc.answered, pc.err = answers[i], c.now(), ""
+		pc.objects, pc.etag, pc.answered, pc.err = answers[i].objects, answers[i].etag, c.now(), ""
 	}
 	for name := range c.peers {
 		if !alive[name] {
@@ -208,33 +224,48 @@ func (r HealthReport) Warnings() []string {
 	return out
 }
 
-// fetchObjectHealth asks one peer for the counts of its own targets.
-func fetchObjectHealth(ctx context.Context, client *http.Client, p Peer) ([]ObjectHealth, error) {
+// healthAnswer is a peer's answer: its counts and their ETag, or that the
+// counts of the ETag asked with are still current.
+type healthAnswer struct {
+	objects     []ObjectHealth
+	etag        string
+	notModified bool
+}
+
+// fetchObjectHealth asks one peer for the counts of its own targets;
+// etag (if not empty) is that of the counts already held.
+func fetchObjectHealth(ctx context.Context, client *http.Client, p Peer, etag string) (healthAnswer, error) {
 	ctx, cancel := context.WithTimeout(ctx, DefaultPeerTimeout)
 	defer cancel()
 	u, err := url.JoinPath(p.URL, "/api/v1/status/object-health")
 	if err != nil {
-		return nil, fmt.Errorf("member %s: %w", p.Name, err)
+		return healthAnswer{}, fmt.Errorf("member %s: %w", p.Name, err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"?scope=local", nil)
 	if err != nil {
-		return nil, fmt.Errorf("member %s: %w", p.Name, err)
+		return healthAnswer{}, fmt.Errorf("member %s: %w", p.Name, err)
+	}
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("member %s: %w", p.Name, err)
+		return healthAnswer{}, fmt.Errorf("member %s: %w", p.Name, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotModified && etag != "" {
+		return healthAnswer{etag: resp.Header.Get("ETag"), notModified: true}, nil
+	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("member %s: %s answered %s", p.Name, u, resp.Status)
+		return healthAnswer{}, fmt.Errorf("member %s: %s answered %s", p.Name, u, resp.Status)
 	}
 	var body struct {
 		Data objectHealthResponse `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("member %s: decoding %s: %w", p.Name, u, err)
+		return healthAnswer{}, fmt.Errorf("member %s: decoding %s: %w", p.Name, u, err)
 	}
-	return body.Data.Objects, nil
+	return healthAnswer{objects: body.Data.Objects, etag: resp.Header.Get("ETag")}, nil
 }
 
 // clusterHealthMetrics describe the exchange.
@@ -247,7 +278,7 @@ func newClusterHealthMetrics(reg prometheus.Registerer) (clusterHealthMetrics, e
 	m := clusterHealthMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "promshard_object_health_requests_total",
-			Help: "Requests to other members for their per-object target counts, by result (success, error).",
+			Help: "Requests to other members for their per-object target counts, by result (success; not_modified: the counts held are current; error).",
 		}, []string{"result"}),
 		stale: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "promshard_object_health_stale_members",

@@ -158,6 +158,43 @@ func TestClusterHealthUnreachablePeer(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, rec.Code)
 }
 
+// A member whose counts did not change since the last request answers
+// 304 Not Modified to the ETag it gave with them: the counts held stay,
+// and are current.
+func TestClusterHealthNotModified(t *testing.T) {
+	var mtx sync.Mutex
+	objects := []ObjectHealth{oh("ServiceMonitor/a/api", 2, 2, "")}
+	var codes []int
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		mtx.Lock()
+		defer mtx.Unlock()
+		rec := httptest.NewRecorder()
+		writeLocalHealth(rec, r, objects)
+		codes = append(codes, rec.Code)
+		for k, v := range rec.Header() {
+			rw.Header()[k] = v
+		}
+		rw.WriteHeader(rec.Code)
+		_, _ = rw.Write(rec.Body.Bytes())
+	}))
+	t.Cleanup(srv.Close)
+	local := []ObjectHealth{}
+	peers := []Peer{{Name: "b", URL: srv.URL}}
+	clk := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	ch := newTestClusterHealth(t, &local, &peers, clk)
+	want := []ClusterObjectHealth{coh(oh("ServiceMonitor/a/api", 2, 2, ""))}
+	require.Equal(t, want, ch.Gather(context.Background()).Objects)
+	clk.t = clk.t.Add(30 * time.Second)
+	rep := ch.Gather(context.Background())
+	require.Equal(t, want, rep.Objects, "304: the counts held stay")
+	require.Equal(t, clk.t, rep.Members[0].Answered)
+	mtx.Lock()
+	objects = []ObjectHealth{oh("ServiceMonitor/a/api", 2, 1, "x:1 timeout")}
+	mtx.Unlock()
+	require.Equal(t, []ClusterObjectHealth{coh(oh("ServiceMonitor/a/api", 2, 1, "x:1 timeout"))}, ch.Gather(context.Background()).Objects)
+	require.Equal(t, []int{http.StatusOK, http.StatusNotModified, http.StatusOK}, codes)
+}
+
 // A caller that gives up (a status page closed) does not mark the peers
 // stale.
 func TestClusterHealthCanceledGather(t *testing.T) {

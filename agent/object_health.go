@@ -1,11 +1,13 @@
 package agent
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
 	"strings"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/prometheus/scrape"
 
 	"github.com/promshard/promshard/config"
@@ -118,7 +120,7 @@ type objectHealthResponse struct {
 func (w *Web) objectHealthHandler(rw http.ResponseWriter, r *http.Request) {
 	switch scope := r.URL.Query().Get("scope"); scope {
 	case "", "local":
-		writeJSON(rw, http.StatusOK, apiResponse{Status: "success", Data: objectHealthResponse{Objects: w.agent.objectHealth()}})
+		writeLocalHealth(rw, r, w.agent.objectHealth())
 	case "cluster":
 		if w.opts.Health == nil {
 			writeJSON(rw, http.StatusOK, apiResponse{Status: "success", Data: objectHealthResponse{Objects: w.agent.objectHealth()}})
@@ -130,4 +132,24 @@ func (w *Web) objectHealthHandler(rw http.ResponseWriter, r *http.Request) {
 		writeJSON(rw, http.StatusBadRequest, apiResponse{Status: "error", ErrorType: "bad_data",
 			Error: fmt.Sprintf("scope %q: want local or cluster", scope)})
 	}
+}
+
+// writeLocalHealth answers with this member's counts and their ETag, or
+// 304 Not Modified when the request's If-None-Match names it: between two
+// periodic requests the counts rarely change, and the answer is then only
+// headers.
+func writeLocalHealth(rw http.ResponseWriter, r *http.Request, objects []ObjectHealth) {
+	body, err := json.Marshal(apiResponse{Status: "success", Data: objectHealthResponse{Objects: objects}})
+	if err != nil {
+		writeJSON(rw, http.StatusInternalServerError, apiResponse{Status: "error", ErrorType: "internal", Error: err.Error()})
+		return
+	}
+	etag := fmt.Sprintf(`"%016x"`, xxhash.Sum64(body))
+	rw.Header().Set("ETag", etag)
+	if r.Header.Get("If-None-Match") == etag {
+		rw.WriteHeader(http.StatusNotModified)
+		return
+	}
+	rw.Header().Set("Content-Type", "application/json")
+	_, _ = rw.Write(append(body, '\n'))
 }
