@@ -130,6 +130,13 @@ type pageTarget struct {
 	Labels                              string
 }
 
+// pageObjectHealth is one object's row in the per-object health table;
+// Stale says whose counts are from an earlier answer.
+type pageObjectHealth struct {
+	ClusterObjectHealth
+	StaleSince string
+}
+
 type pageData struct {
 	Version  string
 	Now      time.Time
@@ -143,8 +150,13 @@ type pageData struct {
 	Object   string
 	Objects  []string
 	Warnings []string
-	Config   Status
-	Rejected []config.Result
+	// Health is every object's target counts from the members' compact
+	// per-object exchange (kept to Object when set); HealthWarnings names
+	// the members whose counts are stale or missing.
+	Health         []pageObjectHealth
+	HealthWarnings []string
+	Config         Status
+	Rejected       []config.Result
 	// Rules is nil when rule sync is off.
 	Rules *RulesInfo
 	// HealthReason says why /-/healthy fails; empty when healthy.
@@ -182,6 +194,7 @@ func (w *Web) statusPage(rw http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	w.addObjectHealth(r.Context(), &d)
 	d.Scope = "this member"
 	td := w.agent.targets()
 	if w.opts.Targets != nil {
@@ -215,6 +228,36 @@ func (w *Web) statusPage(rw http.ResponseWriter, r *http.Request) {
 	rw.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := pageTmpl.Execute(rw, d); err != nil {
 		w.opts.Logger.Error("rendering status page", "err", err)
+	}
+}
+
+// addObjectHealth fills in the per-object health table.
+func (w *Web) addObjectHealth(ctx context.Context, d *pageData) {
+	var rep HealthReport
+	if w.opts.Health != nil {
+		rep = w.opts.Health.Gather(ctx)
+	} else {
+		for _, h := range w.agent.objectHealth() {
+			rep.Objects = append(rep.Objects, ClusterObjectHealth{ObjectHealth: h})
+		}
+	}
+	d.HealthWarnings = rep.Warnings()
+	answered := map[string]time.Time{}
+	for _, m := range rep.Members {
+		answered[m.Name] = m.Answered
+	}
+	for _, o := range rep.Objects {
+		if d.Object != "" && o.Object != d.Object {
+			continue
+		}
+		row := pageObjectHealth{ClusterObjectHealth: o}
+		for i, name := range o.Stale {
+			if i > 0 {
+				row.StaleSince += ", "
+			}
+			row.StaleSince += name + " as of " + answered[name].Format("15:04:05 MST")
+		}
+		d.Health = append(d.Health, row)
 	}
 }
 

@@ -51,6 +51,10 @@ type WebOptions struct {
 	// Targets answers /api/v1/targets?scope=cluster and the status page's
 	// cluster-wide target list. Nil: both show this member's targets only.
 	Targets *ClusterTargets
+	// Health answers /api/v1/status/object-health?scope=cluster and the
+	// status page's per-object target health, from every member's compact
+	// counts. Nil: both show this member's counts only.
+	Health *ClusterHealth
 	// Reconciler feeds the status page's configuration and rejected
 	// objects sections. Nil shows none.
 	Reconciler *Reconciler
@@ -106,6 +110,7 @@ func (w *Web) routes() {
 	w.mux.HandleFunc("GET /-/ready", w.ready)
 	w.mux.HandleFunc("GET /api/v1/targets", w.targetsHandler)
 	w.mux.HandleFunc("GET /api/v1/status/remote-write", w.remoteWriteHandler)
+	w.mux.HandleFunc("GET /api/v1/status/object-health", w.objectHealthHandler)
 	// Go's profiles, as Prometheus serves them (behind --web.config.file
 	// like every other endpoint).
 	w.mux.HandleFunc("GET /debug/pprof/", pprof.Index)

@@ -33,7 +33,11 @@ const (
 
 // StatusOptions configure a StatusWriter.
 type StatusOptions struct {
-	// RESTConfig reaches the API server. Required.
+	// RESTConfig reaches the API server. Required. The writer builds
+	// clients of its own from it, each with its own rate limiter of
+	// RESTConfig.QPS and Burst (unless RESTConfig.RateLimiter is set): the
+	// start-up pass, one write per owned object, never delays the
+	// informers' lists and watches (`make bench-status` measures both).
 	RESTConfig *rest.Config
 	// Agent is the PrometheusAgent the bindings name, "<namespace>/<name>".
 	// Required: in flags-only mode there is no workload to bind to.
@@ -42,9 +46,12 @@ type StatusOptions struct {
 	// whose key (config.ObjectKey.String()) is given. Exactly one member
 	// must own each key at a time (the sharding package's OwnerOf). Required.
 	Owns func(key string) bool
-	// Targets returns the active targets of every member. Nil, or an
-	// error, leaves the target counts of the messages as they are.
-	Targets func(ctx context.Context) ([]ClusterTarget, error)
+	// Health returns the target counts of every object, summed over the
+	// members (members exchange per-object counts, not target lists). Nil,
+	// or an error, leaves the target counts of the messages as they are;
+	// a member that did not answer is reported inside ClusterHealth (its
+	// objects' counts are stale), which leaves every other object current.
+	Health func(ctx context.Context) (ClusterHealth, error)
 	// Replicas returns the number of members and of members ready to own
 	// targets, for the PrometheusAgent's status. Nil: the agent's status is
 	// not written.
@@ -94,7 +101,7 @@ type StatusWriter struct {
 	// Owned by Run.
 	written   map[config.ObjectKey]writtenCondition
 	events    map[config.ObjectKey]string // reason of the last Event emitted
-	health    map[config.ObjectKey]*TargetHealth
+	health    *ClusterHealth
 	healthAt  time.Time
 	agentLast string
 }
@@ -230,18 +237,18 @@ func (w *StatusWriter) sync(ctx context.Context, now time.Time) {
 	}
 }
 
-// refreshHealth gathers the cluster's targets at most twice per
+// refreshHealth gathers the cluster's counts at most twice per
 // HealthInterval; on failure the previous counts stay.
 func (w *StatusWriter) refreshHealth(ctx context.Context, now time.Time) {
-	if w.opts.Targets == nil || now.Sub(w.healthAt) < w.opts.HealthInterval/2 {
+	if w.opts.Health == nil || now.Sub(w.healthAt) < w.opts.HealthInterval/2 {
 		return
 	}
-	targets, err := w.opts.Targets(ctx)
+	h, err := w.opts.Health(ctx)
 	if err != nil {
-		w.logger.Warn("Cluster-wide targets unavailable, keeping the previous target counts in statuses", "err", err)
+		w.logger.Warn("Cluster-wide target counts unavailable, keeping the previous target counts in statuses", "err", err)
 		return
 	}
-	w.health, w.healthAt = healthByObject(targets), now
+	w.health, w.healthAt = &h, now
 }
 
 // monitoredObject is one monitoring object with what status writing needs.

@@ -27,19 +27,67 @@ type TargetHealth struct {
 	// Down is one failing target, "<scrape URL host> <last error>", or ""
 	// when all are up.
 	Down string
+	// Stale lists the members that did not answer the last request for
+	// their counts and had targets of the object in their answer before:
+	// those earlier counts are included.
+	Stale []StaleCounts
+	// Missing names the members that never answered: none of their
+	// targets is counted.
+	Missing []string
+}
+
+// StaleCounts names a member whose counts are from an earlier answer.
+type StaleCounts struct {
+	Member string
+	// As is when the member last answered.
+	As time.Time
+}
+
+// ClusterHealth is the target health of every object, as StatusOptions.Health
+// reports it.
+type ClusterHealth struct {
+	// Objects holds the objects with targets on some member; an object
+	// that is not here has none.
+	Objects map[config.ObjectKey]*TargetHealth
+	// Missing names the members that never answered (none of their
+	// targets is counted in any object).
+	Missing []string
+}
+
+// of returns the health of the object key.
+func (c *ClusterHealth) of(key config.ObjectKey) *TargetHealth {
+	if h := c.Objects[key]; h != nil {
+		if len(c.Missing) > 0 && h.Missing == nil {
+			cp := *h
+			cp.Missing = c.Missing
+			return &cp
+		}
+		return h
+	}
+	return &TargetHealth{Missing: c.Missing}
 }
 
 // message returns the Accepted condition's message for an accepted object,
-// e.g. "12 targets, 11 up; down: 10.0.3.7:8080 connection refused".
+// e.g. "12 targets, 11 up; down: 10.0.3.7:8080 connection refused", with
+// what is not current: "; stale: counts of member b as of
+// 2026-01-02T03:04:05Z" and "; not counted: targets of member c (no answer
+// yet)". Times are the answers', so the message does not change while a
+// member stays unreachable.
 func (h TargetHealth) message() string {
-	if h.Targets == 0 {
+	if h.Targets == 0 && len(h.Stale) == 0 && len(h.Missing) == 0 {
 		return "0 targets: no target is discovered for the object's selectors and endpoints"
 	}
 	m := fmt.Sprintf("%d targets, %d up", h.Targets, h.Up)
 	if h.Down != "" {
 		m += "; down: " + h.Down
 	}
-	return m
+	for _, s := range h.Stale {
+		m += fmt.Sprintf("; stale: counts of member %s as of %s", s.Member, s.As.UTC().Truncate(time.Second).Format(time.RFC3339))
+	}
+	if len(h.Missing) > 0 {
+		m += "; not counted: targets of member " + strings.Join(h.Missing, ", ") + " (no answer yet)"
+	}
+	return truncate(m, maxMessage)
 }
 
 // maxMessage bounds a condition message: a rejection reason can quote a
@@ -130,45 +178,4 @@ func acceptedOf(b *monitoringv1.WorkloadBinding) *monitoringv1.ConfigResourceCon
 		}
 	}
 	return nil
-}
-
-// healthByObject sums targets per object. Targets of jobs that belong to no
-// object (none today) are ignored.
-func healthByObject(targets []ClusterTarget) map[config.ObjectKey]*TargetHealth {
-	out := map[config.ObjectKey]*TargetHealth{}
-	for _, t := range targets {
-		key, ok := config.JobObject(t.Job)
-		if !ok {
-			continue
-		}
-		h := out[key]
-		if h == nil {
-			h = &TargetHealth{}
-			out[key] = h
-		}
-		h.Targets++
-		if t.Health == "up" {
-			h.Up++
-			continue
-		}
-		// The smallest instance is quoted, so that the message does not
-		// change with the order members answer in.
-		if down := truncate(strings.TrimSpace(t.Instance+" "+t.LastError), 256); h.Down == "" || down < h.Down {
-			h.Down = down
-		}
-	}
-	return out
-}
-
-// ClusterTarget is one active target somewhere in the cluster, as far as
-// status reporting needs it.
-type ClusterTarget struct {
-	// Job is the scrape pool (job name).
-	Job string
-	// Instance identifies the target in messages (host:port of its URL).
-	Instance string
-	// Health is "up", "down" or "unknown", as in /api/v1/targets.
-	Health string
-	// LastError is the last scrape error, "" when none.
-	LastError string
 }

@@ -73,18 +73,39 @@ func TestDesiredCondition(t *testing.T) {
 	})
 }
 
-func TestHealthByObject(t *testing.T) {
-	got := healthByObject([]ClusterTarget{
-		{Job: "serviceMonitor/a/api/0", Instance: "10.0.0.2:80", Health: "up"},
-		{Job: "serviceMonitor/a/api/1", Instance: "10.0.0.9:80", Health: "down", LastError: "timeout"},
-		{Job: "serviceMonitor/a/api/0", Instance: "10.0.0.3:80", Health: "down", LastError: "connection refused"},
-		{Job: "probe/b/ping", Instance: "x:1", Health: "up"},
-		{Job: "unrelated", Health: "down"},
-	})
-	require.Equal(t, map[config.ObjectKey]*TargetHealth{
-		{Kind: config.KindServiceMonitor, Namespace: "a", Name: "api"}: {Targets: 3, Up: 1, Down: "10.0.0.3:80 connection refused"},
-		{Kind: config.KindProbe, Namespace: "b", Name: "ping"}:         {Targets: 1, Up: 1},
-	}, got)
+// Counts a member did not give in its last answer are named in the
+// message, with the time of the answer they come from, so that the message
+// stays the same while the member stays unreachable; only the objects that
+// member had targets of say so.
+func TestClusterHealthOf(t *testing.T) {
+	as := time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
+	api := config.ObjectKey{Kind: config.KindServiceMonitor, Namespace: "a", Name: "api"}
+	web := config.ObjectKey{Kind: config.KindServiceMonitor, Namespace: "a", Name: "web"}
+	none := config.ObjectKey{Kind: config.KindPodMonitor, Namespace: "a", Name: "none"}
+	stale := ClusterHealth{Objects: map[config.ObjectKey]*TargetHealth{
+		api: {Targets: 4, Up: 3, Down: "10.0.0.3:80 connection refused", Stale: []StaleCounts{{Member: "b", As: as}}},
+		web: {Targets: 2, Up: 2},
+	}}
+	missing := stale
+	missing.Missing = []string{"c", "d"}
+	for _, tc := range []struct {
+		name   string
+		health ClusterHealth
+		key    config.ObjectKey
+		want   string
+	}{
+		{"stale member's object", stale, api, "4 targets, 3 up; down: 10.0.0.3:80 connection refused; stale: counts of member b as of 2026-01-02T03:04:05Z"},
+		{"other objects stay current", stale, web, "2 targets, 2 up"},
+		{"no targets anywhere", stale, none, "0 targets: no target is discovered for the object's selectors and endpoints"},
+		{"missing member, object with targets", missing, web, "2 targets, 2 up; not counted: targets of member c, d (no answer yet)"},
+		{"missing member, object without targets", missing, none, "0 targets, 0 up; not counted: targets of member c, d (no answer yet)"},
+		{"missing and stale", missing, api, "4 targets, 3 up; down: 10.0.0.3:80 connection refused; stale: counts of member b as of 2026-01-02T03:04:05Z; not counted: targets of member c, d (no answer yet)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, tc.health.of(tc.key).message())
+		})
+	}
+	require.Nil(t, stale.Objects[web].Missing, "of does not change the report")
 }
 
 func TestAgentStatus(t *testing.T) {

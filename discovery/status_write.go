@@ -49,10 +49,7 @@ func (w *StatusWriter) syncObject(ctx context.Context, o monitoredObject, owned 
 	}
 	var health *TargetHealth
 	if w.health != nil && res.Accepted && res.Message == "" {
-		health = w.health[o.key]
-		if health == nil {
-			health = &TargetHealth{}
-		}
+		health = w.health.of(o.key)
 	}
 	want := desiredCondition(res, health, prev, now)
 	switch compareCondition(prev, want) {

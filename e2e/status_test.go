@@ -152,11 +152,44 @@ func (e *statusEnv) testClusterTargets(t *testing.T) {
 			return nil
 		})
 	}
+	// The per-object counts the statuses are written from: every member
+	// asks the others for theirs, through TLS and basic auth.
+	for _, r := range e.reps {
+		eventually(t, 30*time.Second, "cluster-wide object health on "+r.WebURL, func(ctx context.Context) error {
+			var resp struct {
+				Data struct {
+					Objects []struct {
+						Object      string
+						Targets, Up int
+						Stale       []string
+					} `json:"objects"`
+					Members []struct {
+						Name  string
+						Stale bool
+					} `json:"members"`
+				} `json:"data"`
+				Warnings []string `json:"warnings"`
+			}
+			if err := r.GetJSON(ctx, "/api/v1/status/object-health?scope=cluster", &resp); err != nil {
+				return err
+			}
+			if len(resp.Warnings) > 0 || len(resp.Data.Members) != 2 {
+				return fmt.Errorf("members %v, warnings %v", resp.Data.Members, resp.Warnings)
+			}
+			for _, o := range resp.Data.Objects {
+				if o.Object == "ServiceMonitor/st/web" && o.Targets == 3 && o.Up == 3 && len(o.Stale) == 0 {
+					return nil
+				}
+			}
+			return fmt.Errorf("ServiceMonitor/st/web not 3 of 3 up: %+v", resp.Data.Objects)
+		})
+	}
 	page, err := e.reps[1].Get(ctx, "/?object=ServiceMonitor/st/web")
 	require.NoError(t, err)
 	for _, tg := range e.targets {
 		require.Contains(t, string(page), tg.URL(), "status page lists the cluster's targets of the object")
 	}
+	require.Contains(t, string(page), "Target health by object (1)", "status page shows the object's counts")
 }
 
 // binding returns the Accepted condition of st/<name>'s binding to the

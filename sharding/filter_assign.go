@@ -224,7 +224,7 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 		if pg.tg == nil {
 			continue
 		}
-		og := &targetgroup.Group{Source: pg.tg.Source, Labels: pg.tg.Labels, Targets: []model.LabelSet{}}
+		var og *targetgroup.Group // created at the first owned target
 		for i := range pg.entries {
 			e := &pg.entries[i]
 			if e.dropped {
@@ -255,10 +255,16 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 				}
 				delete(flagged, key)
 			}
+			if og == nil {
+				og = &targetgroup.Group{Source: pg.tg.Source, Labels: pg.tg.Labels}
+			}
 			og.Targets = append(og.Targets, pg.tg.Targets[i])
 			if t != nil {
 				sent[key] = sentTarget{ownKey: e.key, target: t, handoff: f.opts.ReplicationFactor == 1 && !e.all}
 			}
+		}
+		if og == nil {
+			og = f.emptyGroup(pg.tg)
 		}
 		a.out[gi] = og
 	}

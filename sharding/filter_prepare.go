@@ -30,19 +30,28 @@ type preparedGroup struct {
 	entries []preparedEntry    // parallel to tg.Targets
 }
 
-// preparedEntry is one discovered target.
+// preparedEntry is one discovered target. Most entries of a job are
+// dropped by its relabeling (prometheus-operator's jobs of a namespace each
+// discover every endpoint there and keep their own Service's), so an entry
+// holds only what a dropped one needs; the rest is in *entryInfo, set
+// exactly when dropped is false.
 type preparedEntry struct {
-	key     uint64        // ownership key
-	lset    labels.Labels // final labels; empty when dropped or failed
-	dropped bool          // dropped by relabeling or no scrape config: no owner
+	key     uint64 // ownership key
+	dropped bool   // dropped by relabeling or no scrape config: no owner
 	// relabelDropped marks a target the job's relabeling drops. One member
 	// (the owner of key, a hash of the discovered labels) reports it
 	// (Filter.DroppedTargets), so that it is listed once for the cluster.
 	relabelDropped bool
-	dup            bool   // an earlier entry of the job has the same key
-	all            bool   // __tmp_disable_sharding: every participant owns it
-	node           string // Kubernetes node from the discovered labels
-	zone           string // zone from the discovered labels
+	dup            bool // an earlier entry of the job has the same key
+	all            bool // __tmp_disable_sharding: every participant owns it
+	*entryInfo          // nil when dropped
+}
+
+// entryInfo is what an entry that is not dropped holds besides its key.
+type entryInfo struct {
+	lset labels.Labels // final labels; empty when relabeling failed
+	node string        // Kubernetes node from the discovered labels
+	zone string        // zone from the discovered labels
 	// sent caches the target as the scrape pool builds it from the entry,
 	// and sentKey the hash of its labels (its identity in the pool).
 	sent    *scrape.Target
@@ -241,11 +250,11 @@ func prepareEntry(lb *labels.Builder, keyer *Keyer, job string, jobHash uint64, 
 	case err != nil:
 		// The scrape pool will reject it and log why: let exactly one
 		// member do so, keyed on the discovered labels.
-		return preparedEntry{key: combine(jobHash, uint64(gl.Merge(tl).Fingerprint())), node: node, zone: zone}
+		return preparedEntry{key: combine(jobHash, uint64(gl.Merge(tl).Fingerprint())), entryInfo: &entryInfo{node: node, zone: zone}}
 	case lset.IsEmpty():
 		return preparedEntry{dropped: true, relabelDropped: true, key: combine(jobHash, uint64(gl.Merge(tl).Fingerprint()))}
 	default:
-		return preparedEntry{key: keyer.Key(job, lset), lset: lset, all: lset.Get(DisableShardingLabel) != "", node: node, zone: zone}
+		return preparedEntry{key: keyer.Key(job, lset), all: lset.Get(DisableShardingLabel) != "", entryInfo: &entryInfo{lset: lset, node: node, zone: zone}}
 	}
 }
 

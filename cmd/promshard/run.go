@@ -144,9 +144,15 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		return err
 	}
 	targets := clusterTargets(a, cluster, client)
+	// Statuses and the status page's per-object health come from the
+	// members' per-object counts; full target lists only on demand.
+	health, err := agent.NewClusterHealth(a, targets, reg)
+	if err != nil {
+		return err
+	}
 	var status *discovery.StatusWriter
 	if f.prometheusAgent != "" {
-		if status, err = newStatusWriter(rc, f.prometheusAgent, f.statusInterval, cluster, targets, logger.With("component", "status"), reg); err != nil {
+		if status, err = newStatusWriter(rc, f.prometheusAgent, f.statusInterval, cluster, health, logger.With("component", "status"), reg); err != nil {
 			return err
 		}
 	}
@@ -182,6 +188,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 		Cluster:    func() agent.ClusterInfo { return clusterInfo(sharding.Status(cluster.Self(), cluster, filter)) },
 		Reconciler: rec,
 		Targets:    targets,
+		Health:     health,
 		Rules:      rulesPage,
 		APIServer:  apiServerInfo(watcher, proxy),
 	}, a)

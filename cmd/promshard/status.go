@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/promshard/promshard/agent"
+	"github.com/promshard/promshard/config"
 	"github.com/promshard/promshard/discovery"
 	"github.com/promshard/promshard/sharding"
 )
@@ -102,7 +104,7 @@ func participants(cluster *sharding.Cluster) []sharding.Member {
 // newStatusWriter wires status reporting: one member (the rendezvous owner
 // of the object's key among the participants) writes each object's status.
 func newStatusWriter(rc *rest.Config, agentName string, healthInterval time.Duration, cluster *sharding.Cluster,
-	ct *agent.ClusterTargets, logger *slog.Logger, reg prometheus.Registerer,
+	health *agent.ClusterHealth, logger *slog.Logger, reg prometheus.Registerer,
 ) (*discovery.StatusWriter, error) {
 	self := cluster.Self()
 	return discovery.NewStatusWriter(discovery.StatusOptions{
@@ -110,22 +112,8 @@ func newStatusWriter(rc *rest.Config, agentName string, healthInterval time.Dura
 		Owns: func(key string) bool {
 			return sharding.OwnerOf(sharding.StringKey(key), participants(cluster)) == self
 		},
-		Targets: func(ctx context.Context) ([]discovery.ClusterTarget, error) {
-			td, err := ct.Gather(ctx)
-			if err != nil {
-				return nil, err
-			}
-			out := make([]discovery.ClusterTarget, 0, len(td.ActiveTargets))
-			for _, t := range td.ActiveTargets {
-				instance := t.Labels["instance"]
-				if instance == "" {
-					if u, err := url.Parse(t.ScrapeURL); err == nil {
-						instance = u.Host
-					}
-				}
-				out = append(out, discovery.ClusterTarget{Job: t.ScrapePool, Instance: instance, Health: t.Health, LastError: t.LastError})
-			}
-			return out, nil
+		Health: func(ctx context.Context) (discovery.ClusterHealth, error) {
+			return statusHealth(health.Gather(ctx)), nil
 		},
 		// replicas: live members; available: those owning targets.
 		Replicas: func() (int, int) {
@@ -138,4 +126,25 @@ func newStatusWriter(rc *rest.Config, agentName string, healthInterval time.Dura
 			return members, len(participants(cluster))
 		},
 	})
+}
+
+// statusHealth adapts the members' per-object counts to the status writer.
+func statusHealth(rep agent.HealthReport) discovery.ClusterHealth {
+	answered := make(map[string]time.Time, len(rep.Members))
+	for _, m := range rep.Members {
+		answered[m.Name] = m.Answered
+	}
+	out := discovery.ClusterHealth{Objects: make(map[config.ObjectKey]*discovery.TargetHealth, len(rep.Objects)), Missing: rep.Missing()}
+	for _, o := range rep.Objects {
+		parts := strings.SplitN(o.Object, "/", 3)
+		if len(parts) != 3 {
+			continue // not an object key: never sent by a member
+		}
+		h := &discovery.TargetHealth{Targets: o.Targets, Up: o.Up, Down: o.Down}
+		for _, name := range o.Stale {
+			h.Stale = append(h.Stale, discovery.StaleCounts{Member: name, As: answered[name]})
+		}
+		out.Objects[config.ObjectKey{Kind: parts[0], Namespace: parts[1], Name: parts[2]}] = h
+	}
+	return out
 }
