@@ -86,8 +86,10 @@ func (c *Cluster) watchStalls(ctx context.Context) {
 			return
 		case <-c.done:
 			return
-		case now := <-t.C:
-			if gap := now.Sub(last); gap > c.cfg.StallThreshold {
+		case <-t.C:
+			// Not the tick's value: that is when the tick was due,
+			// before the stall.
+			if gap := time.Since(last); gap > c.cfg.StallThreshold {
 				c.stalled(ctx, gap)
 			}
 			last = time.Now()

@@ -61,6 +61,10 @@ type PromshardOptions struct {
 	// from the bed's CA) and basic auth (WebUser, WebPassword), and gives it
 	// the same credentials for its peers. The test bed's requests use them.
 	SecureWeb bool
+	// Host runs the replica in that host's network namespace
+	// (netns_replica.go); IP, the ports and the kubeconfig are then the
+	// namespace's. Nil: the root namespace.
+	Host *Host
 }
 
 // Promshard is a running promshard replica.
@@ -87,6 +91,15 @@ func (b *Bed) StartPromshard(ctx context.Context, opts PromshardOptions) (*Proms
 	if opts.Binary == "" || opts.Name == "" {
 		return nil, fmt.Errorf("StartPromshard: Binary and Name are required")
 	}
+	var prefix []string
+	var webPort, fixedGossip int
+	var err error
+	if opts.Host != nil && opts.Host.netns != "" {
+		if prefix, webPort, fixedGossip, err = b.netnsArgs(&opts); err != nil {
+			return nil, err
+		}
+		opts.GossipPort = fixedGossip
+	}
 	if opts.IP == "" {
 		opts.IP = "127.0.0.1"
 	}
@@ -96,9 +109,10 @@ func (b *Bed) StartPromshard(ctx context.Context, opts PromshardOptions) (*Proms
 	if opts.DataDir == "" {
 		opts.DataDir = filepath.Join(b.dir, "promshard-"+opts.Name)
 	}
-	webPort, err := freePort(opts.IP)
-	if err != nil {
-		return nil, err
+	if webPort == 0 {
+		if webPort, err = freePort(opts.IP); err != nil {
+			return nil, err
+		}
 	}
 	p := &Promshard{
 		bed: b, opts: opts,
@@ -115,12 +129,12 @@ func (b *Bed) StartPromshard(ctx context.Context, opts PromshardOptions) (*Proms
 		p.WebURL = "https://" + net.JoinHostPort(opts.IP, strconv.Itoa(webPort))
 		p.client = b.TLSClient()
 	}
-	args := []string{opts.Binary, "run",
-		"--kubeconfig=" + opts.Kubeconfig,
-		"--web.listen-address=" + net.JoinHostPort(opts.IP, strconv.Itoa(webPort)),
-		"--storage.agent.path=" + opts.DataDir,
-		"--cluster.node-name=" + opts.Name,
-	}
+	args := append(prefix, opts.Binary, "run",
+		"--kubeconfig="+opts.Kubeconfig,
+		"--web.listen-address="+net.JoinHostPort(opts.IP, strconv.Itoa(webPort)),
+		"--storage.agent.path="+opts.DataDir,
+		"--cluster.node-name="+opts.Name,
+	)
 	if !hasFlag(opts.Args, "--log.level") {
 		args = append(args, "--log.level=debug")
 	}
