@@ -19,8 +19,11 @@ type sentTarget struct {
 	ownKey uint64
 	target *scrape.Target
 	// handoff: another owner continues the very same series (no replica
-	// label), so stopping it here must not write staleness markers.
+	// label, or the same rank), so stopping it here must not write
+	// staleness markers.
 	handoff bool
+	// value is the replica label value it was sent with (rank mode).
+	value string
 }
 
 // assignment is a job's owned groups and its share of Stats, computed under
@@ -207,7 +210,7 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 	a := assignment{view: v.version, out: make([]*targetgroup.Group, len(pj.groups))}
 	owners := make([]string, 0, f.opts.ReplicationFactor)
 	sent := map[uint64]sentTarget{}
-	ownedNow := map[uint64]struct{}{}
+	ownedNow := map[uint64]string{} // ownership key → replica label value
 	for gi := range pj.groups {
 		pg := &pj.groups[gi]
 		if pg.tg == nil {
@@ -229,8 +232,9 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 			if !slices.Contains(owners, f.opts.Self) {
 				continue
 			}
-			ownedNow[e.key] = struct{}{}
-			t, key := f.sentTarget(pj.cfg, pg.tg, e, pg.tg.Targets[i])
+			value := f.replicaValue(e, owners)
+			ownedNow[e.key] = value
+			entry, t, key := f.valuedTarget(pj.cfg, pg.tg, e, pg.tg.Targets[i], value)
 			if t != nil && flagged[key] != nil {
 				if active[key] {
 					// Its old loop still runs with markers off.
@@ -240,9 +244,12 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 				}
 				delete(flagged, key)
 			}
-			og.Targets = append(og.Targets, pg.tg.Targets[i])
+			og.Targets = append(og.Targets, entry)
 			if t != nil {
-				sent[key] = sentTarget{ownKey: e.key, target: t, handoff: f.opts.ReplicationFactor == 1 && !e.all}
+				// Only a target every participant scrapes ends its series
+				// here: the others' series, identical or of one rank, are
+				// continued by their next owner.
+				sent[key] = sentTarget{ownKey: e.key, target: t, handoff: !e.all, value: value}
 			}
 		}
 		a.out[gi] = og
@@ -395,15 +402,16 @@ func (f *Filter) sweepFlagged(now time.Time) {
 // moved to another member, which continues their series. A target still
 // owned under a new identity (e.g. a changed interval) is no handoff: its
 // old loop gets the markers Prometheus writes, which the new loop's samples
-// supersede.
-func (f *Filter) handoff(job string, pj *preparedJob, sent map[uint64]sentTarget, ownedNow map[uint64]struct{}) {
+// supersede. In rank mode a target owned at another rank than before is
+// one: its old rank's series moved to the member now holding that rank.
+func (f *Filter) handoff(job string, pj *preparedJob, sent map[uint64]sentTarget, ownedNow map[uint64]string) {
 	var moved []*scrape.Target
 	for key, st := range f.sent[job] {
 		if _, still := sent[key]; still || !st.handoff {
 			continue
 		}
-		if _, owned := ownedNow[st.ownKey]; owned {
-			continue
+		if value, owned := ownedNow[st.ownKey]; owned && value == st.value {
+			continue // same series under a new identity
 		}
 		if _, discovered := pj.discovered[st.ownKey]; discovered {
 			moved = append(moved, st.target)

@@ -1,0 +1,186 @@
+package sharding
+
+import (
+	"maps"
+	"slices"
+	"testing"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
+	"github.com/prometheus/prometheus/scrape"
+	"github.com/stretchr/testify/require"
+)
+
+// replicatedFilter is a filter for self with R=2 in mode, its scrape
+// configurations ending with the replica rule as cmd appends it.
+func replicatedFilter(t *testing.T, self string, members *testMembers, mode ReplicationMode, stale *testStaleness) *Filter {
+	t.Helper()
+	opts := FilterOptions{Self: self, Members: members, ReplicationFactor: 2, ReplicationMode: mode}
+	if stale != nil {
+		opts.Staleness = stale
+	}
+	f, err := NewFilter(opts)
+	require.NoError(t, err)
+	scs := testScrapeConfigs(t)
+	AppendReplicaRelabeling(scs, ReplicaRelabelConfig(DefaultReplicaLabel, self, 2, mode))
+	f.SetScrapeConfigs(scs)
+	return f
+}
+
+// pooledTarget is a target as the scrape pool builds it.
+type pooledTarget struct {
+	labels labels.Labels // public labels
+	key    uint64        // loop key
+}
+
+// pooled returns the targets the scrape pools build from out, by their
+// public labels.
+func pooled(t *testing.T, f *Filter, out map[string][]*targetgroup.Group) map[string]pooledTarget {
+	t.Helper()
+	lb := labels.NewBuilder(labels.EmptyLabels())
+	res := map[string]pooledTarget{}
+	for job, groups := range out {
+		for _, tg := range groups {
+			ts, failures := scrape.TargetsFromGroup(tg, f.prepared[job].cfg, nil, lb)
+			require.Empty(t, failures)
+			for _, tt := range ts {
+				ls := tt.Labels(lb)
+				res[ls.String()] = pooledTarget{labels: ls, key: loopKey(tt, lb)}
+			}
+		}
+	}
+	return res
+}
+
+func TestFilterRankLabels(t *testing.T) {
+	members := newTestMembers(three...)
+	tsets := podGroups(100, noNode)
+	ranks := map[string][]string{} // target without replica label → ranks held
+	for _, self := range three {
+		f := replicatedFilter(t, self, members, ReplicationRank, nil)
+		out := filterOnce(f, tsets)
+		for job, groups := range out {
+			require.Len(t, groups, len(tsets[job]), "groups stay parallel to the input")
+		}
+		pool := pooled(t, f, out)
+		var sentKeys []uint64
+		for _, sent := range f.sent {
+			sentKeys = slices.AppendSeq(sentKeys, maps.Keys(sent))
+		}
+		var poolKeys []uint64
+		for _, pt := range pool {
+			poolKeys = append(poolKeys, pt.key)
+		}
+		require.ElementsMatch(t, poolKeys, sentKeys,
+			"the filter's identity of every target is the scrape pool's (handoffs find their loops)")
+		for ls, pt := range pool {
+			lset := pt.labels
+			rank := lset.Get(DefaultReplicaLabel)
+			require.Contains(t, []string{"0", "1"}, rank, ls)
+			key := labels.NewBuilder(lset).Del(DefaultReplicaLabel).Labels().String()
+			ranks[key] = append(ranks[key], rank)
+		}
+	}
+	require.Len(t, ranks, 101)
+	for target, rs := range ranks {
+		require.ElementsMatch(t, []string{"0", "1"}, rs, "one copy of each rank: %s", target)
+	}
+}
+
+// TestFilterReplicatedHandoff: with R=2, every series a member stops
+// writing while its target is still discovered is continued by another
+// member and handed off (no staleness markers): in rank mode also a copy
+// whose rank at this member changed, its old rank now held elsewhere.
+func TestFilterReplicatedHandoff(t *testing.T) {
+	for _, tc := range []struct {
+		mode ReplicationMode
+		// rankChanges: the first step changes ranks at n0.
+		rankChanges bool
+	}{
+		{ReplicationRank, true},
+		{ReplicationIdentical, false},
+	} {
+		t.Run(string(tc.mode), func(t *testing.T) {
+			members := newTestMembers(three...)
+			stale := &testStaleness{}
+			f := replicatedFilter(t, "n0", members, tc.mode, stale)
+			before := pooled(t, f, filterOnce(f, podGroups(200, noNode)))
+			for i, step := range [][]string{{"n0", "n2"}, {"n0", "n2", "n3", "n4"}} {
+				stale.disabled = nil
+				members.set(step...)
+				after := pooled(t, f, recomputeAll(f, false))
+				var ended []string
+				for ls := range before {
+					if _, ok := after[ls]; !ok {
+						ended = append(ended, ls)
+					}
+				}
+				var disabled []string
+				for _, ls := range stale.disabled {
+					disabled = append(disabled, ls...)
+				}
+				require.ElementsMatch(t, ended, disabled, "step %d: every ended series handed off", i)
+				if i == 0 {
+					require.Equal(t, tc.rankChanges, len(ended) > 0, "step %d: n0 only gains targets; ended: %d", i, len(ended))
+				} else {
+					require.NotEmpty(t, ended, "step %d: n0 loses targets to the newcomers", i)
+				}
+				for ls, pt := range after {
+					require.Equal(t, tc.mode == ReplicationRank, pt.labels.Has(DefaultReplicaLabel), ls)
+				}
+				before = after
+			}
+		})
+	}
+}
+
+func TestRankRemoteWrites(t *testing.T) {
+	userRule := relabel.DefaultRelabelConfig
+	userRule.Action, userRule.Regex, userRule.NameValidationScheme = relabel.LabelDrop, relabel.MustNewRegexp(DefaultReplicaLabel), model.UTF8Validation
+	named := config.DefaultRemoteWriteConfig
+	named.Name = "mimir"
+	named.WriteRelabelConfigs = []*relabel.Config{&userRule}
+	unnamed := config.DefaultRemoteWriteConfig
+	rws := []*config.RemoteWriteConfig{&named, &unnamed}
+	require.Equal(t, rws, RankRemoteWrites(rws, DefaultReplicaLabel, 1), "R=1: unchanged")
+	require.Equal(t, rws, RankRemoteWrites(rws, "", 2), "no replica label: unchanged")
+
+	out := RankRemoteWrites(rws, DefaultReplicaLabel, 2)
+	require.Len(t, out, 6)
+	require.Len(t, named.WriteRelabelConfigs, 1, "the original is not modified")
+	var names []string
+	for _, rw := range out {
+		names = append(names, rw.Name)
+	}
+	hash := urlName(&unnamed)
+	require.Equal(t, []string{"mimir-rank0", "mimir-rank1", "mimir-members", hash + "-rank0", hash + "-rank1", hash + "-members"}, names)
+	require.Same(t, &userRule, out[1].WriteRelabelConfigs[1], "the user's write relabelings follow the rank rule")
+
+	for _, tc := range []struct {
+		value string
+		queue string // the one queue of mimir's that keeps the series
+	}{
+		{"0", "mimir-rank0"},
+		{"1", "mimir-rank1"},
+		{"n1", "mimir-members"},
+		{"", "mimir-members"},
+		{"10", "mimir-members"}, // no such rank with R=2: nothing is lost
+	} {
+		var kept []string
+		for _, rw := range out[:3] {
+			lset := labels.FromStrings("__name__", "up", "job", "j")
+			if tc.value != "" {
+				lset = labels.NewBuilder(lset).Set(DefaultReplicaLabel, tc.value).Labels()
+			}
+			lb := labels.NewBuilder(lset)
+			if relabel.ProcessBuilder(lb, rw.WriteRelabelConfigs...) {
+				kept = append(kept, rw.Name)
+				require.False(t, lb.Labels().Has(DefaultReplicaLabel), "the user's labeldrop still applies")
+			}
+		}
+		require.Equal(t, []string{tc.queue}, kept, "series with %s=%q", DefaultReplicaLabel, tc.value)
+	}
+}
