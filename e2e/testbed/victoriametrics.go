@@ -187,7 +187,10 @@ func (vm *VictoriaMetrics) Export(ctx context.Context, selector string, start, e
 	if _, code, err := httpGet(ctx, vm.client, vm.URL()+"/internal/force_flush", ""); err != nil || code != http.StatusOK {
 		return nil, fmt.Errorf("victoria-metrics force flush: HTTP %d, %v", code, err)
 	}
-	q := url.Values{"match[]": {selector}, "start": {strconv.FormatInt(start.UnixMilli(), 10) + "ms"}, "end": {strconv.FormatInt(end.UnixMilli(), 10) + "ms"}}
+	// Unix seconds with milliseconds: VictoriaMetrics reads a plain number
+	// with a unit suffix as something else.
+	secs := func(t time.Time) string { return strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', 3, 64) }
+	q := url.Values{"match[]": {selector}, "start": {secs(start)}, "end": {secs(end)}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, vm.URL()+"/api/v1/export?"+q.Encode(), nil)
 	if err != nil {
 		return nil, err
