@@ -259,7 +259,7 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 			delete(flagged, key) // its loop is gone
 		}
 	}
-	f.handoff(job, pj, sent, ownedNow)
+	f.handoff(v, job, pj, sent, ownedNow)
 	if len(f.flagged[job]) == 0 {
 		delete(f.flagged, job) // only jobs with flagged targets are in it
 	}
@@ -403,11 +403,13 @@ func (f *Filter) sweepFlagged(now time.Time) {
 // owned under a new identity (e.g. a changed interval) is no handoff: its
 // old loop gets the markers Prometheus writes, which the new loop's samples
 // supersede. In rank mode a target owned at another rank than before is
-// one: its old rank's series moved to the member now holding that rank.
-func (f *Filter) handoff(job string, pj *preparedJob, sent map[uint64]sentTarget, ownedNow map[uint64]string) {
+// one: its old rank's series moved to the member now holding that rank,
+// unless no member holds that rank any more (fewer participants than
+// ranks), and the series ends.
+func (f *Filter) handoff(v *memberView, job string, pj *preparedJob, sent map[uint64]sentTarget, ownedNow map[uint64]string) {
 	var moved []*scrape.Target
 	for key, st := range f.sent[job] {
-		if _, still := sent[key]; still || !st.handoff {
+		if _, still := sent[key]; still || !st.handoff || !f.rankHeld(v, st.value) {
 			continue
 		}
 		if value, owned := ownedNow[st.ownKey]; owned && value == st.value {

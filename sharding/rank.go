@@ -71,6 +71,18 @@ func (f *Filter) replicaValue(e *preparedEntry, owners []string) string {
 	return strconv.Itoa(slices.Index(owners, f.opts.Self))
 }
 
+// rankHeld reports whether, under view v, some member holds the rank a
+// target was sent with (value; always true outside rank mode and for a
+// member-named copy): as many ranks exist as owners, the replication
+// factor or the number of participants if smaller.
+func (f *Filter) rankHeld(v *memberView, value string) bool {
+	if !f.rankMode() {
+		return true
+	}
+	r, err := strconv.Atoi(value)
+	return err != nil || r < min(f.opts.ReplicationFactor, len(v.names))
+}
+
 // valuedTarget is sentTarget for an entry sent with replica label value
 // (rank mode), and the discovered labels to send for it: with value "",
 // entry itself; otherwise a copy of entry with replicaMetaLabel = value,

@@ -3,6 +3,7 @@ package sharding
 import (
 	"maps"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/prometheus/common/model"
@@ -108,25 +109,35 @@ func TestFilterReplicatedHandoff(t *testing.T) {
 			stale := &testStaleness{}
 			f := replicatedFilter(t, "n0", members, tc.mode, stale)
 			before := pooled(t, f, filterOnce(f, podGroups(200, noNode)))
-			for i, step := range [][]string{{"n0", "n2"}, {"n0", "n2", "n3", "n4"}} {
+			for i, step := range [][]string{{"n0", "n2"}, {"n0", "n2", "n3", "n4"}, {"n0"}} {
 				stale.disabled = nil
 				members.set(step...)
 				after := pooled(t, f, recomputeAll(f, false))
-				var ended []string
-				for ls := range before {
-					if _, ok := after[ls]; !ok {
-						ended = append(ended, ls)
+				var ended []string // and continued by another member
+				endedAll := 0
+				for ls, pt := range before {
+					if _, ok := after[ls]; ok {
+						continue
 					}
+					endedAll++
+					if r, err := strconv.Atoi(pt.labels.Get(DefaultReplicaLabel)); err == nil && r >= len(step) {
+						continue // nobody holds its rank any more: it ends here
+					}
+					ended = append(ended, ls)
 				}
 				var disabled []string
 				for _, ls := range stale.disabled {
 					disabled = append(disabled, ls...)
 				}
 				require.ElementsMatch(t, ended, disabled, "step %d: every ended series handed off", i)
-				if i == 0 {
+				switch i {
+				case 0:
 					require.Equal(t, tc.rankChanges, len(ended) > 0, "step %d: n0 only gains targets; ended: %d", i, len(ended))
-				} else {
+				case 1:
 					require.NotEmpty(t, ended, "step %d: n0 loses targets to the newcomers", i)
+				case 2:
+					require.Empty(t, ended, "step %d: n0 alone holds rank 0 of every target", i)
+					require.Equal(t, tc.rankChanges, endedAll > 0, "step %d: its rank-1 copies end", i)
 				}
 				for ls, pt := range after {
 					require.Equal(t, tc.mode == ReplicationRank, pt.labels.Has(DefaultReplicaLabel), ls)
