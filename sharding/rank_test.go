@@ -1,6 +1,7 @@
 package sharding
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -194,4 +195,17 @@ func TestRankRemoteWrites(t *testing.T) {
 		}
 		require.Equal(t, []string{tc.queue}, kept, "series with %s=%q", DefaultReplicaLabel, tc.value)
 	}
+}
+
+func ExampleRankRemoteWrites() {
+	rw := config.DefaultRemoteWriteConfig
+	rw.Name = "mimir"
+	for _, q := range RankRemoteWrites([]*config.RemoteWriteConfig{&rw}, DefaultReplicaLabel, 2) {
+		first := q.WriteRelabelConfigs[0]
+		fmt.Println(q.Name, first.Action, first.SourceLabels, first.Regex)
+	}
+	// Output:
+	// mimir-rank0 keep promshard_replica 0
+	// mimir-rank1 keep promshard_replica 1
+	// mimir-members drop promshard_replica 0|1
 }
