@@ -3,6 +3,7 @@ package sharding
 import (
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -208,4 +209,37 @@ func ExampleRankRemoteWrites() {
 	// mimir-rank0 keep promshard_replica 0
 	// mimir-rank1 keep promshard_replica 1
 	// mimir-members drop promshard_replica 0|1
+}
+
+// BenchmarkFilterReplicatedMembership is BenchmarkFilterRecompute's
+// membership change with R=2 in each mode (100k targets, 20 members):
+// rank mode copies a target's discovered labels when its rank changes,
+// and its heap report is the labels kept for the owned targets.
+func BenchmarkFilterReplicatedMembership(b *testing.B) {
+	names := memberNames(20)
+	tsets := podGroups(100_000, noNode)
+	for _, mode := range []ReplicationMode{ReplicationIdentical, ReplicationRank} {
+		b.Run(string(mode), func(b *testing.B) {
+			members := newTestMembers(names...)
+			f := newTestFilter(b, FilterOptions{Self: names[0], Members: members, ReplicationFactor: 2, ReplicationMode: mode})
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			filterOnce(f, tsets)
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			heap := float64(after.HeapAlloc-before.HeapAlloc) / 1e6
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				if i%2 == 0 {
+					members.set(names[:19]...)
+				} else {
+					members.set(names...)
+				}
+				recomputeAll(f, false)
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/recompute")
+			b.ReportMetric(heap, "MB-heap-first")
+		})
+	}
 }
