@@ -121,7 +121,7 @@ func (f *Filter) valuedTarget(cfg *config.ScrapeConfig, tg *targetgroup.Group, e
 // only.
 // The keep rule comes before the configuration's own write relabelings,
 // which may drop the label. A configuration without a name is named by a
-// hash of its URL. With replicationFactor below 2 or an empty label it
+// hash of its URL (and its index, for a URL listed twice). With replicationFactor below 2 or an empty label it
 // returns rws as it is. The configurations returned are shallow copies:
 // nobody may modify what they share with rws.
 func RankRemoteWrites(rws []*config.RemoteWriteConfig, label string, replicationFactor int) []*config.RemoteWriteConfig {
@@ -129,7 +129,8 @@ func RankRemoteWrites(rws []*config.RemoteWriteConfig, label string, replication
 		return rws
 	}
 	out := make([]*config.RemoteWriteConfig, 0, len(rws)*(replicationFactor+1))
-	for _, rw := range rws {
+	unnamed := map[string]bool{}
+	for i, rw := range rws {
 		if rw == nil {
 			out = append(out, rw) // refused by validation later
 			continue
@@ -137,6 +138,10 @@ func RankRemoteWrites(rws []*config.RemoteWriteConfig, label string, replication
 		name := rw.Name
 		if name == "" {
 			name = urlName(rw)
+			if unnamed[name] {
+				name += "-" + strconv.Itoa(i) // the same URL again, e.g. for another tenant
+			}
+			unnamed[name] = true
 		}
 		ranks := make([]string, replicationFactor)
 		for r := range replicationFactor {

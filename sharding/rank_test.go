@@ -158,6 +158,8 @@ func TestRankRemoteWrites(t *testing.T) {
 	named.WriteRelabelConfigs = []*relabel.Config{&userRule}
 	unnamed := config.DefaultRemoteWriteConfig
 	rws := []*config.RemoteWriteConfig{&named, &unnamed}
+	again := RankRemoteWrites([]*config.RemoteWriteConfig{&unnamed, &named, &unnamed}, DefaultReplicaLabel, 2)
+	require.Equal(t, urlName(&unnamed)+"-2-rank0", again[6].Name, "an unnamed URL listed twice gets distinct queue names")
 	require.Equal(t, rws, RankRemoteWrites(rws, DefaultReplicaLabel, 1), "R=1: unchanged")
 	require.Equal(t, rws, RankRemoteWrites(rws, "", 2), "no replica label: unchanged")
 
