@@ -143,6 +143,8 @@ type Agent struct {
 	metrics   *metrics
 	// remoteClose closes remote storage once (FlushRemoteWrite or Run).
 	remoteClose sync.Once
+	// delivery answers DeliveredBefore (delivered.go).
+	delivery delivery
 
 	mtx    sync.Mutex
 	filter TargetFilter

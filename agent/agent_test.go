@@ -71,6 +71,13 @@ func (r *receiver) isStale(metric string) bool {
 	return r.stale[metric]
 }
 
+// count returns how many samples of metric arrived.
+func (r *receiver) count(metric string) int {
+	r.mtx.Lock()
+	defer r.mtx.Unlock()
+	return r.series[metric]
+}
+
 func (r *receiver) has(metric string) bool {
 	r.mtx.Lock()
 	defer r.mtx.Unlock()

@@ -250,6 +250,7 @@ func (a *Agent) apply(loaded *promconfig.Config, idx jobIndex) error {
 		return fail(fmt.Errorf("applying remote write configuration: %w", err))
 	}
 	remoteDone := time.Now()
+	a.delivery.setDeadline(eff.RemoteWriteConfigs)
 	if err := a.scrape.ApplyConfig(a.withMarker(&eff)); err != nil {
 		a.rollback()
 		return fail(fmt.Errorf("applying scrape configuration: %w", err))

@@ -36,6 +36,12 @@ type QueueStatus struct {
 	SamplesDropped float64 `json:"samplesDropped"`
 	// LagSeconds is the highest timestamp enqueued minus the highest sent.
 	LagSeconds float64 `json:"lagSeconds"`
+	// HighestEnqueued and HighestSent are the highest sample timestamps
+	// (Unix seconds, whole: Prometheus truncates them) the queue read from
+	// the WAL and sent (or gave up on); Shards is its current shard count.
+	HighestEnqueued float64 `json:"highestEnqueued"`
+	HighestSent     float64 `json:"highestSent"`
+	Shards          float64 `json:"shards"`
 }
 
 // remoteWriteMetrics maps Prometheus' per-queue metric names to the field
@@ -45,8 +51,9 @@ var remoteWriteMetrics = map[string]func(q *QueueStatus, v float64){
 	"prometheus_remote_storage_samples_failed_total":                 func(q *QueueStatus, v float64) { q.SamplesFailed = v },
 	"prometheus_remote_storage_samples_retried_total":                func(q *QueueStatus, v float64) { q.SamplesRetried = v },
 	"prometheus_remote_storage_samples_dropped_total":                func(q *QueueStatus, v float64) { q.SamplesDropped = v },
-	queueHighestEnqueued:                                             func(q *QueueStatus, v float64) { q.LagSeconds += v },
-	"prometheus_remote_storage_queue_highest_sent_timestamp_seconds": func(q *QueueStatus, v float64) { q.LagSeconds -= v },
+	queueHighestEnqueued:                                             func(q *QueueStatus, v float64) { q.HighestEnqueued = v },
+	"prometheus_remote_storage_queue_highest_sent_timestamp_seconds": func(q *QueueStatus, v float64) { q.HighestSent = v },
+	"prometheus_remote_storage_shards":                               func(q *QueueStatus, v float64) { q.Shards = v },
 }
 
 // RemoteWriteStatus reads the remote-write queues' status from g, sorted
@@ -86,7 +93,7 @@ func RemoteWriteStatus(g prometheus.Gatherer) []QueueStatus {
 	}
 	out := make([]QueueStatus, 0, len(byQueue))
 	for _, q := range byQueue {
-		q.LagSeconds = max(q.LagSeconds, 0)
+		q.LagSeconds = max(q.HighestEnqueued-q.HighestSent, 0)
 		out = append(out, *q)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name+out[i].URL < out[j].Name+out[j].URL })

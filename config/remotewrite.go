@@ -27,6 +27,9 @@ func (g *generator) remoteWrite() ([]*promconfig.RemoteWriteConfig, error) {
 				return nil, fmt.Errorf("remote write %d: %w", i, err)
 			}
 			rw.URL = pu
+			if d := g.opts.Flags.BatchSendDeadline; d > 0 {
+				rw.QueueConfig.BatchSendDeadline = d
+			}
 			out = append(out, &rw)
 		}
 		return out, nil

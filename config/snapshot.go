@@ -58,6 +58,9 @@ type Snapshot struct {
 type FlagSettings struct {
 	// RemoteWriteURLs are the remote-write endpoints. Empty means no remote write.
 	RemoteWriteURLs []string
+	// BatchSendDeadline is the remote-write queues' batch_send_deadline.
+	// Zero means Prometheus' default (5s).
+	BatchSendDeadline model.Duration
 	// ScrapeInterval is the global scrape interval. Zero means 30s, the
 	// prometheus-operator default.
 	ScrapeInterval model.Duration

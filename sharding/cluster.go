@@ -56,6 +56,11 @@ type Member struct {
 	// KeyVersion is the newest ownership-key version the member supports;
 	// 0 when it did not say (an older promshard: KeyJobLabels only).
 	KeyVersion KeyVersion `json:"keyVersion,omitempty"`
+	// ConfirmsHandoffs: the member announces the handoff views it released
+	// (handoff.go); an older promshard does not, and nobody waits for it.
+	ConfirmsHandoffs bool `json:"confirmsHandoffs,omitempty"`
+	// Released is the handoff view the member last released, 0: none yet.
+	Released uint64 `json:"released,omitempty"`
 }
 
 // departedRetention is how long dead and left members stay listed.
@@ -76,6 +81,10 @@ type Cluster struct {
 	announced     atomic.Bool
 	participating atomic.Bool
 	leaving       atomic.Bool
+	// announce wakes the announcer (cluster_release.go); stalls counts the
+	// stalls the watchdog saw.
+	announce chan struct{}
+	stalls   atomic.Int64
 
 	life   sync.Mutex // serialises leave and shutdown
 	closed bool
@@ -98,6 +107,7 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 		logger:   logger,
 		changes:  make(chan struct{}, 1),
 		done:     make(chan struct{}),
+		announce: make(chan struct{}, 1),
 		members:  map[string]Member{},
 		departed: map[string]time.Time{},
 	}
@@ -161,6 +171,10 @@ func (c *Cluster) Run(ctx context.Context) error {
 	if c.ml == nil {
 		<-ctx.Done()
 		return nil
+	}
+	go c.announcer(ctx)
+	if c.cfg.StallThreshold > 0 {
+		go c.watchStalls(ctx)
 	}
 
 	var waitTimeout <-chan time.Time
@@ -507,7 +521,8 @@ func (c *Cluster) pruneDeparted(now time.Time) {
 func (c *Cluster) setMember(n *memberlist.Node, departed bool) {
 	p := decodeMeta(n.Meta)
 	state := p.state
-	m := Member{Name: n.Name, Address: n.Address(), State: state, KubernetesNode: p.node, Zone: p.zone, WebURL: p.web, KeyVersion: p.keyVersion}
+	m := Member{Name: n.Name, Address: n.Address(), State: state, KubernetesNode: p.node, Zone: p.zone, WebURL: p.web, KeyVersion: p.keyVersion,
+		ConfirmsHandoffs: p.confirms, Released: p.released}
 	c.mtx.Lock()
 	old, had := c.members[n.Name]
 	switch {

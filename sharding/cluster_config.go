@@ -130,6 +130,13 @@ type ClusterConfig struct {
 	// taken-over targets unscraped longer; shorter risks two members
 	// writing the same series at once. Default: DefaultHandoffDelay.
 	HandoffDelay time.Duration
+	// StallThreshold is how long the process may not run (a GC pause, CPU
+	// starvation, SIGSTOP) before it assumes its peers declared it dead and
+	// took its targets over: it then hands them off and participates again
+	// through the confirmed handoff (cluster_release.go). Default: the
+	// shortest suspicion timeout, SuspicionMult × ProbeInterval, the
+	// earliest the peers can declare it dead. Negative: never.
+	StallThreshold time.Duration
 	// KeyVersion is the newest ownership-key version this member announces
 	// (and its Filter must be given the same). KeyJobLabels makes it
 	// announce no metadata extensions, as promshard before key versions:
@@ -167,6 +174,7 @@ func (c ClusterConfig) withDefaults() (ClusterConfig, error) {
 	setDefault(&c.GossipInterval, DefaultGossipInterval)
 	setDefault(&c.LeaveTimeout, DefaultLeaveTimeout)
 	setDefault(&c.HandoffDelay, DefaultHandoffDelay)
+	setDefault(&c.StallThreshold, time.Duration(c.SuspicionMult)*c.ProbeInterval)
 	setDefault(&c.KeyVersion, LatestKeyVersion)
 	if !c.KeyVersion.Valid() {
 		return c, fmt.Errorf("key version %d unknown, want %d to %d", c.KeyVersion, KeyJobLabels, LatestKeyVersion)

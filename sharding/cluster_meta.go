@@ -19,6 +19,12 @@ import (
 // Extensions are space-separated tokens, each a letter and a value:
 //   - "k<n>": the newest ownership-key version the member supports
 //     (KeyVersion); a member without it supports KeyJobLabels only.
+//   - "r<hex>": the handoff view (handoff.go) the member last released: it
+//     applied that view and delivered what it scraped from the targets it
+//     gave up. A member without the token does not confirm handoffs (an
+//     older promshard, or one whose filter announced nothing yet: it
+//     announces its first view before it participates): nobody waits for
+//     it.
 //
 // Tokens a member does not know are ignored, so that later versions can add
 // some. promshard before extensions reads the web URL up to the end of the
@@ -32,6 +38,9 @@ type nodeMeta struct {
 	// keyVersion is announced as "k<n>"; KeyJobLabels announces no
 	// extensions at all, as promshard before key versions did.
 	keyVersion KeyVersion
+	// released is the handoff view last released, announced as "r<hex>"
+	// (0: nothing yet, no token); only with keyVersion above KeyJobLabels.
+	released atomic.Uint64
 }
 
 var _ memberlist.Delegate = (*nodeMeta)(nil)
@@ -44,13 +53,16 @@ const (
 )
 
 // metaExtensionsSize bounds the extensions NodeMeta appends.
-const metaExtensionsSize = 8
+const metaExtensionsSize = 24
 
 // peerMeta is what a peer's metadata says.
 type peerMeta struct {
 	state           MemberState
 	node, zone, web string
 	keyVersion      KeyVersion // 0: not said (KeyJobLabels)
+	// confirms: the peer announces releases; released is the last one.
+	confirms bool
+	released uint64
 }
 
 // NodeMeta implements memberlist.Delegate.
@@ -65,6 +77,9 @@ func (d *nodeMeta) NodeMeta(limit int) []byte {
 			meta = append(meta, 0)
 		}
 		meta = append(append(meta, 0, 'k'), strconv.Itoa(int(d.keyVersion))...)
+		if r := d.released.Load(); r != 0 {
+			meta = strconv.AppendUint(append(meta, ' ', 'r'), r, 16)
+		}
 	} else if web != nil && *web != "" {
 		meta = append(append(meta, 0), *web...)
 	}
@@ -95,9 +110,15 @@ func decodeMeta(meta []byte) peerMeta {
 	p.zone, rest, _ = strings.Cut(rest, "\x00")
 	p.web, ext, _ = strings.Cut(rest, "\x00")
 	for tok := range strings.FieldsSeq(ext) {
-		if tok[0] == 'k' {
+		switch tok[0] {
+		case 'k':
 			if n, err := strconv.Atoi(tok[1:]); err == nil && n > 0 {
 				p.keyVersion = KeyVersion(n)
+			}
+		case 'r':
+			p.confirms = true
+			if n, err := strconv.ParseUint(tok[1:], 16, 64); err == nil {
+				p.released = n
 			}
 		}
 	}

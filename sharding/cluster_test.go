@@ -247,6 +247,9 @@ promshard_cluster_members{state="left"} 1
 # HELP promshard_cluster_ready 1 once the cluster reached its wait-for-size or its wait timeout passed.
 # TYPE promshard_cluster_ready gauge
 promshard_cluster_ready 1
+# HELP promshard_cluster_stalls_total Times the process did not run for longer than the stall threshold (peers may have declared it dead); a participant then hands its targets off and participates again.
+# TYPE promshard_cluster_stalls_total counter
+promshard_cluster_stalls_total 0
 `)))
 }
 

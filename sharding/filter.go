@@ -140,6 +140,19 @@ type FilterOptions struct {
 	// Staleness is told which targets moved to another member before they
 	// are dropped. Nil: moved targets get staleness markers like any other.
 	Staleness StalenessDisabler
+	// HandoffTimeout bounds how long a gained target is held while a
+	// previous owner has not released it (handoff.go). Longer waits out
+	// slower deliveries; shorter leaves a moved target unscraped for less
+	// time when a peer never confirms. Default DefaultHandoffTimeout.
+	HandoffTimeout time.Duration
+	// Delivered reports whether remote write sent, or gave up on, every
+	// sample written before the given moment; a member announces a release
+	// only then. Nil: at once (no remote write to wait for).
+	Delivered func(time.Time) bool
+	// Announce gossips that this member released a handoff view;
+	// *Cluster.AnnounceReleased does. Nil: this member confirms no handoff
+	// (its Members source must then not say it does).
+	Announce func(view uint64)
 	// Logger logs; nil logs nothing.
 	Logger *slog.Logger
 	// Registerer registers the promshard_sharding_* metrics; nil registers none.
@@ -164,6 +177,11 @@ type Stats struct {
 	Unowned map[string]int `json:"unowned,omitempty"`
 	// KeyVersion is the ownership-key version in use.
 	KeyVersion KeyVersion `json:"keyVersion,omitempty"`
+	// HandoffView is the handoff view of the member view in use (members
+	// that released it list it as released); Held counts the targets this
+	// member owns but holds until every previous owner released them.
+	HandoffView uint64 `json:"handoffView,omitempty"`
+	Held        int    `json:"held"`
 }
 
 // Filter keeps, from discovery's target groups, the final targets this member
@@ -226,6 +244,10 @@ type Filter struct {
 	releasing atomic.Bool
 	released  bool
 	release   chan struct{}
+	// ho is the confirmed handoff's state (handoff.go); passGaveUp
+	// tells whether the current pass handed a target off.
+	ho         handoffState
+	passGaveUp bool
 }
 
 // NewFilter validates opts, applies defaults and registers metrics.
@@ -248,6 +270,10 @@ func NewFilter(opts FilterOptions) (*Filter, error) {
 	setDefault(&opts.Strategy, StrategyHash)
 	setDefault(&opts.DiscoveryWait, DefaultDiscoveryWait)
 	setDefault(&opts.KeyVersion, LatestKeyVersion)
+	setDefault(&opts.HandoffTimeout, DefaultHandoffTimeout)
+	if opts.HandoffTimeout < 0 {
+		return nil, fmt.Errorf("filter: handoff timeout %s is negative", opts.HandoffTimeout)
+	}
 	if !opts.KeyVersion.Valid() {
 		return nil, fmt.Errorf("filter: key version %d unknown, want %d to %d", opts.KeyVersion, KeyJobLabels, LatestKeyVersion)
 	}
@@ -378,6 +404,12 @@ func (f *Filter) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
+	// hold fires when the current handoff hold times out; poll while a
+	// release waits for stops and deliveries (handoff.go).
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
+	defer hold.Stop()
+	var poll <-chan time.Time
 	reprepare := false // an input arrived since the last recompute
 	for {
 		select {
@@ -398,6 +430,13 @@ func (f *Filter) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 			reprepare = true
 		case <-members:
 		case <-retry.C:
+		case <-hold.C:
+		case <-poll:
+			poll = nil
+			if f.releaseStep(time.Now()) {
+				poll = time.After(releasePoll)
+			}
+			continue
 		case <-f.release:
 		}
 		f.checkPrimed()
@@ -409,6 +448,12 @@ func (f *Filter) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 		reprepare = false
 		if f.withheld.Load() {
 			retry.Reset(retryWithheld)
+		}
+		if d := f.holdDeadline(); !d.IsZero() {
+			hold.Reset(time.Until(d))
+		}
+		if poll == nil && f.releaseStep(time.Now()) {
+			poll = time.After(releasePoll)
 		}
 		if !changes {
 			res = maps.Clone(f.out)
@@ -481,7 +526,8 @@ func (f *Filter) departed() bool {
 func (f *Filter) recompute(reprepare bool) map[string][]*targetgroup.Group {
 	start := time.Now()
 	f.sweepFlagged(start)
-	v := f.memberView()
+	f.passGaveUp = false
+	v := f.memberView(start)
 	if v.key != f.keyer.Version() {
 		f.rekey(v.key)
 	}
@@ -510,6 +556,7 @@ func (f *Filter) recompute(reprepare bool) map[string][]*targetgroup.Group {
 	f.lastTracked, f.lastChanged = true, map[string]struct{}{}
 	f.passView = v.version
 	changed := f.diffOut(p.res, jobs)
+	f.afterPass(&p.v, f.passGaveUp, time.Now())
 	stats := f.publishStats(&p.v)
 	f.metrics.recompute.Observe(time.Since(start).Seconds())
 	f.metrics.discovered.Set(float64(stats.TotalTargets))

@@ -45,13 +45,17 @@ type assignment struct {
 // jobStats is the part of Stats one job contributes, or their sum.
 type jobStats struct {
 	total, crossZone int
-	owned, unowned   map[string]int
+	// held counts the owned targets held until their previous owners
+	// released them (handoff.go).
+	held           int
+	owned, unowned map[string]int
 }
 
 // add adds sign times o to s.
 func (s *jobStats) add(o *jobStats, sign int) {
 	s.total += sign * o.total
 	s.crossZone += sign * o.crossZone
+	s.held += sign * o.held
 	s.owned = addCounts(s.owned, o.owned, sign)
 	s.unowned = addCounts(s.unowned, o.unowned, sign)
 }
@@ -211,6 +215,15 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 	owners := make([]string, 0, f.opts.ReplicationFactor)
 	sent := map[uint64]sentTarget{}
 	ownedNow := map[uint64]string{} // ownership key → replica label value
+	// before: the ownership keys sent before, with their replica label
+	// values (a rank gained is a series gained); only while unconfirmed.
+	var before map[uint64]string
+	if !v.confirmed {
+		before = make(map[uint64]string, len(f.sent[job]))
+		for _, st := range f.sent[job] {
+			before[st.ownKey] = st.value
+		}
+	}
 	for gi := range pj.groups {
 		pg := &pj.groups[gi]
 		if pg.tg == nil {
@@ -234,6 +247,10 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 			}
 			value := f.replicaValue(e, owners)
 			ownedNow[e.key] = value
+			if prev, had := before[e.key]; before != nil && (!had || prev != value) && f.holds(v, e) {
+				a.stats.held++ // gained: wait for the previous owners (handoff.go)
+				continue
+			}
 			entry, t, key := f.valuedTarget(pj.cfg, pg.tg, e, pg.tg.Targets[i], value)
 			if t != nil && flagged[key] != nil {
 				if active[key] {
@@ -270,7 +287,8 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 // publishStats returns the running totals as Stats for view v.
 func (f *Filter) publishStats(v *memberView) Stats {
 	t := &f.totals
-	st := Stats{Ready: v.ready, TotalTargets: t.total, CrossZone: t.crossZone, KeyVersion: v.key, Owned: make(map[string]int, len(v.names))}
+	st := Stats{Ready: v.ready, TotalTargets: t.total, CrossZone: t.crossZone, KeyVersion: v.key,
+		HandoffView: v.handoff, Held: t.held, Owned: make(map[string]int, len(v.names))}
 	for _, n := range v.names {
 		st.Owned[n] = 0
 	}
@@ -426,6 +444,7 @@ func (f *Filter) handoff(v *memberView, job string, pj *preparedJob, sent map[ui
 	if len(moved) == 0 {
 		return
 	}
+	f.passGaveUp = true
 	f.metrics.moved.Add(float64(len(moved)))
 	f.logger.Debug("Handing targets off to other members", "job", job, "targets", len(moved))
 	if f.opts.Staleness != nil {

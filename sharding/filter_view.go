@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // memberView is membership frozen for one recompute.
@@ -17,17 +18,23 @@ type memberView struct {
 	// key is the ownership-key version in use: the newest every alive
 	// member supports.
 	key KeyVersion
+	// handoff is the handoff view (handoff.go); released: every other
+	// participant released it; confirmed: gained targets may be scraped.
+	handoff             uint64
+	released, confirmed bool
 	// version identifies the view: it changes whenever anything ownership
 	// depends on does (readiness, this member's state or release, the
 	// participants, their nodes or zones as the strategy uses them).
 	version uint64
 }
 
-func (f *Filter) memberView() memberView {
+func (f *Filter) memberView(now time.Time) memberView {
 	v := memberView{ready: f.opts.Members.Ready(), self: StateParticipant}
 	nodes, zones := map[string][]string{}, map[string][]string{}
 	v.key = f.opts.KeyVersion
-	for _, m := range f.opts.Members.Members() {
+	members := f.opts.Members.Members()
+	peers := members[:0:0]
+	for _, m := range members {
 		if m.Name == f.opts.Self {
 			v.self = m.State
 			continue
@@ -38,6 +45,7 @@ func (f *Filter) memberView() memberView {
 		if m.State != StateParticipant {
 			continue
 		}
+		peers = append(peers, m)
 		v.names = append(v.names, m.Name)
 		if m.KubernetesNode != "" {
 			nodes[m.KubernetesNode] = append(nodes[m.KubernetesNode], m.Name)
@@ -61,6 +69,12 @@ func (f *Filter) memberView() memberView {
 		nodes[f.opts.NodeName] = append(nodes[f.opts.NodeName], f.opts.Self)
 	}
 	slices.Sort(v.names)
+	if f.opts.Strategy == StrategyZone {
+		v.handoff = handoffView(v.key, v.names, zones)
+	} else {
+		v.handoff = handoffView(v.key, v.names, nil)
+	}
+	f.confirm(&v, peers, now)
 	switch f.opts.Strategy {
 	case StrategyNode:
 		v.byNode = groupsOf(nodes)
@@ -91,6 +105,9 @@ func viewKey(v *memberView, nodes, zones map[string][]string) string {
 	b.WriteString(string(v.self))
 	b.WriteString("\x00k")
 	b.WriteString(strconv.Itoa(int(v.key)))
+	if v.confirmed {
+		b.WriteString("c")
+	}
 	for _, n := range v.names {
 		b.WriteString("\x00")
 		b.WriteString(n)

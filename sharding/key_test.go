@@ -172,10 +172,13 @@ func TestNodeMetaExtensions(t *testing.T) {
 			peerMeta{state: StateJoining, node: "n", zone: "z", web: web, keyVersion: KeySeries}, "jn\x00z\x00" + web + "\x00k2"},
 		{"current without web", "", "", KeySeries, nil,
 			peerMeta{state: StateJoining, keyVersion: KeySeries}, "j\x00\x00\x00k2"},
+		{"released", "", "", KeySeries, nil,
+			peerMeta{state: StateJoining, keyVersion: KeySeries, confirms: true, released: 0xfedcba9876543210}, "j\x00\x00\x00k2 rfedcba9876543210"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			meta := &nodeMeta{node: tc.node, zone: tc.zone, keyVersion: tc.version}
 			meta.state.Store(metaJoining)
+			meta.released.Store(tc.want.released)
 			if tc.web != nil {
 				meta.web.Store(tc.web)
 			}
@@ -186,6 +189,8 @@ func TestNodeMetaExtensions(t *testing.T) {
 	}
 	// Tokens of later versions are ignored, a later key version is kept.
 	require.Equal(t, peerMeta{state: StateParticipant, keyVersion: 3}, decodeMeta([]byte("p\x00\x00\x00x9 k3 zz")))
+	// A release that does not parse still says the peer confirms handoffs.
+	require.Equal(t, peerMeta{state: StateParticipant, keyVersion: 2, confirms: true}, decodeMeta([]byte("p\x00\x00\x00k2 rzz")))
 }
 
 // TestFilterRekeyMatchesFresh switches a running filter's key version (the

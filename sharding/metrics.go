@@ -12,6 +12,7 @@ type clusterCollector struct {
 	keys     *prometheus.Desc
 	reloads  *prometheus.Desc
 	failures *prometheus.Desc
+	stalls   *prometheus.Desc
 }
 
 func newClusterCollector(c *Cluster) *clusterCollector {
@@ -27,6 +28,8 @@ func newClusterCollector(c *Cluster) *clusterCollector {
 			"Times a changed gossip keyring file was installed.", nil, nil),
 		failures: prometheus.NewDesc("promshard_cluster_keyring_reload_failures_total",
 			"Times the gossip keyring file could not be read or installed (the previous keys stay).", nil, nil),
+		stalls: prometheus.NewDesc("promshard_cluster_stalls_total",
+			"Times the process did not run for longer than the stall threshold (peers may have declared it dead); a participant then hands its targets off and participates again.", nil, nil),
 	}
 }
 
@@ -37,6 +40,7 @@ func (cc *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- cc.keys
 	ch <- cc.reloads
 	ch <- cc.failures
+	ch <- cc.stalls
 }
 
 // Collect implements prometheus.Collector.
@@ -61,6 +65,7 @@ func (cc *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(cc.reloads, prometheus.CounterValue, float64(reloads))
 	ch <- prometheus.MustNewConstMetric(cc.failures, prometheus.CounterValue, float64(failures))
+	ch <- prometheus.MustNewConstMetric(cc.stalls, prometheus.CounterValue, float64(cc.c.stalls.Load()))
 }
 
 // filterMetrics are the ownership filter's metrics.
@@ -72,6 +77,14 @@ type filterMetrics struct {
 	crossZone  prometheus.Gauge
 	unowned    *prometheus.GaugeVec
 	keyVersion prometheus.Gauge
+	handoffs   handoffMetrics
+}
+
+// handoffMetrics are the confirmed handoff's metrics (handoff.go).
+type handoffMetrics struct {
+	started, confirmed, timedOut prometheus.Counter
+	duration, release            prometheus.Histogram
+	held                         prometheus.Gauge
 }
 
 // setUnowned replaces the per-node counts of unowned targets.
@@ -113,11 +126,41 @@ func newFilterMetrics(reg prometheus.Registerer) (*filterMetrics, error) {
 			Name: "promshard_sharding_key_version",
 			Help: "Ownership-key version in use: the newest every alive member supports (1: job and target labels, 2: the labels the target's series carry).",
 		}),
+		handoffs: handoffMetrics{
+			started: prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "promshard_sharding_handoffs_started_total",
+				Help: "Membership changes under which this member gained targets and held them until the previous owners released them.",
+			}),
+			confirmed: prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "promshard_sharding_handoffs_confirmed_total",
+				Help: "Handoffs that ended because every other participant released the view (delivered what it scraped from the targets it gave up).",
+			}),
+			timedOut: prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "promshard_sharding_handoffs_timed_out_total",
+				Help: "Handoffs that ended because a participant did not release the view within --sharding.handoff-timeout: the held targets were scraped anyway.",
+			}),
+			duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name:    "promshard_sharding_handoff_duration_seconds",
+				Help:    "How long gained targets were held, from the first pass that held one to the confirmation or the timeout.",
+				Buckets: prometheus.ExponentialBuckets(0.05, 2, 10),
+			}),
+			release: prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name:    "promshard_sharding_release_duration_seconds",
+				Help:    "From a pass that gave targets up to the announcement that this member released the view: their loops stopped and remote write delivered what they scraped.",
+				Buckets: prometheus.ExponentialBuckets(0.05, 2, 10),
+			}),
+			held: prometheus.NewGauge(prometheus.GaugeOpts{
+				Name: "promshard_sharding_targets_held",
+				Help: "Targets this member owns but does not scrape yet: gained under a membership change that not every previous owner released yet.",
+			}),
+		},
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.discovered, m.owned, m.recompute, m.moved, m.crossZone, m.unowned, m.keyVersion} {
+	h := &m.handoffs
+	for _, c := range []prometheus.Collector{m.discovered, m.owned, m.recompute, m.moved, m.crossZone, m.unowned, m.keyVersion,
+		h.started, h.confirmed, h.timedOut, h.duration, h.release, h.held} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
@@ -25,6 +26,13 @@ func replicatedFilter(t *testing.T, self string, members *testMembers, mode Repl
 	if stale != nil {
 		opts.Staleness = stale
 	}
+	return replicatedFilterWith(t, opts)
+}
+
+// replicatedFilterWith is replicatedFilter with the given options.
+func replicatedFilterWith(t *testing.T, opts FilterOptions) *Filter {
+	t.Helper()
+	self, mode := opts.Self, opts.ReplicationMode
 	f, err := NewFilter(opts)
 	require.NoError(t, err)
 	scs := testScrapeConfigs(t)
@@ -244,4 +252,87 @@ func BenchmarkFilterReplicatedMembership(b *testing.B) {
 			b.ReportMetric(heap, "MB-heap-first")
 		})
 	}
+}
+
+// TestRankGainHeldUntilReleased: with confirmed handoffs, a member
+// promoted to another rank of a target gains that rank's series, which the
+// target's previous holder of the rank may still be delivering: it holds
+// the target until the others released the new view, as a member gaining
+// a target does.
+func TestRankGainHeldUntilReleased(t *testing.T) {
+	members := newTestMembers()
+	filters := map[string]*Filter{}
+	stale := map[string]*testStaleness{}
+	for _, n := range three {
+		members.members = append(members.members, Member{Name: n, State: StateParticipant, KeyVersion: LatestKeyVersion, ConfirmsHandoffs: true})
+	}
+	announce := func(n string) func(uint64) {
+		return func(view uint64) {
+			members.mtx.Lock()
+			defer members.mtx.Unlock()
+			for i := range members.members {
+				if members.members[i].Name == n {
+					members.members[i].Released = view
+				}
+			}
+		}
+	}
+	tsets := podGroups(60, noNode)
+	for _, n := range three {
+		stale[n] = &testStaleness{}
+		filters[n] = replicatedFilterWith(t, FilterOptions{Self: n, Members: members, ReplicationFactor: 2, ReplicationMode: ReplicationRank,
+			Staleness: stale[n], HandoffTimeout: time.Hour, Delivered: func(time.Time) bool { return true }, Announce: announce(n)})
+		filters[n].setInput(tsets)
+	}
+	pass := func(n string) map[string]pooledTarget {
+		f := filters[n]
+		out := recomputeAll(f, true)
+		stale[n].mtx.Lock()
+		stale[n].active = loopsFor(f, out)
+		stale[n].mtx.Unlock()
+		if f.releaseStep(time.Now()) {
+			f.releaseStep(time.Now().Add(time.Second))
+		}
+		return pooled(t, f, out)
+	}
+	for range 3 { // until everyone released the first view
+		for _, n := range three {
+			pass(n)
+		}
+	}
+	before := pass("n1")
+	require.Zero(t, filters["n1"].Stats().Held)
+
+	// n0 dies: n1 is promoted to rank 0 of the targets n0 led and it
+	// followed; n2 has not passed under the new view yet.
+	members.mtx.Lock()
+	members.members[0].State = StateDead
+	members.mtx.Unlock()
+	held := pass("n1")
+	promoted := 0
+	for ls, pt := range before {
+		if pt.labels.Get(DefaultReplicaLabel) != "1" {
+			continue
+		}
+		rank0 := labels.NewBuilder(pt.labels).Set(DefaultReplicaLabel, "0").Labels().String()
+		if _, ok := held[rank0]; ok {
+			t.Fatalf("%s promoted to rank 0 before n2 released the view", ls)
+		}
+		if _, ok := held[ls]; !ok {
+			promoted++
+		}
+	}
+	require.Positive(t, promoted, "n1 gave up rank-1 copies")
+	for ls := range held {
+		require.Contains(t, before, ls, "until the view is released n1 writes only series it wrote before")
+	}
+	require.GreaterOrEqual(t, filters["n1"].Stats().Held, promoted, "each promoted copy is held (and the targets n1 gained)")
+	pass("n2") // n2 releases the view
+	after := pass("n1")
+	require.Zero(t, filters["n1"].Stats().Held)
+	ranks := map[string]int{}
+	for _, pt := range after {
+		ranks[pt.labels.Get(DefaultReplicaLabel)]++
+	}
+	require.Equal(t, 61, ranks["0"]+ranks["1"], "with two members each holds one rank of every target")
 }

@@ -33,6 +33,9 @@ type ClusterStatus struct {
 	Unowned map[string]int `json:"unowned,omitempty"`
 	// KeyVersion is the ownership-key version self uses (see KeyVersion).
 	KeyVersion KeyVersion `json:"keyVersion,omitempty"`
+	// HandoffView and Held: see Stats.
+	HandoffView uint64 `json:"handoffView,omitempty"`
+	Held        int    `json:"held"`
 }
 
 // MemberStatus is one member in ClusterStatus.
@@ -48,7 +51,8 @@ func Status(self string, members MemberLister, stats StatsSource) ClusterStatus 
 	if stats != nil {
 		st = stats.Stats()
 	}
-	out := ClusterStatus{Self: self, Ready: st.Ready, TotalTargets: st.TotalTargets, CrossZone: st.CrossZone, Unowned: st.Unowned, KeyVersion: st.KeyVersion, Members: []MemberStatus{}}
+	out := ClusterStatus{Self: self, Ready: st.Ready, TotalTargets: st.TotalTargets, CrossZone: st.CrossZone, Unowned: st.Unowned, KeyVersion: st.KeyVersion,
+		HandoffView: st.HandoffView, Held: st.Held, Members: []MemberStatus{}}
 	for _, m := range members.Members() {
 		out.Members = append(out.Members, MemberStatus{Member: m, OwnedTargets: st.Owned[m.Name]})
 	}

@@ -26,11 +26,11 @@ func TestStatusHandler(t *testing.T) {
 		{"with stats", stats, http.MethodGet, http.StatusOK, `{"status":"success","data":{"self":"n0","ready":true,"members":[` +
 			`{"name":"n0","address":"","state":"participant","keyVersion":2,"ownedTargets":6},` +
 			`{"name":"n1","address":"","state":"participant","keyVersion":2,"ownedTargets":4},` +
-			`{"name":"n2","address":"127.0.0.3:7946","state":"dead","ownedTargets":0}],"totalTargets":12,"crossZone":0,"unowned":{"node-x":2},"keyVersion":2}}`},
+			`{"name":"n2","address":"127.0.0.3:7946","state":"dead","ownedTargets":0}],"totalTargets":12,"crossZone":0,"unowned":{"node-x":2},"keyVersion":2,"held":0}}`},
 		{"without filter", nil, http.MethodGet, http.StatusOK, `{"status":"success","data":{"self":"n0","ready":false,"members":[` +
 			`{"name":"n0","address":"","state":"participant","keyVersion":2,"ownedTargets":0},` +
 			`{"name":"n1","address":"","state":"participant","keyVersion":2,"ownedTargets":0},` +
-			`{"name":"n2","address":"127.0.0.3:7946","state":"dead","ownedTargets":0}],"totalTargets":0,"crossZone":0}}`},
+			`{"name":"n2","address":"127.0.0.3:7946","state":"dead","ownedTargets":0}],"totalTargets":0,"crossZone":0,"held":0}}`},
 		{"post", stats, http.MethodPost, http.StatusMethodNotAllowed, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

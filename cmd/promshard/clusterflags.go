@@ -31,6 +31,7 @@ type clusterFlags struct {
 	strategy          string
 	localNode         string
 	zone              string
+	handoffTimeout    time.Duration
 }
 
 func registerClusterFlags(cmd *kingpin.CmdClause, f *clusterFlags) {
@@ -52,6 +53,7 @@ func registerClusterFlags(cmd *kingpin.CmdClause, f *clusterFlags) {
 	cmd.Flag("sharding.replica-label", "Label telling copies apart: with --sharding.replication-mode=rank and a replication factor above 1 on every series (value: the owner's rank), and on targets whose relabeling sets __tmp_disable_sharding (value: the member's --cluster.node-name). Added after the monitors' relabelings, so they cannot drop it.").Default(sharding.DefaultReplicaLabel).StringVar(&f.replicaLabel)
 	cmd.Flag("sharding.strategy", "hash: rendezvous hashing of every target over the members (StatefulSet). node: members own the targets on their --node-name, targets on a node without a member are reported unowned, node-less targets are hashed (DaemonSet). zone: targets are hashed over the members of their zone (--sharding.zone), spilling over to all members when their zone has none or they have no zone.").Default("hash").EnumVar(&f.strategy, "hash", "node", "zone")
 	cmd.Flag("sharding.zone", "Zone this member runs in, for --sharding.strategy=zone (the pod's topology.kubernetes.io/zone label through the downward API). Empty: the member takes only spill-over targets.").Envar("ZONE").StringVar(&f.zone)
+	cmd.Flag("sharding.handoff-timeout", "Longest time a member holds a target it gained (a member joined, left or died) while a previous owner has not confirmed that it stopped the target and that its remote write delivered the target's last samples; after it the member scrapes anyway (promshard_sharding_handoffs_timed_out_total). The confirmation normally takes the batch send deadline plus a gossip round: keep this above the remote-write queues' batch_send_deadline.").Default(sharding.DefaultHandoffTimeout.String()).DurationVar(&f.handoffTimeout)
 	cmd.Flag("node-name", "Kubernetes node this member runs on, for --sharding.strategy=node.").Envar("NODE_NAME").StringVar(&f.localNode)
 }
 
@@ -83,6 +85,9 @@ func (f *clusterFlags) validate() error {
 		if _, err := os.Stat(f.secretKeyFile); err != nil {
 			return fmt.Errorf("--cluster.secret-key-file: %w", err)
 		}
+	}
+	if f.handoffTimeout <= 0 {
+		return fmt.Errorf("--sharding.handoff-timeout %s: want a positive duration", f.handoffTimeout)
 	}
 	if f.waitForSize < 0 {
 		return errors.New("--cluster.wait-for-size must not be negative")

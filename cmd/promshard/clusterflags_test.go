@@ -24,6 +24,8 @@ func TestClusterFlagsRefused(t *testing.T) {
 		{"GC headroom of the whole way", []string{"--runtime.gc-headroom=1"}, "--runtime.gc-headroom 1: want a fraction from 0 (off) to below 1"},
 		{"negative GC headroom", []string{"--runtime.gc-headroom=-0.1"}, "--runtime.gc-headroom -0.1: want a fraction"},
 		{"memory ratio above 1", []string{"--auto-gomemlimit.ratio=1.5"}, "--auto-gomemlimit.ratio 1.5: want a share above 0 and at most 1"},
+		{"zero handoff timeout", []string{"--sharding.handoff-timeout=0s"}, "--sharding.handoff-timeout 0s: want a positive duration"},
+		{"zero batch send deadline", []string{"--remote-write.batch-send-deadline=0s"}, "--remote-write.batch-send-deadline 0s: want a positive duration"},
 		{"zero API rate", []string{"--kubernetes.qps=0"}, "--kubernetes.qps 0: want a positive rate"},
 		{"zero API burst", []string{"--kubernetes.burst=0"}, "--kubernetes.burst 0: want at least 1"},
 		{"zero unreachable timeout", []string{"--kubernetes.unreachable-timeout=0s"}, "--kubernetes.unreachable-timeout 0s: want a positive duration"},

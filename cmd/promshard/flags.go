@@ -42,6 +42,7 @@ type runFlags struct {
 	sdRole             string
 	allowFileAccess    bool
 	flushDeadline      time.Duration
+	batchSendDeadline  model.Duration
 	debounce           time.Duration
 	namespaces         []string
 	sdClusterWide      bool
@@ -70,6 +71,7 @@ func registerRunFlags(cmd *kingpin.CmdClause) *runFlags {
 	cmd.Flag("storage.agent.path", "Directory of the agent WAL; samples survive restarts and receiver outages here.").Default("data-agent/").StringVar(&f.storagePath)
 	cmd.Flag("prometheus-agent", "namespace/name of a PrometheusAgent whose settings (selectors, remoteWrite, externalLabels, intervals, limits, scrape classes) apply live. Until it exists nothing is scraped; when deleted, its last applied settings keep running. Empty: flags-only mode.").StringVar(&f.prometheusAgent)
 	cmd.Flag("remote-write.url", "Remote-write endpoint in flags-only mode. Repeatable.").StringsVar(&f.remoteWriteURLs)
+	cmd.Flag("remote-write.batch-send-deadline", "In flags-only mode, the longest time a sample waits in a remote-write queue before it is sent (Prometheus' batch_send_deadline; a PrometheusAgent sets it per remoteWrite in queueConfig.batchSendDeadline). A target that changes owner is held for about this long (--sharding.handoff-timeout): below the scrape interval, a handoff costs at most one scrape.").Default("5s").SetValue(&f.batchSendDeadline)
 	cmd.Flag("remote-write.flush-deadline", "How long shutdown waits to send queued samples.").Default("1m").DurationVar(&f.flushDeadline)
 	cmd.Flag("scrape.interval", "Default scrape interval in flags-only mode.").Default("30s").SetValue(&f.scrapeInterval)
 	cmd.Flag("scrape.timeout", "Default scrape timeout in flags-only mode; 0 means min(10s, interval).").Default("0s").SetValue(&f.scrapeTimeout)
@@ -147,6 +149,9 @@ func (f *runFlags) validate() error {
 	if f.memLimitRatio <= 0 || f.memLimitRatio > 1 {
 		return fmt.Errorf("--auto-gomemlimit.ratio %g: want a share above 0 and at most 1", f.memLimitRatio)
 	}
+	if f.batchSendDeadline <= 0 {
+		return fmt.Errorf("--remote-write.batch-send-deadline %s: want a positive duration", f.batchSendDeadline)
+	}
 	if f.kubeQPS <= 0 {
 		return fmt.Errorf("--kubernetes.qps %g: want a positive rate", f.kubeQPS)
 	}
@@ -175,6 +180,7 @@ func (f *runFlags) configOptions() config.Options {
 	return config.Options{
 		Flags: config.FlagSettings{
 			RemoteWriteURLs:      f.remoteWriteURLs,
+			BatchSendDeadline:    f.batchSendDeadline,
 			ScrapeInterval:       f.scrapeInterval,
 			ScrapeTimeout:        f.scrapeTimeout,
 			ExternalLabels:       labels,

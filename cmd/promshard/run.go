@@ -91,7 +91,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--web.listen-address: %w", err)
 	}
-	cluster, filter, err := newSharding(f, peerURL, a.ScrapeManager(), logger, reg)
+	cluster, filter, err := newSharding(f, peerURL, a, logger, reg)
 	if err != nil {
 		return err
 	}
@@ -291,7 +291,7 @@ func addActor(g *run.Group, name string, fn func(context.Context) error) {
 	}, func(error) { cancel() })
 }
 
-func newSharding(f *runFlags, webURL string, sm *scrape.Manager, logger *slog.Logger, reg prometheus.Registerer) (*sharding.Cluster, *sharding.Filter, error) {
+func newSharding(f *runFlags, webURL string, a *agent.Agent, logger *slog.Logger, reg prometheus.Registerer) (*sharding.Cluster, *sharding.Filter, error) {
 	cf := f.cluster
 	cluster, err := sharding.NewCluster(sharding.ClusterConfig{
 		NodeName: cf.nodeName, ListenAddress: cf.listenAddress, AdvertiseAddress: cf.advertiseAddress,
@@ -304,7 +304,8 @@ func newSharding(f *runFlags, webURL string, sm *scrape.Manager, logger *slog.Lo
 	filter, err := sharding.NewFilter(sharding.FilterOptions{
 		Self: cluster.Self(), Members: cluster, ReplicationFactor: cf.replicationFactor,
 		ReplicaLabel: cf.replicaLabel, ReplicationMode: sharding.ReplicationMode(cf.replicationMode), Strategy: sharding.Strategy(cf.strategy), NodeName: cf.localNode, Zone: cf.zone,
-		Staleness: sm, Logger: logger.With("component", "sharding"), Registerer: reg,
+		Staleness: a.ScrapeManager(), Logger: logger.With("component", "sharding"), Registerer: reg,
+		HandoffTimeout: cf.handoffTimeout, Delivered: a.DeliveredBefore, Announce: cluster.AnnounceReleased,
 	})
 	if err != nil {
 		cluster.Close()
