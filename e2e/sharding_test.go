@@ -308,8 +308,8 @@ func TestShardingReplicationAndZones(t *testing.T) {
 	r3 := e.replica(t, "a3", r1.GossipAddr, "--sharding.replication-factor=2")
 	reps := map[string]*testbed.Promshard{"a1": r1, "a2": r2, "a3": r3}
 	eventually(t, 30*time.Second, "every target has two owners", partitioned(e, reps, 2))
-	eventually(t, 30*time.Second, "two copies of every target, each labelled with its member",
-		queryCount(e.rcv, `count by (instance) (up{namespace="repl",promshard_replica=~"a1|a2|a3"} == 1) == 2`, shardTargets))
+	eventually(t, 30*time.Second, "two copies of every target, each labelled with its rank",
+		queryCount(e.rcv, `count by (instance) (up{namespace="repl",promshard_replica=~"0|1"} == 1) == 2`, shardTargets))
 	require.NoError(t, queryCount(e.rcv, `up{namespace="repl",promshard_replica=""}`, 0)(ctx), "no copy without the replica label")
 	for _, r := range reps {
 		r.Signal(syscall.SIGTERM)

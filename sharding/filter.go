@@ -104,12 +104,18 @@ type FilterOptions struct {
 	Members MemberSource
 	// ReplicationFactor is how many members own each target. Default 1.
 	ReplicationFactor int
-	// ReplicaLabel names the label carrying the member name on replicated
-	// targets (all of them when ReplicationFactor > 1, those with
-	// __tmp_disable_sharding otherwise). The filter only leaves it out of
-	// the ownership key; ReplicaRelabelConfig adds it to the scrape
+	// ReplicaLabel names the label telling replicated copies apart: the
+	// owner's rank (ReplicationRank with ReplicationFactor > 1) or the
+	// member's name (targets with __tmp_disable_sharding). The filter leaves
+	// it out of the ownership key and, in rank mode, gives the target
+	// groups it sends the rank; ReplicaRelabelConfig adds it to the scrape
 	// configurations. Default DefaultReplicaLabel.
 	ReplicaLabel string
+	// ReplicationMode is how copies differ when ReplicationFactor > 1:
+	// ReplicationRank (default; each copy labelled with its owner's rank)
+	// or ReplicationIdentical (identical copies, for storage that
+	// deduplicates them). Unused with ReplicationFactor 1.
+	ReplicationMode ReplicationMode
 	// KeyVersion is the newest ownership-key version this member supports,
 	// the one its Cluster announces (ClusterConfig.KeyVersion). The filter
 	// uses the newest version every alive member supports, and re-keys its
@@ -258,6 +264,10 @@ func NewFilter(opts FilterOptions) (*Filter, error) {
 	}
 	setDefault(&opts.ReplicationFactor, 1)
 	setDefault(&opts.ReplicaLabel, DefaultReplicaLabel)
+	setDefault(&opts.ReplicationMode, ReplicationRank)
+	if !opts.ReplicationMode.Valid() {
+		return nil, fmt.Errorf("filter: unknown replication mode %q, want %q or %q", opts.ReplicationMode, ReplicationRank, ReplicationIdentical)
+	}
 	setDefault(&opts.Strategy, StrategyHash)
 	setDefault(&opts.DiscoveryWait, DefaultDiscoveryWait)
 	setDefault(&opts.KeyVersion, LatestKeyVersion)

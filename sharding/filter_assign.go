@@ -19,8 +19,11 @@ type sentTarget struct {
 	ownKey uint64
 	target *scrape.Target
 	// handoff: another owner continues the very same series (no replica
-	// label), so stopping it here must not write staleness markers.
+	// label, or the same rank), so stopping it here must not write
+	// staleness markers.
 	handoff bool
+	// value is the replica label value it was sent with (rank mode).
+	value string
 }
 
 // assignment is a job's owned groups and its share of Stats, computed under
@@ -211,12 +214,14 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 	a := assignment{view: v.version, out: make([]*targetgroup.Group, len(pj.groups))}
 	owners := make([]string, 0, f.opts.ReplicationFactor)
 	sent := map[uint64]sentTarget{}
-	ownedNow := map[uint64]struct{}{}
-	var before map[uint64]struct{} // ownership keys sent before; only while unconfirmed
+	ownedNow := map[uint64]string{} // ownership key → replica label value
+	// before: the ownership keys sent before, with their replica label
+	// values (a rank gained is a series gained); only while unconfirmed.
+	var before map[uint64]string
 	if !v.confirmed {
-		before = make(map[uint64]struct{}, len(f.sent[job]))
+		before = make(map[uint64]string, len(f.sent[job]))
 		for _, st := range f.sent[job] {
-			before[st.ownKey] = struct{}{}
+			before[st.ownKey] = st.value
 		}
 	}
 	for gi := range pj.groups {
@@ -240,12 +245,13 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 			if !slices.Contains(owners, f.opts.Self) {
 				continue
 			}
-			ownedNow[e.key] = struct{}{}
-			if _, had := before[e.key]; before != nil && !had && f.holds(v, e) {
+			value := f.replicaValue(e, owners)
+			ownedNow[e.key] = value
+			if prev, had := before[e.key]; before != nil && (!had || prev != value) && f.holds(v, e) {
 				a.stats.held++ // gained: wait for the previous owners (handoff.go)
 				continue
 			}
-			t, key := f.sentTarget(pj.cfg, pg.tg, e, pg.tg.Targets[i])
+			entry, t, key := f.valuedTarget(pj.cfg, pg.tg, e, pg.tg.Targets[i], value)
 			if t != nil && flagged[key] != nil {
 				if active[key] {
 					// Its old loop still runs with markers off.
@@ -258,9 +264,12 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 			if og == nil {
 				og = &targetgroup.Group{Source: pg.tg.Source, Labels: pg.tg.Labels}
 			}
-			og.Targets = append(og.Targets, pg.tg.Targets[i])
+			og.Targets = append(og.Targets, entry)
 			if t != nil {
-				sent[key] = sentTarget{ownKey: e.key, target: t, handoff: f.opts.ReplicationFactor == 1 && !e.all}
+				// Only a target every participant scrapes ends its series
+				// here: the others' series, identical or of one rank, are
+				// continued by their next owner.
+				sent[key] = sentTarget{ownKey: e.key, target: t, handoff: !e.all, value: value}
 			}
 		}
 		if og == nil {
@@ -273,7 +282,7 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 			delete(flagged, key) // its loop is gone
 		}
 	}
-	f.handoff(job, pj, sent, ownedNow)
+	f.handoff(v, job, pj, sent, ownedNow)
 	if len(f.flagged[job]) == 0 {
 		delete(f.flagged, job) // only jobs with flagged targets are in it
 	}
@@ -417,15 +426,18 @@ func (f *Filter) sweepFlagged(now time.Time) {
 // moved to another member, which continues their series. A target still
 // owned under a new identity (e.g. a changed interval) is no handoff: its
 // old loop gets the markers Prometheus writes, which the new loop's samples
-// supersede.
-func (f *Filter) handoff(job string, pj *preparedJob, sent map[uint64]sentTarget, ownedNow map[uint64]struct{}) {
+// supersede. In rank mode a target owned at another rank than before is
+// one: its old rank's series moved to the member now holding that rank,
+// unless no member holds that rank any more (fewer participants than
+// ranks), and the series ends.
+func (f *Filter) handoff(v *memberView, job string, pj *preparedJob, sent map[uint64]sentTarget, ownedNow map[uint64]string) {
 	var moved []*scrape.Target
 	for key, st := range f.sent[job] {
-		if _, still := sent[key]; still || !st.handoff {
+		if _, still := sent[key]; still || !st.handoff || !f.rankHeld(v, st.value) {
 			continue
 		}
-		if _, owned := ownedNow[st.ownKey]; owned {
-			continue
+		if value, owned := ownedNow[st.ownKey]; owned && value == st.value {
+			continue // same series under a new identity
 		}
 		if _, discovered := pj.discovered[st.ownKey]; discovered {
 			moved = append(moved, st.target)

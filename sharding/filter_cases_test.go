@@ -118,20 +118,25 @@ scrape_configs:
     action: labelmap
 `
 	discovered := model.LabelSet{"__address__": "10.0.0.1:80", "promshard_replica": "spoofed", "__meta_kubernetes_pod_label_all": "yes"}
+	ranked := model.LabelSet{"__address__": "10.0.0.1:80", "promshard_replica": "spoofed", replicaMetaLabel: "1"}
 	for _, tc := range []struct {
 		name string
 		r    int
+		mode ReplicationMode
 		tl   model.LabelSet
 		want string
 	}{
-		{"R=2: every target", 2, model.LabelSet{"__address__": "10.0.0.1:80", "promshard_replica": "spoofed"}, "n1"},
-		{"R=1, disabled sharding", 1, discovered, "n1"},
-		{"R=1, sharded", 1, model.LabelSet{"__address__": "10.0.0.1:80"}, ""},
+		{"R=2 rank: the filter's rank", 2, ReplicationRank, ranked, "1"},
+		{"R=2 rank, disabled sharding: the filter's member name", 2, ReplicationRank, model.LabelSet{"__address__": "10.0.0.1:80", replicaMetaLabel: "n1"}, "n1"},
+		{"R=2 identical, sharded: no label", 2, ReplicationIdentical, ranked, ""},
+		{"R=2 identical, disabled sharding", 2, ReplicationIdentical, discovered, "n1"},
+		{"R=1, disabled sharding", 1, ReplicationRank, discovered, "n1"},
+		{"R=1, sharded", 1, ReplicationRank, model.LabelSet{"__address__": "10.0.0.1:80"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			scs, err := loadScrapeConfigs(user)
 			require.NoError(t, err)
-			rule := ReplicaRelabelConfig(DefaultReplicaLabel, "n1", tc.r)
+			rule := ReplicaRelabelConfig(DefaultReplicaLabel, "n1", tc.r, tc.mode)
 			AppendReplicaRelabeling(scs, rule)
 			AppendReplicaRelabeling(scs, rule) // idempotent
 			require.Len(t, scs[0].RelabelConfigs, 5)
@@ -140,7 +145,7 @@ scrape_configs:
 			require.Equal(t, tc.want, lset.Get(DefaultReplicaLabel), lset.String())
 		})
 	}
-	require.Nil(t, ReplicaRelabelConfig("", "n1", 2))
+	require.Nil(t, ReplicaRelabelConfig("", "n1", 2, ReplicationRank))
 }
 
 func TestFilterDisableShardingAndTmpHash(t *testing.T) {
@@ -259,18 +264,6 @@ func TestFilterHandoff(t *testing.T) {
 	require.NoError(t, err)
 	f.SetScrapeConfigs(scs)
 	require.Len(t, finalTargets(t, recomputeAll(f, true))[podJob], len(after)-1)
-	require.Empty(t, stale.disabled)
-}
-
-func TestFilterHandoffReplicatedIsNoHandoff(t *testing.T) {
-	// With R > 1 each copy carries its owner's name: a moved copy's series
-	// ends and needs its staleness markers.
-	members := newTestMembers("n0", "n1")
-	stale := &testStaleness{}
-	f := newTestFilter(t, FilterOptions{Self: "n0", Members: members, Staleness: stale, ReplicationFactor: 2})
-	require.Len(t, finalTargets(t, filterOnce(f, podGroups(200, noNode)))[podJob], 200)
-	members.set("n0", "n1", "n2", "n3")
-	require.Less(t, len(finalTargets(t, recomputeAll(f, false))[podJob]), 200)
 	require.Empty(t, stale.disabled)
 }
 

@@ -53,9 +53,13 @@ type entryInfo struct {
 	node string        // Kubernetes node from the discovered labels
 	zone string        // zone from the discovered labels
 	// sent caches the target as the scrape pool builds it from the entry,
-	// and sentKey the hash of its labels (its identity in the pool).
-	sent    *scrape.Target
-	sentKey uint64
+	// and sentKey the hash of its labels (its identity in the pool);
+	// in rank mode sentEntry is the discovered labels sent with the
+	// replica label value sentValue (see Filter.valuedTarget).
+	sent      *scrape.Target
+	sentKey   uint64
+	sentEntry model.LabelSet
+	sentValue string
 }
 
 // unchanged reports whether groups under cfg are what pj was prepared from:

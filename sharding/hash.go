@@ -34,6 +34,17 @@
 // by every participant; ReplicaRelabelConfig labels each copy with the
 // member's name.
 //
+// Replication (rank.go). With a replication factor R above 1 the best R
+// participants of a target's rendezvous order own it. In ReplicationRank
+// mode the filter gives each owned target its owner's rank (0 to R-1) as a
+// discovered label that the replica rule copies into the replica label,
+// and RankRemoteWrites splits every remote write into one queue per rank,
+// so that a request carries one rank only (HA trackers decide per
+// request). Rank r of a target is one series identity whichever member
+// holds it: a member whose rank for a target changes hands its old rank's
+// series off like a moved target. In ReplicationIdentical mode the copies
+// carry identical labels, for storage that deduplicates them.
+//
 // Member states: a member is joining (owns nothing, peers keep its share)
 // until Cluster.Participate, which cmd calls once informers synced, the
 // first configuration is applied and Filter.Primed; then participant (it

@@ -9,25 +9,34 @@ import (
 )
 
 // ReplicaRelabelConfig returns the target relabeling rule that puts the
-// replica label (value: this member's name) on the targets several members
-// scrape, so that their copies never collide at the receiver: every target
-// when replicationFactor > 1, otherwise only targets whose relabeling set
-// __tmp_disable_sharding. AppendReplicaRelabeling adds it after the user's
-// relabelings, so a labeldrop, labelkeep or labelmap cannot remove it. It
-// returns nil when label is empty.
-func ReplicaRelabelConfig(label, self string, replicationFactor int) *relabel.Config {
+// replica label on the targets several members scrape, so that their
+// copies never collide at the receiver. AppendReplicaRelabeling adds it
+// after the user's relabelings, so a labeldrop, labelkeep or labelmap
+// cannot remove it. It returns nil when label is empty.
+//
+// With replicationFactor > 1 in ReplicationRank mode the value is the one
+// the filter puts on the target groups it sends (replicaMetaLabel): the
+// owner's rank, or the member's name for a target whose relabeling set
+// __tmp_disable_sharding. Otherwise (replication factor 1, or
+// ReplicationIdentical, whose copies carry identical labels) only targets
+// whose relabeling set __tmp_disable_sharding are labelled, with self, the
+// member's name.
+func ReplicaRelabelConfig(label, self string, replicationFactor int, mode ReplicationMode) *relabel.Config {
 	if label == "" {
 		return nil
 	}
 	rc := relabel.DefaultRelabelConfig
 	rc.Action = relabel.Replace
 	rc.TargetLabel = label
-	rc.Replacement = self
 	rc.NameValidationScheme = model.UTF8Validation
-	if replicationFactor <= 1 {
-		rc.SourceLabels = model.LabelNames{DisableShardingLabel}
-		rc.Regex = relabel.MustNewRegexp("(.+)")
+	rc.Regex = relabel.MustNewRegexp("(.+)")
+	if replicationFactor > 1 && mode == ReplicationRank {
+		rc.SourceLabels = model.LabelNames{replicaMetaLabel}
+		rc.Replacement = "$1"
+		return &rc
 	}
+	rc.SourceLabels = model.LabelNames{DisableShardingLabel}
+	rc.Replacement = self
 	return &rc
 }
 

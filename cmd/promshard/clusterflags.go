@@ -27,6 +27,7 @@ type clusterFlags struct {
 	waitTimeout       time.Duration
 	replicationFactor int
 	replicaLabel      string
+	replicationMode   string
 	strategy          string
 	localNode         string
 	zone              string
@@ -43,8 +44,13 @@ func registerClusterFlags(cmd *kingpin.CmdClause, f *clusterFlags) {
 	cmd.Flag("cluster.name", "Cluster name; members of clusters with different names never merge.").Default("promshard").StringVar(&f.name)
 	cmd.Flag("cluster.wait-for-size", "Own no target until the cluster has at least this many members (or --cluster.wait-timeout passes). 0 or 1: no wait.").Default("0").IntVar(&f.waitForSize)
 	cmd.Flag("cluster.wait-timeout", "Longest wait for --cluster.wait-for-size; after it the member owns its share anyway.").Default("5m").DurationVar(&f.waitTimeout)
-	cmd.Flag("sharding.replication-factor", "How many members scrape each target. Above 1 every series gets --sharding.replica-label. Not with --sharding.strategy=node.").Default("1").IntVar(&f.replicationFactor)
-	cmd.Flag("sharding.replica-label", "Label whose value (the scraping member's --cluster.node-name) tells copies apart: on every series when the replication factor is above 1, and on targets whose relabeling sets __tmp_disable_sharding. Added after the monitors' relabelings, so they cannot drop it.").Default("promshard_replica").StringVar(&f.replicaLabel)
+	cmd.Flag("sharding.replication-factor", "How many members scrape each target; --sharding.replication-mode says how the copies differ. Not with --sharding.strategy=node.").Default("1").IntVar(&f.replicationFactor)
+	cmd.Flag("sharding.replication-mode", "How the copies of a target differ when --sharding.replication-factor is above 1. "+
+		"rank: every series gets --sharding.replica-label = its owner's rank for the target (0 to factor-1), and every remote write is split into one queue per rank (<name>-rank<r>, plus <name>-members for targets with __tmp_disable_sharding), so that a request carries one rank only: "+
+		"for Mimir or Cortex with the HA tracker, set its cluster label to an external label of yours (e.g. the PrometheusAgent's externalLabels cluster) and its replica label (ha_replica_label, default __replica__) to --sharding.replica-label; one queue per rank reads the WAL each. "+
+		"identical: the copies carry identical labels, for storage that deduplicates identical series (VictoriaMetrics with -dedup.minScrapeInterval = the scrape interval, Thanos with vertical compaction); a strict remote-write receiver such as Prometheus refuses the second copy's writes.").
+		Default(string(sharding.ReplicationRank)).EnumVar(&f.replicationMode, string(sharding.ReplicationRank), string(sharding.ReplicationIdentical))
+	cmd.Flag("sharding.replica-label", "Label telling copies apart: with --sharding.replication-mode=rank and a replication factor above 1 on every series (value: the owner's rank), and on targets whose relabeling sets __tmp_disable_sharding (value: the member's --cluster.node-name). Added after the monitors' relabelings, so they cannot drop it.").Default(sharding.DefaultReplicaLabel).StringVar(&f.replicaLabel)
 	cmd.Flag("sharding.strategy", "hash: rendezvous hashing of every target over the members (StatefulSet). node: members own the targets on their --node-name, targets on a node without a member are reported unowned, node-less targets are hashed (DaemonSet). zone: targets are hashed over the members of their zone (--sharding.zone), spilling over to all members when their zone has none or they have no zone.").Default("hash").EnumVar(&f.strategy, "hash", "node", "zone")
 	cmd.Flag("sharding.zone", "Zone this member runs in, for --sharding.strategy=zone (the pod's topology.kubernetes.io/zone label through the downward API). Empty: the member takes only spill-over targets.").Envar("ZONE").StringVar(&f.zone)
 	cmd.Flag("sharding.handoff-timeout", "Longest time a member holds a target it gained (a member joined, left or died) while a previous owner has not confirmed that it stopped the target and that its remote write delivered the target's last samples; after it the member scrapes anyway (promshard_sharding_handoffs_timed_out_total). The confirmation normally takes the batch send deadline plus a gossip round: keep this above the remote-write queues' batch_send_deadline.").Default(sharding.DefaultHandoffTimeout.String()).DurationVar(&f.handoffTimeout)
@@ -94,6 +100,9 @@ func (f *clusterFlags) validate() error {
 	}
 	if f.strategy == "node" && f.replicationFactor > 1 {
 		return errors.New("--sharding.replication-factor above 1 cannot be combined with --sharding.strategy=node: only the member on a target's node discovers its pods")
+	}
+	if f.replicationMode == string(sharding.ReplicationIdentical) && f.replicationFactor < 2 {
+		return errors.New("--sharding.replication-mode=identical needs --sharding.replication-factor above 1: with one copy per target there is nothing to make identical")
 	}
 	if f.strategy == "zone" && f.zone == "" {
 		return errors.New("--sharding.strategy=zone needs --sharding.zone (or $ZONE)")

@@ -16,6 +16,9 @@ func TestClusterFlagsRefused(t *testing.T) {
 	}{
 		{"node strategy with replication", []string{"--sharding.strategy=node", "--node-name=n1", "--sharding.replication-factor=2"},
 			"--sharding.replication-factor above 1 cannot be combined with --sharding.strategy=node"},
+		{"identical copies without replication", []string{"--sharding.replication-mode=identical"},
+			"--sharding.replication-mode=identical needs --sharding.replication-factor above 1"},
+		{"unknown replication mode", []string{"--sharding.replication-factor=2", "--sharding.replication-mode=name"}, "enum value must be one of rank,identical"},
 		{"zone strategy without zone", []string{"--sharding.strategy=zone", "--sharding.zone="}, "--sharding.strategy=zone needs --sharding.zone"},
 		{"reserved replica label", []string{"--sharding.replica-label=__replica"}, `--sharding.replica-label "__replica" is not a valid label name`},
 		{"GC headroom of the whole way", []string{"--runtime.gc-headroom=1"}, "--runtime.gc-headroom 1: want a fraction from 0 (off) to below 1"},

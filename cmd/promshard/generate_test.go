@@ -20,10 +20,13 @@ import (
 // the same pointers, and the output equals the uncached translation with
 // the rule appended.
 func TestGenerateCachedReplicaRule(t *testing.T) {
-	rule := sharding.ReplicaRelabelConfig("replica", "member-0", 2)
+	rep := newReplication(&clusterFlags{replicaLabel: "replica", replicationFactor: 2, replicationMode: "rank"}, "member-0")
+	rule := rep.rule
 	require.NotNil(t, rule)
+	require.Equal(t, 2, rep.ranks)
 	reg := prometheus.NewRegistry()
-	generate, err := newGenerate(config.Options{}, rule, reg)
+	opts := config.Options{Flags: config.FlagSettings{RemoteWriteURLs: []string{"http://rw.example:9009/api/v1/push"}}}
+	generate, err := newGenerate(opts, rep, reg)
 	require.NoError(t, err)
 
 	sm := func(name, rv, port string) *monitoringv1.ServiceMonitor {
@@ -42,9 +45,16 @@ func TestGenerateCachedReplicaRule(t *testing.T) {
 	for i, snap := range snaps {
 		cfg, _, err := generate(snap)
 		require.NoError(t, err)
-		want, _, err := config.Generate(snap, config.Options{})
+		want, _, err := config.Generate(snap, opts)
 		require.NoError(t, err)
 		sharding.AppendReplicaRelabeling(want.ScrapeConfigs, rule)
+		want.RemoteWriteConfigs = sharding.RankRemoteWrites(want.RemoteWriteConfigs, "replica", 2)
+		var queues []string
+		for _, rw := range cfg.RemoteWriteConfigs {
+			queues = append(queues, rw.Name)
+		}
+		require.Len(t, queues, 3, "one queue per rank and one for member-named copies")
+		require.Regexp(t, `^[0-9a-f]{6}-rank0$`, queues[0])
 		wantYAML, err := config.Marshal(want, true)
 		require.NoError(t, err)
 		gotYAML, err := config.Marshal(cfg, true)

@@ -101,7 +101,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	if f.cluster.strategy == string(sharding.StrategyNode) {
 		opts.NodeName = f.cluster.localNode
 	}
-	replicaRule := sharding.ReplicaRelabelConfig(f.cluster.replicaLabel, cluster.Self(), f.cluster.replicationFactor)
+	rep := newReplication(&f.cluster, cluster.Self())
 	proxy, cleanup, err := sdProxy(f, rc, logger, &opts)
 	if err != nil {
 		return err
@@ -121,7 +121,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	generate, err := newGenerate(opts, replicaRule, reg)
+	generate, err := newGenerate(opts, rep, reg)
 	if err != nil {
 		return err
 	}
@@ -310,7 +310,7 @@ func newSharding(f *runFlags, webURL string, a *agent.Agent, logger *slog.Logger
 	}
 	filter, err := sharding.NewFilter(sharding.FilterOptions{
 		Self: cluster.Self(), Members: cluster, ReplicationFactor: cf.replicationFactor,
-		ReplicaLabel: cf.replicaLabel, Strategy: sharding.Strategy(cf.strategy), NodeName: cf.localNode, Zone: cf.zone,
+		ReplicaLabel: cf.replicaLabel, ReplicationMode: sharding.ReplicationMode(cf.replicationMode), Strategy: sharding.Strategy(cf.strategy), NodeName: cf.localNode, Zone: cf.zone,
 		Staleness: a.ScrapeManager(), Logger: logger.With("component", "sharding"), Registerer: reg,
 		HandoffTimeout: cf.handoffTimeout, Delivered: a.DeliveredBefore, Announce: cluster.AnnounceReleased,
 	})

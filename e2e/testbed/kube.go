@@ -43,6 +43,7 @@ func (b *Bed) startKube(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	b.etcdURL = etcdURL
 	t1 := time.Now()
 	if err := b.startAPIServer(ctx, etcdURL); err != nil {
 		return err

@@ -52,7 +52,8 @@ type Bed struct {
 	// was ready and every CRD Established (binary builds not included).
 	StartupDuration time.Duration
 
-	etcd *proc
+	etcd    *proc
+	etcdURL string
 	// apiserver is guarded by mu (StopAPIServer/StartAPIServer replace it).
 	apiserver     *proc
 	apiserverArgv []string
@@ -150,6 +151,11 @@ func StartForTest(t testing.TB, opts Options) *Bed {
 
 // Dir is the bed's temporary directory: logs (*.log), data and kubeconfig.
 func (b *Bed) Dir() string { return b.dir }
+
+// EtcdURL is the client URL of the bed's etcd, e.g. for a KV store of
+// another component (keep to a prefix of its own: the API server stores
+// under /registry).
+func (b *Bed) EtcdURL() string { return b.etcdURL }
 
 // Bins returns the binaries the bed runs.
 func (b *Bed) Bins() *Bins { return b.bins }
