@@ -37,7 +37,7 @@ var syntheticMetrics = map[string]bool{"up": true}
 
 // wantAlerts are the alerts the chart promises (values.yaml, README).
 var wantAlerts = []string{
-	"PromshardAPIServerUnreachable", "PromshardClusterSmallerThanExpected",
+	"PromshardAPIServerUnreachable", "PromshardClusterSmallerThanExpected", "PromshardHandoffsTimingOut",
 	"PromshardObjectsRejected", "PromshardRemoteWriteBehind", "PromshardRemoteWriteFailing", "PromshardTargetsUnowned",
 }
 
