@@ -41,19 +41,44 @@ func CPUSeconds(pid int) (float64, error) {
 
 // RSSBytes returns the resident set size of pid.
 func RSSBytes(pid int) (float64, error) {
+	r, err := ReadRSS(pid)
+	return r.Total, err
+}
+
+// RSS is a process' resident set split as the kernel reports it: anonymous
+// memory (heap, stacks: what the process allocated) and file-backed pages
+// (its mapped binary and files, which the page cache may evict and share).
+type RSS struct {
+	Total, Anon, File, Shmem float64 // bytes
+}
+
+// ReadRSS reads VmRSS, RssAnon, RssFile and RssShmem of pid.
+func ReadRSS(pid int) (RSS, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return RSS{}, err
 	}
 	defer f.Close()
+	var r RSS
+	fields := map[string]*float64{"VmRSS:": &r.Total, "RssAnon:": &r.Anon, "RssFile:": &r.File, "RssShmem:": &r.Shmem}
+	found := false
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb * 1024, err
+		for prefix, dst := range fields {
+			if rest, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+				kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+				if err != nil {
+					return RSS{}, err
+				}
+				*dst = kb * 1024
+				found = found || prefix == "VmRSS:"
+			}
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	if !found {
+		return RSS{}, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	}
+	return r, sc.Err()
 }
 
 // Metric returns the sum of the samples of metric name (any labels) on the
@@ -91,8 +116,11 @@ func Metric(ctx context.Context, url, name string) (float64, error) {
 type Sample struct {
 	CPUSeconds float64 // CPU time used in the window
 	MeanRSS    float64 // bytes, mean of one reading per second
-	Samples    float64 // increase of the samples counter in the window
-	HeapInuse  float64 // Go heap in use at the end, if the caller reads it
+	// MeanAnon and MeanFile split MeanRSS into anonymous and file-backed
+	// pages (RSS).
+	MeanAnon, MeanFile float64
+	Samples            float64 // increase of the samples counter in the window
+	HeapInuse          float64 // Go heap in use at the end, if the caller reads it
 }
 
 // Measure watches pid for d: CPU time, RSS once a second, and the increase
@@ -113,7 +141,7 @@ func Measure(ctx context.Context, pid int, d time.Duration, metricsURL, counter 
 	if err != nil {
 		return Sample{}, err
 	}
-	var rss []float64
+	var rss, anon, file []float64
 	end := time.Now().Add(d)
 	for time.Now().Before(end) {
 		select {
@@ -121,11 +149,11 @@ func Measure(ctx context.Context, pid int, d time.Duration, metricsURL, counter 
 			return Sample{}, ctx.Err()
 		case <-time.After(time.Second):
 		}
-		r, err := RSSBytes(pid)
+		r, err := ReadRSS(pid)
 		if err != nil {
 			return Sample{}, err
 		}
-		rss = append(rss, r)
+		rss, anon, file = append(rss, r.Total), append(anon, r.Anon), append(file, r.File)
 	}
 	cpu1, err := CPUSeconds(pid)
 	if err != nil {
@@ -136,7 +164,7 @@ func Measure(ctx context.Context, pid int, d time.Duration, metricsURL, counter 
 			return Sample{}, err
 		}
 	}
-	return Sample{CPUSeconds: cpu1 - cpu0, MeanRSS: Mean(rss), Samples: n1 - n0}, nil
+	return Sample{CPUSeconds: cpu1 - cpu0, MeanRSS: Mean(rss), MeanAnon: Mean(anon), MeanFile: Mean(file), Samples: n1 - n0}, nil
 }
 
 // Mean returns the mean of xs (0 for none).

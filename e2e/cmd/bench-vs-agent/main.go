@@ -10,7 +10,15 @@
 // Before each run the process' executable is evicted from the page cache,
 // so that both fault their code in alike (see EvictFromPageCache), and at
 // the end of each run it logs where the resident memory lies.
-// It prints every run, the medians and the ratios promshard/agent.
+// It prints every run, the medians and the ratios promshard/agent, RSS split
+// into anonymous memory (what the process allocated) and file-backed pages
+// (its executable and mapped files, which the page cache shares and may
+// evict: a process measured alone on an idle machine keeps more of them
+// resident than one measured beside another).
+//
+// -together runs promshard and the agent at the same time in each round,
+// on the same targets (both scrape every target), so that both see the
+// same machine, page cache and receiver: the fairer comparison of RSS.
 //
 // The agent is by default the test bed's Prometheus, built with Kubernetes
 // discovery only. -agent-build=all-sd measures Prometheus as released
@@ -30,6 +38,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -49,6 +58,7 @@ type params struct {
 	binary, extraArg, baseline, baselineArg string
 	agentBuild                              string
 	rounds, targets, series                 int
+	together                                bool
 	interval                                model.Duration
 	warmup, measure                         time.Duration
 }
@@ -61,6 +71,7 @@ func main() {
 	flag.StringVar(&p.extraArg, "promshard-arg", "", "one extra flag for promshard, e.g. --runtime.gogc=100")
 	flag.StringVar(&p.agentBuild, "agent-build", "kubernetes-sd", "the Prometheus build run as the agent: kubernetes-sd (the test bed's, Kubernetes discovery only) or all-sd (default build tags, as released)")
 	flag.IntVar(&p.rounds, "rounds", 3, "rounds; each runs promshard then the agent")
+	flag.BoolVar(&p.together, "together", false, "run promshard and the agent at the same time in each round instead of one after the other")
 	flag.IntVar(&p.targets, "targets", 200, "targets behind the Service")
 	flag.IntVar(&p.series, "series", 200, "series per target")
 	interval := flag.Duration("interval", 5*time.Second, "scrape interval")
@@ -81,6 +92,7 @@ var logf = benchutil.Logf
 type result struct {
 	name                    string
 	cpuPerMSamples, rssPerS float64
+	anonPerS                float64 // anonymous RSS per series
 	s                       benchutil.Sample
 }
 
@@ -114,25 +126,44 @@ func run(p params) error {
 	if p.baseline != "" {
 		names = []string{"promshard", "baseline", "agent"}
 	}
+	runOne := func(name string, round int) (benchutil.Sample, error) {
+		switch name {
+		case "promshard":
+			return runPromshard(ctx, bed, bin, p.extraArg, p, rcv.WriteURL(), round)
+		case "baseline":
+			return runPromshard(ctx, bed, p.baseline, cmp.Or(p.baselineArg, p.extraArg), p, rcv.WriteURL(), round+1000)
+		default:
+			return runAgent(ctx, bed, agentBin, agentConfig, p, round)
+		}
+	}
 	var all []result
 	for round := 1; round <= p.rounds; round++ {
-		for _, name := range names {
-			logf("round %d: %s", round, name)
-			var s benchutil.Sample
-			switch name {
-			case "promshard":
-				s, err = runPromshard(ctx, bed, bin, p.extraArg, p, rcv.WriteURL(), round)
-			case "baseline":
-				s, err = runPromshard(ctx, bed, p.baseline, cmp.Or(p.baselineArg, p.extraArg), p, rcv.WriteURL(), round+1000)
-			default:
-				s, err = runAgent(ctx, bed, agentBin, agentConfig, p, round)
+		samples := make([]benchutil.Sample, len(names))
+		errs := make([]error, len(names))
+		if p.together {
+			logf("round %d: %s at the same time", round, strings.Join(names, ", "))
+			var wg sync.WaitGroup
+			for i, name := range names {
+				wg.Go(func() { samples[i], errs[i] = runOne(name, round) })
 			}
-			if err != nil {
-				return fmt.Errorf("round %d %s: %w", round, name, err)
+			wg.Wait()
+		} else {
+			for i, name := range names {
+				logf("round %d: %s", round, name)
+				samples[i], errs[i] = runOne(name, round)
+				if errs[i] != nil {
+					break
+				}
 			}
-			r := result{name: name, s: s, cpuPerMSamples: s.CPUSeconds / s.Samples * 1e6, rssPerS: s.MeanRSS / series}
-			logf("round %d %-9s cpu %.2fs samples %.0f cpu/1M %.3fs rss %.1fMB rss/series %.0fB heap in use %.1fMB",
-				round, name, s.CPUSeconds, s.Samples, r.cpuPerMSamples, s.MeanRSS/1e6, r.rssPerS, s.HeapInuse/1e6)
+		}
+		for i, name := range names {
+			if errs[i] != nil {
+				return fmt.Errorf("round %d %s: %w", round, name, errs[i])
+			}
+			s := samples[i]
+			r := result{name: name, s: s, cpuPerMSamples: s.CPUSeconds / s.Samples * 1e6, rssPerS: s.MeanRSS / series, anonPerS: s.MeanAnon / series}
+			logf("round %d %-9s cpu %.2fs samples %.0f cpu/1M %.3fs rss %.1fMB (anon %.1fMB, file %.1fMB) rss/series %.0fB heap in use %.1fMB",
+				round, name, s.CPUSeconds, s.Samples, r.cpuPerMSamples, s.MeanRSS/1e6, s.MeanAnon/1e6, s.MeanFile/1e6, r.rssPerS, s.HeapInuse/1e6)
 			all = append(all, r)
 		}
 	}
@@ -173,7 +204,9 @@ func setup(ctx context.Context, bed *testbed.Bed, p params, writeURL string) (st
 	}
 	cfg, results, err := config.Generate(snap, config.Options{
 		KubeconfigFile: bed.Kubeconfig,
-		Flags:          config.FlagSettings{RemoteWriteURLs: []string{writeURL}, ScrapeInterval: p.interval},
+		// Its own external label: with -together both write to one
+		// receiver, which would refuse one of two identical streams.
+		Flags: config.FlagSettings{RemoteWriteURLs: []string{writeURL}, ScrapeInterval: p.interval, ExternalLabels: map[string]string{"bench": "agent"}},
 	})
 	if err != nil {
 		return "", err
@@ -194,7 +227,7 @@ const samplesCounter = "prometheus_agent_samples_appended_total"
 func runPromshard(ctx context.Context, bed *testbed.Bed, bin, extraArg string, p params, writeURL string, round int) (benchutil.Sample, error) {
 	// The log level is both processes' default (the test bed would run
 	// promshard at debug, which formats more lines).
-	args := []string{"--remote-write.url=" + writeURL, "--scrape.interval=" + p.interval.String(), "--log.level=info"}
+	args := []string{"--remote-write.url=" + writeURL, "--scrape.interval=" + p.interval.String(), "--log.level=info", "--external-label=bench=promshard-" + strconv.Itoa(round)}
 	if extraArg != "" {
 		args = append(args, extraArg)
 	}
@@ -268,12 +301,17 @@ func measure(ctx context.Context, pid int, baseURL string, p params) (benchutil.
 }
 
 func report(p params, names []string, all []result) {
-	fmt.Printf("\nbench-vs-agent: %d targets x %d series, interval %s, warmup %s, measured %s per run, %d rounds (%s interleaved), agent build %s\n",
-		p.targets, p.series, p.interval, p.warmup, p.measure, p.rounds, strings.Join(names, ", "), p.agentBuild)
-	fmt.Printf("%-6s %-10s %10s %12s %12s %10s %14s\n", "round", "process", "cpu_s", "samples", "cpu_s/1M", "rss_MB", "rss_B/series")
+	mode := "interleaved"
+	if p.together {
+		mode = "at the same time"
+	}
+	fmt.Printf("\nbench-vs-agent: %d targets x %d series, interval %s, warmup %s, measured %s per run, %d rounds (%s %s), agent build %s\n",
+		p.targets, p.series, p.interval, p.warmup, p.measure, p.rounds, strings.Join(names, ", "), mode, p.agentBuild)
+	fmt.Printf("%-6s %-10s %10s %12s %12s %10s %10s %10s %14s\n", "round", "process", "cpu_s", "samples", "cpu_s/1M", "rss_MB", "anon_MB", "file_MB", "rss_B/series")
 	by := map[string][]result{}
 	for i, r := range all {
-		fmt.Printf("%-6d %-10s %10.2f %12.0f %12.3f %10.1f %14.0f\n", i/len(names)+1, r.name, r.s.CPUSeconds, r.s.Samples, r.cpuPerMSamples, r.s.MeanRSS/1e6, r.rssPerS)
+		fmt.Printf("%-6d %-10s %10.2f %12.0f %12.3f %10.1f %10.1f %10.1f %14.0f\n", i/len(names)+1, r.name, r.s.CPUSeconds, r.s.Samples, r.cpuPerMSamples,
+			r.s.MeanRSS/1e6, r.s.MeanAnon/1e6, r.s.MeanFile/1e6, r.rssPerS)
 		by[r.name] = append(by[r.name], r)
 	}
 	med := func(name string, f func(result) float64) float64 {
@@ -285,8 +323,11 @@ func report(p params, names []string, all []result) {
 	}
 	cpu := func(r result) float64 { return r.cpuPerMSamples }
 	rss := func(r result) float64 { return r.rssPerS }
+	anon := func(r result) float64 { return r.anonPerS }
+	file := func(r result) float64 { return r.s.MeanFile }
 	for _, name := range names {
-		fmt.Printf("median %-9s: cpu %.3fs/1M samples, rss %.0fB/series (%.1fMB)\n", name, med(name, cpu), med(name, rss), med(name, rss)*float64(p.targets*p.series)/1e6)
+		fmt.Printf("median %-9s: cpu %.3fs/1M samples, rss %.0fB/series (%.1fMB), anon %.0fB/series, file-backed %.1fMB\n", name,
+			med(name, cpu), med(name, rss), med(name, rss)*float64(p.targets*p.series)/1e6, med(name, anon), med(name, file)/1e6)
 	}
 	for _, name := range names[:len(names)-1] {
 		var cpuRatios, rssRatios []float64
@@ -294,8 +335,8 @@ func report(p params, names []string, all []result) {
 			cpuRatios = append(cpuRatios, r.cpuPerMSamples/by["agent"][i].cpuPerMSamples)
 			rssRatios = append(rssRatios, r.rssPerS/by["agent"][i].rssPerS)
 		}
-		fmt.Printf("ratio %s/agent: CPU %.3f (per round %s), RSS %.3f (per round %s)\n", name,
-			med(name, cpu)/med("agent", cpu), fmtRatios(cpuRatios), med(name, rss)/med("agent", rss), fmtRatios(rssRatios))
+		fmt.Printf("ratio %s/agent: CPU %.3f (per round %s), RSS %.3f (per round %s), anonymous RSS %.3f\n", name,
+			med(name, cpu)/med("agent", cpu), fmtRatios(cpuRatios), med(name, rss)/med("agent", rss), fmtRatios(rssRatios), med(name, anon)/med("agent", anon))
 	}
 }
 
