@@ -38,7 +38,14 @@ type delivery struct {
 	deadline time.Duration // the longest batch send deadline of the queues
 	at       time.Time     // the moment the state below is for
 	queues   map[string]*queueDelivery
+	// gathered is when DeliveredBefore last gathered the registry: it does
+	// so at most every deliveryGatherInterval (a registry with thousands
+	// of scrape pools costs milliseconds to gather).
+	gathered time.Time
 }
+
+// deliveryGatherInterval bounds how often DeliveredBefore gathers.
+const deliveryGatherInterval = 200 * time.Millisecond
 
 // queueDelivery is one queue's progress towards delivering what was
 // written before delivery.at.
@@ -63,13 +70,24 @@ func (d *delivery) setDeadline(cfgs []*promconfig.RemoteWriteConfig) {
 // DeliveredBefore reports whether remote write sent, or gave up on, every
 // sample written to the WAL before t (see above). Without remote write, or
 // without a gatherer, it reports true. Calls are meant to be repeated
-// until it does; each call gathers the registry once.
+// until it does; it gathers the registry at most every
+// deliveryGatherInterval and answers false in between.
 func (a *Agent) DeliveredBefore(t time.Time) bool {
 	g, ok := a.opts.Registerer.(prometheus.Gatherer)
 	if !ok {
 		return true
 	}
-	return a.delivery.check(t, RemoteWriteStatus(g), time.Now())
+	now := time.Now()
+	a.delivery.mtx.Lock()
+	soon := t.Equal(a.delivery.at) && now.Sub(a.delivery.gathered) < deliveryGatherInterval
+	if !soon {
+		a.delivery.gathered = now
+	}
+	a.delivery.mtx.Unlock()
+	if soon {
+		return false // asked again too soon: the answer was false
+	}
+	return a.delivery.check(t, RemoteWriteStatus(g), now)
 }
 
 func (d *delivery) check(t time.Time, qs []QueueStatus, now time.Time) bool {
