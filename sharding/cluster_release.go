@@ -108,7 +108,26 @@ func (c *Cluster) stalled(ctx context.Context, gap time.Duration) {
 		"stall", gap.Round(time.Millisecond).String(), "threshold", c.cfg.StallThreshold)
 	c.participating.Store(false)
 	c.setSelf(StateJoining)
-	c.join(ctx, true)
+	c.pullState(ctx)
 	c.announced.Store(false)
 	c.Participate()
+}
+
+// pullState exchanges full state (memberlist's push/pull through a join)
+// with the join list, or, without one, with the members known alive.
+func (c *Cluster) pullState(ctx context.Context) {
+	addrs := c.resolveJoin(ctx)
+	if len(addrs) == 0 {
+		for _, m := range c.Members() {
+			if m.Name != c.cfg.NodeName && m.State.Alive() && m.Address != "" {
+				addrs = append(addrs, m.Address)
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	if n, err := c.ml.Join(addrs); err != nil && n == 0 {
+		c.logger.Warn("Cluster state pull after a stall failed", "addresses", addrs, "err", err)
+	}
 }
