@@ -358,3 +358,38 @@ func TestAdvertisedWebURL(t *testing.T) {
 		require.Equal(t, want, advertisedWebURL(in, ip), in)
 	}
 }
+
+// TestClusterStallStepsDown: a participant told of a stall longer than the
+// threshold stops participating (its filter hands its targets off), pulls
+// the peers' state, and participates again; a joining member only counts
+// it. Release announcements reach the peers.
+func TestClusterStallStepsDown(t *testing.T) {
+	cs, _ := startThree(t, ClusterConfig{HandoffDelay: 200 * time.Millisecond})
+	for _, c := range cs[:2] {
+		c.Participate()
+	}
+	c := cs[0]
+	drain(c.Changes())
+	done := make(chan struct{})
+	go func() { c.stalled(context.Background(), 5*time.Second); close(done) }()
+	<-c.Changes() // stepped down: its own state changed
+	require.Equal(t, StateJoining, stateOf(c, "n0"), "a stalled member owns nothing until it participates again")
+	<-done
+	require.True(t, c.Participant())
+	require.Equal(t, StateParticipant, stateOf(c, "n0"))
+	require.Equal(t, int64(1), c.stalls.Load())
+
+	cs[2].stalled(context.Background(), 5*time.Second) // not a participant: nothing to hand off
+	require.False(t, cs[2].Participant())
+	require.Equal(t, int64(1), cs[2].stalls.Load())
+
+	c.AnnounceReleased(0xabc)
+	require.Eventually(t, func() bool {
+		for _, m := range cs[1].Members() {
+			if m.Name == "n0" {
+				return m.ConfirmsHandoffs && m.Released == 0xabc
+			}
+		}
+		return false
+	}, 5*time.Second, 10*time.Millisecond, "n1 sees %v", cs[1].Members())
+}
