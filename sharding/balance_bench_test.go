@@ -1,0 +1,33 @@
+package sharding
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// BenchmarkBalance100kTargets20Members is the rebalance compute of a
+// membership change: 100,000 targets of mixed sizes (1 to 1,000 series, a
+// few heavy ones), every one with its incumbent, assigned over 20 members
+// of which one is new.
+func BenchmarkBalance100kTargets20Members(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	items := make([]balanceItem, 100_000)
+	for i := range items {
+		w := uint64(1 + rng.IntN(40))
+		if rng.IntN(50) == 0 {
+			w = 1000
+		}
+		items[i] = balanceItem{key: rng.Uint64(), weight: w, inc: []int32{int32(rng.IntN(19))}}
+	}
+	names := balanceNames(20)
+	var bal balancer
+	bal.setMembers(names, [][]string{names})
+	work := slices.Clone(items)
+	var out []int32
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(work, items)
+		out = bal.assign(work, 1, out)
+	}
+}
