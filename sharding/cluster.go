@@ -75,6 +75,7 @@ type Cluster struct {
 	addr    string                 // this member's gossip address
 	keys    *keyringState          // nil when gossip is not encrypted
 	meta    *nodeMeta
+	weights *WeightBoard // gossiped series weights (weights.go)
 	changes chan struct{}
 	ready   atomic.Bool
 	// participating is set by Participate, leaving by Leave.
@@ -117,6 +118,7 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 		return nil, fmt.Errorf("cluster config: %w", err)
 	}
 	c.cfg = cfg
+	c.weights = NewWeightBoard(cfg.NodeName, c.signal)
 	if standalone {
 		c.members[cfg.NodeName] = Member{Name: cfg.NodeName, State: StateJoining, KubernetesNode: cfg.KubernetesNode, Zone: cfg.Zone, KeyVersion: cfg.KeyVersion}
 		c.ready.Store(true)
@@ -133,6 +135,7 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 		}
 		c.meta = &nodeMeta{node: cfg.KubernetesNode, zone: cfg.Zone, keyVersion: cfg.KeyVersion}
 		c.meta.state.Store(metaJoining)
+		c.meta.weights = newWeightGossip(c.weights, func() int { return len(c.Members()) })
 		mc.Delegate = c.meta
 		mc.Events = (*clusterEvents)(c)
 		if c.ml, err = memberlist.Create(mc); err != nil {
@@ -511,6 +514,7 @@ func (c *Cluster) pruneDeparted(now time.Time) {
 		if now.Sub(at) > departedRetention {
 			delete(c.departed, name)
 			delete(c.members, name)
+			c.weights.Forget(name)
 		}
 	}
 }

@@ -41,6 +41,8 @@ type nodeMeta struct {
 	// released is the handoff view last released, announced as "r<hex>"
 	// (0: nothing yet, no token); only with keyVersion above KeyJobLabels.
 	released atomic.Uint64
+	// weights gossips the series weights; nil: none.
+	weights *weightGossip
 }
 
 var _ memberlist.Delegate = (*nodeMeta)(nil)
@@ -125,7 +127,11 @@ func decodeMeta(meta []byte) peerMeta {
 	return p
 }
 
-func (*nodeMeta) NotifyMsg([]byte)                           {}
-func (*nodeMeta) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (*nodeMeta) LocalState(join bool) []byte                { return nil }
-func (*nodeMeta) MergeRemoteState(buf []byte, join bool)     {}
+// The Delegate's messages and push/pull states carry the gossiped series
+// weights (weights.go), when balancing by series.
+func (d *nodeMeta) NotifyMsg(msg []byte) { d.weights.notifyMsg(msg) }
+func (d *nodeMeta) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.weights.getBroadcasts(overhead, limit)
+}
+func (d *nodeMeta) LocalState(join bool) []byte            { return d.weights.localState() }
+func (d *nodeMeta) MergeRemoteState(buf []byte, join bool) { d.weights.mergeRemoteState(buf) }

@@ -22,6 +22,10 @@ type memberView struct {
 	// participant released it; confirmed: gained targets may be scraped.
 	handoff             uint64
 	released, confirmed bool
+	// weights is the gossiped weight table and bal the balanced
+	// assignment (BalanceSeries; nil otherwise).
+	weights weightTable
+	bal     *balanceState
 	// version identifies the view: it changes whenever anything ownership
 	// depends on does (readiness, this member's state or release, the
 	// participants, their nodes or zones as the strategy uses them).
@@ -73,6 +77,15 @@ func (f *Filter) memberView(now time.Time) memberView {
 		v.handoff = handoffView(v.key, v.names, zones)
 	} else {
 		v.handoff = handoffView(v.key, v.names, nil)
+	}
+	if f.balancing() {
+		// Members start on gained targets only once every participant
+		// released the same weights.
+		v.weights = f.opts.Weights.table(v.names)
+		v.handoff = combine(v.handoff, v.weights.digest)
+		if v.handoff == 0 {
+			v.handoff = 1
+		}
 	}
 	f.confirm(&v, peers, now)
 	switch f.opts.Strategy {
@@ -149,6 +162,10 @@ func (f *Filter) owners(v *memberView, e *preparedEntry, dst []string) []string 
 			return g.Owners(e.key, 1, dst)
 		}
 		return dst // nobody on its node discovers all of its pods
+	case v.bal != nil:
+		if out, ok := f.balancedOwners(v, e.key, dst); ok {
+			return out
+		}
 	case f.opts.Strategy == StrategyZone && e.zone != "":
 		if g := v.byZone[e.zone]; g != nil {
 			return f.fillUp(g.Owners(e.key, r, dst), len(dst), e.key)
