@@ -13,10 +13,10 @@ import (
 // changed, starts a new member view so that every job is assigned again.
 // After the pass it publishes its own report.
 
-// weightReportInterval is how often, at most, a member publishes new
-// measurements (a change of what it owns is published at once). Each
-// publication changes the handoff view; measurements change classes only
-// beyond the hysteresis anyway.
+// weightReportInterval is how often a balancing member recomputes without
+// any other trigger, to publish what its scrapes measured since. A
+// publication changes the handoff view, but classes change only beyond
+// their hysteresis (weightClass), so a steady cluster publishes nothing.
 const weightReportInterval = 5 * time.Second
 
 // balanceState is the last balanced assignment, owned by Run.
@@ -31,7 +31,8 @@ type balanceState struct {
 	load   map[string]int
 	total  int
 	digest uint64
-	// published is this member's last report, publishedAt when.
+	// published is this member's last report, publishedAt when it last
+	// changed.
 	published   map[uint32]weightEntry
 	publishedAt time.Time
 }
@@ -180,7 +181,6 @@ func (f *Filter) publishWeights(v *memberView, now time.Time) {
 	}
 	r := f.opts.ReplicationFactor
 	entries := make(map[uint32]weightEntry, len(bs.published))
-	ownedChanged := false
 	for i, it := range bs.items {
 		wk := weightKey(it.key)
 		prev, known := v.weights.classes[wk]
@@ -198,15 +198,10 @@ func (f *Filter) publishWeights(v *memberView, now time.Time) {
 		} else if old, had := bs.published[wk]; had && !ownedByOther(v.weights.owners[wk], f.opts.Self) {
 			entries[wk] = weightEntry{class: old.class} // until its new owner reports it
 		}
-		if e, had := bs.published[wk]; had != (entries[wk] != weightEntry{}) || e.owned != entries[wk].owned {
-			ownedChanged = true
-		}
-	}
-	if !ownedChanged && len(entries) == len(bs.published) && now.Sub(bs.publishedAt) < weightReportInterval {
-		return
 	}
 	if f.opts.Weights.Publish(entries) {
 		bs.publishedAt = now
+		f.logger.Debug("Published series weights", "targets", len(entries))
 	}
 	bs.published = entries
 }
