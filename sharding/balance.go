@@ -215,14 +215,17 @@ func (b *balancer) place(it balanceItem, capacity uint64, r int, dst []int32) {
 			sc = append(sc, scored{score: score(it.key, b.hashes[m]), idx: int(m)})
 		}
 	}
-	sortScores(sc)
 	b.scores = sc
 	for ; k < r && k < len(members); k++ {
+		// The best ranked with room: the highest score (ties: the lower
+		// index) among those whose load stays within capacity.
 		pick := -1
 		for j, s := range sc {
-			if s.idx >= 0 && b.load[s.idx]+it.weight <= capacity {
+			if s.idx < 0 || b.load[s.idx]+it.weight > capacity {
+				continue
+			}
+			if pick < 0 || s.score > sc[pick].score || (s.score == sc[pick].score && s.idx < sc[pick].idx) {
 				pick = j
-				break
 			}
 		}
 		if pick < 0 {
@@ -240,6 +243,7 @@ func (b *balancer) place(it balanceItem, capacity uint64, r int, dst []int32) {
 // most it.weight more than that is preferred (so that an assignment that
 // needed this fallback is its own fixed point too).
 func (b *balancer) leastLoaded(sc []scored, it balanceItem) int {
+	sortScores(sc) // by rank: ties go to the best ranked
 	pick := -1
 	for j, s := range sc {
 		if s.idx >= 0 && (pick < 0 || b.load[s.idx] < b.load[sc[pick].idx]) {

@@ -26,6 +26,9 @@ type balanceState struct {
 	out   []int32       // owners of items[i] at out[i*r:(i+1)*r]
 	pos   map[uint64]int32
 	names []string
+	// seen and known are scratch space.
+	seen  map[uint64]int
+	known []uint64
 	// load is the series per participant; total their sum (counted once
 	// per target, not per replica).
 	load   map[string]int
@@ -66,19 +69,47 @@ func (f *Filter) balance(v *memberView) bool {
 	}
 	bs.names = v.names
 	bs.b.setMembers(v.names, groups)
-	items, seen := bs.items[:0], make(map[uint64]int, len(bs.pos))
+	if bs.seen == nil {
+		bs.seen, bs.pos = map[uint64]int{}, map[uint64]int32{}
+	}
+	clear(bs.seen)
+	items, seen := bs.items[:0], bs.seen
 	var pool []int32
 	for _, pj := range f.prepared {
-		mean := f.jobMean(v, pj)
+		// First the job's known weights (0: unknown) and their mean.
+		known := bs.known[:0]
+		var sum, n uint64
 		for gi := range pj.groups {
 			for i := range pj.groups[gi].entries {
 				e := &pj.groups[gi].entries[i]
 				if !f.balancedEntry(e) {
 					continue
 				}
-				w := mean
+				var w uint64
 				if c, ok := v.weights.classes[weightKey(e.key)]; ok {
 					w = weightOfClass[c]
+					sum += w
+					n++
+				}
+				known = append(known, w)
+			}
+		}
+		bs.known = known
+		mean := uint64(1)
+		if n > 0 {
+			mean = max(1, (sum+n/2)/n)
+		}
+		k := 0
+		for gi := range pj.groups {
+			for i := range pj.groups[gi].entries {
+				e := &pj.groups[gi].entries[i]
+				if !f.balancedEntry(e) {
+					continue
+				}
+				w := known[k]
+				k++
+				if w == 0 {
+					w = mean
 				}
 				var group int32
 				if gi, ok := zoneIdx[e.zone]; ok && e.zone != "" {
@@ -104,7 +135,7 @@ func (f *Filter) balance(v *memberView) bool {
 	r := f.opts.ReplicationFactor
 	bs.out = bs.b.assign(items, r, bs.out)
 	bs.items = items
-	bs.pos = make(map[uint64]int32, len(items))
+	clear(bs.pos)
 	var digest uint64
 	bs.total = 0
 	for i, it := range items {
@@ -121,28 +152,6 @@ func (f *Filter) balance(v *memberView) bool {
 	changed := digest != bs.digest
 	bs.digest = digest
 	return changed
-}
-
-// jobMean is the mean weight of a job's targets that the table weighs, 1
-// when it weighs none.
-func (f *Filter) jobMean(v *memberView, pj *preparedJob) uint64 {
-	var sum, n uint64
-	for gi := range pj.groups {
-		for i := range pj.groups[gi].entries {
-			e := &pj.groups[gi].entries[i]
-			if !f.balancedEntry(e) {
-				continue
-			}
-			if c, ok := v.weights.classes[weightKey(e.key)]; ok {
-				sum += weightOfClass[c]
-				n++
-			}
-		}
-	}
-	if n == 0 {
-		return 1
-	}
-	return max(1, (sum+n/2)/n)
 }
 
 // balancedOwners appends the balanced owners of key, best rank first, and
