@@ -28,12 +28,14 @@ func TestShardingBalanceSeries(t *testing.T) {
 	require.NoError(t, e.bed.CreateNamespace(ctx, ns, nil))
 	host, err := e.bed.Netns(ctx)
 	require.NoError(t, err)
-	series := map[string]int{} // by scrape URL
+	// What each target writes, by scrape URL: its series and the scrape
+	// loop's 5 report series (up, scrape_duration_seconds, ...).
+	series := map[string]int{}
 	for _, c := range []struct{ n, series int }{{6, 1000}, {12, 200}, {42, 20}} {
 		ts, err := host.AddTargets(ctx, fmt.Sprintf("%s-%d", name, c.series), c.n, testbed.TargetOptions{Series: c.series})
 		require.NoError(t, err)
 		for _, tg := range ts {
-			series[tg.URL()] = c.series
+			series[tg.URL()] = c.series + 5
 		}
 		e.targets = append(e.targets, ts...)
 	}

@@ -54,15 +54,16 @@ const (
 )
 
 // BalanceSlack is how far above the mean load a member may be filled before
-// items go to their next-ranked member: 0.1 keeps max/mean below 1.1 when
-// the lightest items can fill the gaps. More slack moves less on a join
+// items go to their next-ranked member: 0.08 keeps max/mean below 1.08 when
+// the lightest items can fill the gaps, leaving room below 1.15 for the
+// stickiness and for the weight classes' rounding (±6%). More slack moves less on a join
 // and balances worse.
-const BalanceSlack = 0.10
+const BalanceSlack = 0.08
 
 // BalanceStickiness is how much further an incumbent may keep its items:
 // weights changing by a class near the capacity then move nothing.
 // max/mean stays below 1 + BalanceSlack + BalanceStickiness.
-const BalanceStickiness = 0.04
+const BalanceStickiness = 0.03
 
 // balanceItem is one distinct ownership key to place.
 type balanceItem struct {
@@ -259,9 +260,10 @@ func (b *balancer) leastLoaded(sc []scored, it balanceItem) int {
 }
 
 // Weight classes quantize series counts on a logarithmic scale, four
-// classes per doubling (a class is ~19% wide), so that a weight fits a byte
+// six classes per doubling (a class is ~12% wide, up to 2^(127/6), about
+// two million series), so that a weight and the owned flag fit a byte
 // and small drift does not change what is gossiped.
-const classesPerDoubling = 4
+const classesPerDoubling = 6
 
 // weightOfClass is the series count a class stands for.
 var weightOfClass = func() (w [256]uint64) {
@@ -273,7 +275,7 @@ var weightOfClass = func() (w [256]uint64) {
 
 // weightClass returns the class of a target that delivered series series,
 // given the class prev it has now (0: none). Hysteresis: the class changes
-// only once the size is more than one class (~19%) away from prev's
+// only once the size is more than one class (~12%) away from prev's
 // center, so a size drifting a few percent, or sitting on a class boundary,
 // changes nothing.
 func weightClass(series int, prev uint8) uint8 {
@@ -285,5 +287,5 @@ func weightClass(series int, prev uint8) uint8 {
 		return prev
 	}
 	q := math.Round(exact)
-	return uint8(min(max(q, 1), 255)) // class 0 means "none"
+	return uint8(min(max(q, 1), 127)) // class 0 means "none"
 }

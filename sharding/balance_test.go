@@ -253,16 +253,16 @@ func TestWeightClass(t *testing.T) {
 	}{
 		{"nothing counts as one", 0, 0, 1},
 		{"one", 1, 0, 1},
-		{"thousand", 1000, 0, 40},        // 4·log2(1000) = 39.86
-		{"drift up keeps", 1150, 40, 40}, // 40.66
-		{"drift down keeps", 880, 40, 40},
-		{"far up changes", 1300, 40, 41}, // 41.4
-		{"far down changes", 750, 40, 38},
-		{"huge caps", 1 << 62, 0, 248},
+		{"thousand", 1000, 0, 60},         // 6·log2(1000) = 59.79
+		{"drift up keeps", 1120, 60, 60},  // 60.78
+		{"drift down keeps", 950, 60, 60}, // 59.35
+		{"far up changes", 1300, 60, 62},  // 62.07
+		{"far down changes", 750, 60, 57}, // 57.31
+		{"huge caps", 1 << 62, 0, 127},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, tc.want, weightClass(tc.series, tc.prev))
 		})
 	}
-	require.Equal(t, uint64(1024), weightOfClass[40])
+	require.Equal(t, uint64(1024), weightOfClass[60])
 }
