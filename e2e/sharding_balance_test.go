@@ -4,7 +4,9 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -64,8 +66,10 @@ func TestShardingBalanceSeries(t *testing.T) {
 			if ratio := float64(most) / (float64(total) / float64(len(reps))); ratio > 1.15 {
 				return fmt.Errorf("series per replica %v: max/mean %.3f", load, ratio)
 			}
+			if !reflect.DeepEqual(*own, o) {
+				t.Logf("series per replica %v", load)
+			}
 			*own = o
-			t.Logf("series per replica %v", load)
 			return nil
 		}
 	}
@@ -74,15 +78,30 @@ func TestShardingBalanceSeries(t *testing.T) {
 	r2 := e.replica(t, "r2", r1.GossipAddr, flag)
 	r3 := e.replica(t, "r3", r1.GossipAddr, flag)
 	reps := map[string]*testbed.Promshard{"r1": r1, "r2": r2, "r3": r3}
+	// steady holds once the replicas balance the series and owned the same
+	// targets 5 s earlier: the weights converged and nothing oscillates.
+	steady := func(reps map[string]*testbed.Promshard, own *map[string]map[string]bool) func(context.Context) error {
+		bal := balanced(reps, own)
+		var last map[string]map[string]bool
+		var lastAt time.Time
+		return func(ctx context.Context) error {
+			if err := bal(ctx); err != nil {
+				return err
+			}
+			switch {
+			case last == nil || !reflect.DeepEqual(last, *own):
+				last, lastAt = *own, time.Now()
+				return errors.New("ownership changed")
+			case time.Since(lastAt) < 5*time.Second:
+				return errors.New("ownership unchanged for less than 5s")
+			}
+			return nil
+		}
+	}
 	var before, after map[string]map[string]bool
-	eventually(t, 90*time.Second, "3 replicas balance the series", balanced(reps, &before))
-	time.Sleep(3 * time.Second) // steady: nothing moves any more
-	eventually(t, 10*time.Second, "3 replicas still balance the series", balanced(reps, &before))
-
+	eventually(t, 120*time.Second, "3 replicas balance the series, steadily", steady(reps, &before))
 	reps["r4"] = e.replica(t, "r4", r1.GossipAddr, flag)
-	eventually(t, 90*time.Second, "4 replicas balance the series", balanced(reps, &after))
-	time.Sleep(3 * time.Second)
-	eventually(t, 10*time.Second, "4 replicas still balance the series", balanced(reps, &after))
+	eventually(t, 120*time.Second, "4 replicas balance the series, steadily", steady(reps, &after))
 	ownerBefore := map[string]string{}
 	for r, set := range before {
 		for u := range set {

@@ -300,8 +300,8 @@ func (w *WeightBoard) Forget(name string) {
 }
 
 // weightTable is what the board says, for one recompute: per key the
-// class (the highest any report gives, participants' reports first) and
-// the participants that own it.
+// class (the highest any report gives) and the participants that report
+// owning it (sorted).
 type weightTable struct {
 	classes map[uint32]uint8
 	owners  map[uint32][]string
