@@ -163,6 +163,11 @@ func TestFilterBalanceSeriesJoin(t *testing.T) {
 		require.InDelta(t, l, want[n], 0.05*float64(l), "member %s: the series it is said to own are the measured ones, quantized", n)
 	}
 
+	over := r.filters["a"].Stats()
+	require.True(t, over.OverLimit, "3 members cannot hold 9,240 series within 3,000 each")
+	require.Equal(t, 4, over.MembersNeeded)
+	require.Len(t, before, 60, "no target dropped over the limit")
+
 	r.add("d")
 	after := r.steady()
 	require.Len(t, after, 60)
