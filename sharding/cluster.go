@@ -61,6 +61,8 @@ type Member struct {
 	ConfirmsHandoffs bool `json:"confirmsHandoffs,omitempty"`
 	// Released is the handoff view the member last released, 0: none yet.
 	Released uint64 `json:"released,omitempty"`
+	// BalancesSeries: the member balances series (ClusterConfig.BalanceSeries).
+	BalancesSeries bool `json:"balancesSeries,omitempty"`
 }
 
 // departedRetention is how long dead and left members stay listed.
@@ -133,7 +135,7 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 		} else {
 			logger.Warn("Gossip is not encrypted: set --cluster.secret-key-file so that only members holding the key can join and read membership traffic")
 		}
-		c.meta = &nodeMeta{node: cfg.KubernetesNode, zone: cfg.Zone, keyVersion: cfg.KeyVersion}
+		c.meta = &nodeMeta{node: cfg.KubernetesNode, zone: cfg.Zone, keyVersion: cfg.KeyVersion, balanceSeries: cfg.BalanceSeries}
 		c.meta.state.Store(metaJoining)
 		c.meta.weights = newWeightGossip(c.weights, func() int { return len(c.Members()) })
 		mc.Delegate = c.meta
@@ -526,7 +528,7 @@ func (c *Cluster) setMember(n *memberlist.Node, departed bool) {
 	p := decodeMeta(n.Meta)
 	state := p.state
 	m := Member{Name: n.Name, Address: n.Address(), State: state, KubernetesNode: p.node, Zone: p.zone, WebURL: p.web, KeyVersion: p.keyVersion,
-		ConfirmsHandoffs: p.confirms, Released: p.released}
+		ConfirmsHandoffs: p.confirms, Released: p.released, BalancesSeries: p.balanceSeries}
 	c.mtx.Lock()
 	old, had := c.members[n.Name]
 	switch {

@@ -25,6 +25,8 @@ import (
 //     older promshard, or one whose filter announced nothing yet: it
 //     announces its first view before it participates): nobody waits for
 //     it.
+//   - "b": the member balances series (ClusterConfig.BalanceSeries);
+//     filters balance series only while every alive member says so.
 //
 // Tokens a member does not know are ignored, so that later versions can add
 // some. promshard before extensions reads the web URL up to the end of the
@@ -43,6 +45,8 @@ type nodeMeta struct {
 	released atomic.Uint64
 	// weights gossips the series weights; nil: none.
 	weights *weightGossip
+	// balanceSeries is announced as "b".
+	balanceSeries bool
 }
 
 var _ memberlist.Delegate = (*nodeMeta)(nil)
@@ -65,6 +69,8 @@ type peerMeta struct {
 	// confirms: the peer announces releases; released is the last one.
 	confirms bool
 	released uint64
+	// balanceSeries: the peer balances series.
+	balanceSeries bool
 }
 
 // NodeMeta implements memberlist.Delegate.
@@ -81,6 +87,9 @@ func (d *nodeMeta) NodeMeta(limit int) []byte {
 		meta = append(append(meta, 0, 'k'), strconv.Itoa(int(d.keyVersion))...)
 		if r := d.released.Load(); r != 0 {
 			meta = strconv.AppendUint(append(meta, ' ', 'r'), r, 16)
+		}
+		if d.balanceSeries {
+			meta = append(meta, ' ', 'b')
 		}
 	} else if web != nil && *web != "" {
 		meta = append(append(meta, 0), *web...)
@@ -117,6 +126,8 @@ func decodeMeta(meta []byte) peerMeta {
 			if n, err := strconv.Atoi(tok[1:]); err == nil && n > 0 {
 				p.keyVersion = KeyVersion(n)
 			}
+		case 'b':
+			p.balanceSeries = true
 		case 'r':
 			p.confirms = true
 			if n, err := strconv.ParseUint(tok[1:], 16, 64); err == nil {

@@ -217,9 +217,6 @@ func (f *Filter) publishWeights(v *memberView, now time.Time) {
 
 // seriesStats fills the series figures of st from the last balance.
 func (f *Filter) seriesStats(st *Stats) {
-	if !f.balancing() {
-		return
-	}
 	bs := &f.bal
 	st.Series = make(map[string]int, len(bs.load))
 	for n, l := range bs.load {

@@ -19,6 +19,7 @@ type balanceRig struct {
 	*confirmRig
 	boards  map[string]*WeightBoard
 	delayed map[string]bool
+	targets map[string]bool // members balancing targets
 }
 
 var appIndex = regexp.MustCompile(`app-(\d+)`)
@@ -41,7 +42,7 @@ func podSeries(target string) int {
 }
 
 func newBalanceRig(t *testing.T, names ...string) *balanceRig {
-	r := &balanceRig{confirmRig: newConfirmRig(t, time.Hour), boards: map[string]*WeightBoard{}, delayed: map[string]bool{}}
+	r := &balanceRig{confirmRig: newConfirmRig(t, time.Hour), boards: map[string]*WeightBoard{}, delayed: map[string]bool{}, targets: map[string]bool{}}
 	r.input = podGroups(60, noNode)
 	for _, n := range names {
 		r.add(n)
@@ -51,15 +52,24 @@ func newBalanceRig(t *testing.T, names ...string) *balanceRig {
 
 func (r *balanceRig) add(n string) *Filter {
 	r.members.mtx.Lock()
-	r.members.members = append(r.members.members, Member{Name: n, State: StateParticipant, KeyVersion: LatestKeyVersion, ConfirmsHandoffs: true})
+	r.members.members = append(r.members.members, Member{Name: n, State: StateParticipant, KeyVersion: LatestKeyVersion, ConfirmsHandoffs: true, BalancesSeries: !r.targets[n]})
 	r.members.mtx.Unlock()
 	r.stale[n] = &testStaleness{}
 	r.regs[n] = nil
 	r.delivered[n] = true
+	return r.filter(n)
+}
+
+// filter (re)creates n's filter, balancing targets if r.targets says so.
+func (r *balanceRig) filter(n string) *Filter {
 	r.boards[n] = NewWeightBoard(n, nil)
+	balance := BalanceSeries
+	if r.targets[n] {
+		balance = BalanceTargets
+	}
 	var f *Filter
 	f = newTestFilter(r.t, FilterOptions{Self: n, Members: r.members, Staleness: r.stale[n], HandoffTimeout: time.Hour,
-		Balance: BalanceSeries, Weights: r.boards[n], MaxSeriesPerMember: 3000,
+		Balance: balance, Weights: r.boards[n], MaxSeriesPerMember: 3000,
 		Series: func(loop uint64) (int, bool) {
 			for _, sent := range f.sent {
 				if st, ok := sent[loop]; ok {
@@ -208,4 +218,28 @@ func TestFilterBalanceDelayedGossip(t *testing.T) {
 	owner := r.steady()
 	require.Len(t, owner, 60)
 	require.Contains(t, slices.Collect(maps.Values(owner)), "d")
+}
+
+// TestFilterBalanceNeedsEveryMember: while an alive member does not
+// announce that it balances series (an older promshard, or one switched
+// later in a rollout), every member balances targets, as that one does;
+// once it announces it, the cluster balances series.
+func TestFilterBalanceNeedsEveryMember(t *testing.T) {
+	r := newBalanceRig(t, "a", "b")
+	r.targets["c"] = true // c runs --sharding.balance=targets
+	r.add("c")
+	r.steady()
+	for n, f := range r.filters {
+		require.Nil(t, f.Stats().Series, "%s balances targets", n)
+		require.Equal(t, r.filters["c"].Stats().Owned, f.Stats().Owned, "%s computes what c does", n)
+	}
+	// c restarts balancing series.
+	delete(r.targets, "c")
+	r.filter("c")
+	r.setMember("c", func(m *Member) { m.BalancesSeries = true })
+	owner := r.steady()
+	require.Len(t, owner, 60)
+	ratio, _ := seriesRatio(owner, 3)
+	require.LessOrEqual(t, ratio, 1.15)
+	require.NotNil(t, r.filters["a"].Stats().Series)
 }

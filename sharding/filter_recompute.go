@@ -51,7 +51,7 @@ func (f *Filter) recompute(reprepare bool) map[string][]*targetgroup.Group {
 	default:
 		all()
 	}
-	if f.balancing() && f.balance(&v) {
+	if v.series && f.balance(&v) {
 		// Another assignment: a new member view, every job assigned again.
 		f.viewVersion++
 		v.version = f.viewVersion
@@ -69,10 +69,12 @@ func (f *Filter) recompute(reprepare bool) map[string][]*targetgroup.Group {
 	changed := f.diffOut(p.res, jobs)
 	f.afterPass(&p.v, f.passGaveUp, time.Now())
 	stats := f.publishStats(&p.v)
-	if f.balancing() {
+	if v.series {
 		f.publishWeights(&p.v, time.Now())
 		f.seriesStats(&stats)
-		f.metrics.setSeries(&stats)
+	}
+	if f.balancing() {
+		f.metrics.setSeries(&stats) // none while a peer balances targets
 	}
 	f.metrics.recompute.Observe(time.Since(start).Seconds())
 	f.metrics.discovered.Set(float64(stats.TotalTargets))

@@ -26,6 +26,9 @@ type memberView struct {
 	// assignment (BalanceSeries; nil otherwise).
 	weights weightTable
 	bal     *balanceState
+	// series: this member balances series and every alive peer announces
+	// that it does too (Member.BalancesSeries); otherwise targets are.
+	series bool
 	// version identifies the view: it changes whenever anything ownership
 	// depends on does (readiness, this member's state or release, the
 	// participants, their nodes or zones as the strategy uses them).
@@ -33,7 +36,7 @@ type memberView struct {
 }
 
 func (f *Filter) memberView(now time.Time) memberView {
-	v := memberView{ready: f.opts.Members.Ready(), self: StateParticipant}
+	v := memberView{ready: f.opts.Members.Ready(), self: StateParticipant, series: f.balancing()}
 	nodes, zones := map[string][]string{}, map[string][]string{}
 	v.key = f.opts.KeyVersion
 	members := f.opts.Members.Members()
@@ -45,6 +48,7 @@ func (f *Filter) memberView(now time.Time) memberView {
 		}
 		if m.State.Alive() {
 			v.key = negotiate(v.key, m.KeyVersion)
+			v.series = v.series && m.BalancesSeries
 		}
 		if m.State != StateParticipant {
 			continue
@@ -78,7 +82,7 @@ func (f *Filter) memberView(now time.Time) memberView {
 	} else {
 		v.handoff = handoffView(v.key, v.names, nil)
 	}
-	if f.balancing() {
+	if v.series {
 		// Members start on gained targets only once every participant
 		// released the same weights.
 		v.weights = f.opts.Weights.table(v.names)
@@ -120,6 +124,9 @@ func viewKey(v *memberView, nodes, zones map[string][]string) string {
 	b.WriteString(strconv.Itoa(int(v.key)))
 	if v.confirmed {
 		b.WriteString("c")
+	}
+	if v.series {
+		b.WriteString("s")
 	}
 	for _, n := range v.names {
 		b.WriteString("\x00")

@@ -30,3 +30,16 @@ func TestClusterGossipsWeights(t *testing.T) {
 	require.Len(t, c.Weights().table(names).classes, 700)
 	require.Positive(t, a.WeightGossipBytes())
 }
+
+func TestNodeMetaBalanceToken(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		d := &nodeMeta{keyVersion: LatestKeyVersion, balanceSeries: on}
+		d.state.Store(metaParticipant)
+		d.released.Store(^uint64(0)) // the longest release token
+		meta := d.NodeMeta(nodeMetaLimit)
+		require.LessOrEqual(t, len(meta)-4, metaExtensionsSize, "extensions %q", meta)
+		p := decodeMeta(meta)
+		require.Equal(t, on, p.balanceSeries)
+		require.Equal(t, ^uint64(0), p.released)
+	}
+}

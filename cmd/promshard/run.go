@@ -315,6 +315,7 @@ func newSharding(f *runFlags, webURL string, a *agent.Agent, series *sharding.Se
 		NodeName: cf.nodeName, ListenAddress: cf.listenAddress, AdvertiseAddress: cf.advertiseAddress,
 		Join: cf.join, SecretKeyFile: cf.secretKeyFile, ClusterName: cf.name, KubernetesNode: cf.localNode,
 		WaitForSize: cf.waitForSize, WaitTimeout: cf.waitTimeout, Zone: cf.zone, WebURL: webURL,
+		BalanceSeries: cf.balance == string(sharding.BalanceSeries),
 	}, logger.With("component", "cluster"), reg)
 	if err != nil {
 		return nil, nil, err
