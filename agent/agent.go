@@ -25,6 +25,7 @@ import (
 	promdiscovery "github.com/prometheus/prometheus/discovery"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 	"github.com/prometheus/prometheus/scrape"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb/agent"
 
@@ -69,6 +70,12 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// StoragePath is the directory of the agent WAL. Required.
 	StoragePath string
+	// WrapScrapeStorage, when set, wraps the storage the scrape manager
+	// appends to (e.g. sharding.NewSeriesCounter, measuring the series per
+	// target); the scrape manager then puts each target into its
+	// appenders' context (scrape.Options.PassMetadataInContext). Nil: the
+	// scrape manager appends to the WAL directly.
+	WrapScrapeStorage func(storage.AppendableV2) storage.AppendableV2
 	// RemoteFlushDeadline bounds how long shutdown waits for queued samples
 	// to be sent. Default 1m, like Prometheus.
 	RemoteFlushDeadline time.Duration
@@ -206,9 +213,14 @@ func New(opts Options) (*Agent, error) {
 		Help: "Scrapes whose samples were committed to the agent WAL (a failed scrape commits its up and staleness samples too).",
 	})}
 	syncs := &syncCounter{Registerer: opts.Registerer}
+	var scrapeStorage storage.AppendableV2 = a.commits
+	if opts.WrapScrapeStorage != nil {
+		scrapeStorage = opts.WrapScrapeStorage(scrapeStorage)
+	}
 	sm, err := scrape.NewManager(&scrape.Options{
 		DiscoveryReloadInterval: modelDuration(opts.ScrapeReloadInterval),
-	}, logger.With("component", "scrape manager"), nil, nil, a.commits, syncs)
+		PassMetadataInContext:   opts.WrapScrapeStorage != nil,
+	}, logger.With("component", "scrape manager"), nil, nil, scrapeStorage, syncs)
 	if err == nil {
 		err = syncs.check()
 	}

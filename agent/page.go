@@ -22,6 +22,12 @@ type ClusterInfo struct {
 	Members      []MemberInfo
 	// CrossZone counts the targets this member owns outside its zone.
 	CrossZone int
+	// TotalSeries is the series of every target when ownership balances
+	// series (0: it balances targets); MaxSeriesPerMember the limit (0:
+	// none), MembersNeeded the members it takes to keep within it, and
+	// OverLimit tells that some member holds more.
+	TotalSeries, MaxSeriesPerMember, MembersNeeded int
+	OverLimit                                      bool
 	// Unowned counts, per Kubernetes node, the targets on a node without a
 	// participating member: nobody scrapes them.
 	Unowned map[string]int
@@ -52,6 +58,8 @@ func (w *Web) addRemoteWrite(ctx context.Context, ci *ClusterInfo) {
 type MemberInfo struct {
 	Name, Address, State, Zone string
 	OwnedTargets               int
+	// OwnedSeries is the member's series (only when balancing series).
+	OwnedSeries int
 	// RemoteWrite is the member's remote-write queues, filled in by the
 	// page (this member's from its metrics, the others' from their
 	// /api/v1/status/remote-write); RemoteWriteError says why a member's

@@ -61,6 +61,8 @@ type Member struct {
 	ConfirmsHandoffs bool `json:"confirmsHandoffs,omitempty"`
 	// Released is the handoff view the member last released, 0: none yet.
 	Released uint64 `json:"released,omitempty"`
+	// BalancesSeries: the member balances series (ClusterConfig.BalanceSeries).
+	BalancesSeries bool `json:"balancesSeries,omitempty"`
 }
 
 // departedRetention is how long dead and left members stay listed.
@@ -75,6 +77,7 @@ type Cluster struct {
 	addr    string                 // this member's gossip address
 	keys    *keyringState          // nil when gossip is not encrypted
 	meta    *nodeMeta
+	weights *WeightBoard // gossiped series weights (weights.go)
 	changes chan struct{}
 	ready   atomic.Bool
 	// participating is set by Participate, leaving by Leave.
@@ -117,6 +120,7 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 		return nil, fmt.Errorf("cluster config: %w", err)
 	}
 	c.cfg = cfg
+	c.weights = NewWeightBoard(cfg.NodeName, c.signal)
 	if standalone {
 		c.members[cfg.NodeName] = Member{Name: cfg.NodeName, State: StateJoining, KubernetesNode: cfg.KubernetesNode, Zone: cfg.Zone, KeyVersion: cfg.KeyVersion}
 		c.ready.Store(true)
@@ -131,8 +135,9 @@ func NewCluster(cfg ClusterConfig, logger *slog.Logger, reg prometheus.Registere
 		} else {
 			logger.Warn("Gossip is not encrypted: set --cluster.secret-key-file so that only members holding the key can join and read membership traffic")
 		}
-		c.meta = &nodeMeta{node: cfg.KubernetesNode, zone: cfg.Zone, keyVersion: cfg.KeyVersion}
+		c.meta = &nodeMeta{node: cfg.KubernetesNode, zone: cfg.Zone, keyVersion: cfg.KeyVersion, balanceSeries: cfg.BalanceSeries}
 		c.meta.state.Store(metaJoining)
+		c.meta.weights = newWeightGossip(c.weights, func() int { return len(c.Members()) })
 		mc.Delegate = c.meta
 		mc.Events = (*clusterEvents)(c)
 		if c.ml, err = memberlist.Create(mc); err != nil {
@@ -511,6 +516,7 @@ func (c *Cluster) pruneDeparted(now time.Time) {
 		if now.Sub(at) > departedRetention {
 			delete(c.departed, name)
 			delete(c.members, name)
+			c.weights.Forget(name)
 		}
 	}
 }
@@ -522,7 +528,7 @@ func (c *Cluster) setMember(n *memberlist.Node, departed bool) {
 	p := decodeMeta(n.Meta)
 	state := p.state
 	m := Member{Name: n.Name, Address: n.Address(), State: state, KubernetesNode: p.node, Zone: p.zone, WebURL: p.web, KeyVersion: p.keyVersion,
-		ConfirmsHandoffs: p.confirms, Released: p.released}
+		ConfirmsHandoffs: p.confirms, Released: p.released, BalancesSeries: p.balanceSeries}
 	c.mtx.Lock()
 	old, had := c.members[n.Name]
 	switch {

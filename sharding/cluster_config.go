@@ -142,6 +142,12 @@ type ClusterConfig struct {
 	// announce no metadata extensions, as promshard before key versions:
 	// tests use it to run a mixed cluster. Default: LatestKeyVersion.
 	KeyVersion KeyVersion
+	// BalanceSeries announces that this member's filter balances series
+	// (FilterOptions.Balance = BalanceSeries), as the token "b" in its
+	// metadata. Filters balance series only while every alive member
+	// announces it, so that switching --sharding.balance member by member
+	// never has two members computing owners differently. Default false.
+	BalanceSeries bool
 }
 
 // Standalone reports whether the config describes a member without a

@@ -25,6 +25,8 @@ import (
 //     older promshard, or one whose filter announced nothing yet: it
 //     announces its first view before it participates): nobody waits for
 //     it.
+//   - "b": the member balances series (ClusterConfig.BalanceSeries);
+//     filters balance series only while every alive member says so.
 //
 // Tokens a member does not know are ignored, so that later versions can add
 // some. promshard before extensions reads the web URL up to the end of the
@@ -41,6 +43,10 @@ type nodeMeta struct {
 	// released is the handoff view last released, announced as "r<hex>"
 	// (0: nothing yet, no token); only with keyVersion above KeyJobLabels.
 	released atomic.Uint64
+	// weights gossips the series weights; nil: none.
+	weights *weightGossip
+	// balanceSeries is announced as "b".
+	balanceSeries bool
 }
 
 var _ memberlist.Delegate = (*nodeMeta)(nil)
@@ -63,6 +69,8 @@ type peerMeta struct {
 	// confirms: the peer announces releases; released is the last one.
 	confirms bool
 	released uint64
+	// balanceSeries: the peer balances series.
+	balanceSeries bool
 }
 
 // NodeMeta implements memberlist.Delegate.
@@ -79,6 +87,9 @@ func (d *nodeMeta) NodeMeta(limit int) []byte {
 		meta = append(append(meta, 0, 'k'), strconv.Itoa(int(d.keyVersion))...)
 		if r := d.released.Load(); r != 0 {
 			meta = strconv.AppendUint(append(meta, ' ', 'r'), r, 16)
+		}
+		if d.balanceSeries {
+			meta = append(meta, ' ', 'b')
 		}
 	} else if web != nil && *web != "" {
 		meta = append(append(meta, 0), *web...)
@@ -115,6 +126,8 @@ func decodeMeta(meta []byte) peerMeta {
 			if n, err := strconv.Atoi(tok[1:]); err == nil && n > 0 {
 				p.keyVersion = KeyVersion(n)
 			}
+		case 'b':
+			p.balanceSeries = true
 		case 'r':
 			p.confirms = true
 			if n, err := strconv.ParseUint(tok[1:], 16, 64); err == nil {
@@ -125,7 +138,11 @@ func decodeMeta(meta []byte) peerMeta {
 	return p
 }
 
-func (*nodeMeta) NotifyMsg([]byte)                           {}
-func (*nodeMeta) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (*nodeMeta) LocalState(join bool) []byte                { return nil }
-func (*nodeMeta) MergeRemoteState(buf []byte, join bool)     {}
+// The Delegate's messages and push/pull states carry the gossiped series
+// weights (weights.go), when balancing by series.
+func (d *nodeMeta) NotifyMsg(msg []byte) { d.weights.notifyMsg(msg) }
+func (d *nodeMeta) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.weights.getBroadcasts(overhead, limit)
+}
+func (d *nodeMeta) LocalState(join bool) []byte            { return d.weights.localState() }
+func (d *nodeMeta) MergeRemoteState(buf []byte, join bool) { d.weights.mergeRemoteState(buf) }

@@ -124,6 +124,25 @@ type FilterOptions struct {
 	KeyVersion KeyVersion
 	// Strategy is StrategyHash (default), StrategyNode or StrategyZone.
 	Strategy Strategy
+	// Balance is BalanceTargets (default: rendezvous hashing spreads target
+	// counts) or BalanceSeries (balance.go: bounded-load rendezvous over
+	// the series each target delivered, gossiped through Weights). Under
+	// StrategyZone it balances within each zone; under StrategyNode only
+	// the node-less targets.
+	Balance Balance
+	// Weights is the cluster's gossiped weight board (Cluster.Weights).
+	// Required with BalanceSeries.
+	Weights *WeightBoard
+	// Series returns the series the scrape loop with the given identity
+	// (URL and public labels) delivered at its last scrape
+	// (SeriesCounter.Series). Nil: this member measures nothing and
+	// reports the weights it assumes.
+	Series func(loopKey uint64) (int, bool)
+	// MaxSeriesPerMember is how many series one member should hold, with
+	// BalanceSeries; 0: no limit. A cluster that cannot fit its series
+	// within it reports so (Stats.OverLimit, Stats.MembersNeeded,
+	// promshard_sharding_series_over_limit) and still owns every target.
+	MaxSeriesPerMember int
 	// Zone is this member's zone for StrategyZone. It overrides the zone
 	// Members reports for Self. Empty: the member is in no zone and only
 	// takes spill-over targets.
@@ -182,6 +201,17 @@ type Stats struct {
 	// member owns but holds until every previous owner released them.
 	HandoffView uint64 `json:"handoffView,omitempty"`
 	Held        int    `json:"held"`
+	// Series maps each participant to the series it owns, TotalSeries
+	// sums them over the targets (BalanceSeries only; a target nobody
+	// measured yet weighs its job's mean).
+	Series      map[string]int `json:"series,omitempty"`
+	TotalSeries int            `json:"totalSeries,omitempty"`
+	// MaxSeriesPerMember is FilterOptions.MaxSeriesPerMember; MembersNeeded
+	// the participants it takes to hold every series within it; OverLimit:
+	// some participant holds more.
+	MaxSeriesPerMember int  `json:"maxSeriesPerMember,omitempty"`
+	MembersNeeded      int  `json:"membersNeeded,omitempty"`
+	OverLimit          bool `json:"overLimit,omitempty"`
 }
 
 // Filter keeps, from discovery's target groups, the final targets this member
@@ -249,6 +279,8 @@ type Filter struct {
 	// tells whether the current pass handed a target off.
 	ho         handoffState
 	passGaveUp bool
+	// bal is the last balanced assignment (filter_balance.go).
+	bal balanceState
 }
 
 // NewFilter validates opts, applies defaults and registers metrics.
@@ -286,6 +318,15 @@ func NewFilter(opts FilterOptions) (*Filter, error) {
 		}
 	default:
 		return nil, fmt.Errorf("filter: unknown strategy %q, want %q, %q or %q", opts.Strategy, StrategyHash, StrategyNode, StrategyZone)
+	}
+	setDefault(&opts.Balance, BalanceTargets)
+	switch {
+	case opts.Balance != BalanceTargets && opts.Balance != BalanceSeries:
+		return nil, fmt.Errorf("filter: unknown balance %q, want %q or %q", opts.Balance, BalanceTargets, BalanceSeries)
+	case opts.Balance == BalanceSeries && opts.Weights == nil:
+		return nil, errors.New("filter: balancing series needs Weights")
+	case opts.MaxSeriesPerMember < 0:
+		return nil, fmt.Errorf("filter: max series per member %d is negative", opts.MaxSeriesPerMember)
 	}
 	if opts.Logger == nil {
 		opts.Logger = promslog.NewNopLogger()
@@ -411,6 +452,13 @@ func (f *Filter) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 	hold.Stop()
 	defer hold.Stop()
 	var poll <-chan time.Time
+	// report makes a balancing member publish new measurements.
+	var report <-chan time.Time
+	if f.balancing() {
+		t := time.NewTicker(weightReportInterval)
+		defer t.Stop()
+		report = t.C
+	}
 	reprepare := false // an input arrived since the last recompute
 	for {
 		select {
@@ -431,6 +479,7 @@ func (f *Filter) run(ctx context.Context, in <-chan map[string][]*targetgroup.Gr
 			reprepare = true
 		case <-members:
 		case <-retry.C:
+		case <-report:
 		case <-hold.C:
 		case <-poll:
 			poll = nil
@@ -512,100 +561,4 @@ func (f *Filter) departed() bool {
 		}
 	}
 	return false
-}
-
-// recompute relabels what changed in the input if needed (reprepare: the
-// input or the configurations changed), assigns owners where the input or
-// the member view changed, hands moved targets off, updates f.out and
-// returns the jobs whose output changed, with nil for a job no longer in
-// it.
-//
-// When only some jobs' input or configuration changed since the last pass
-// (and the member view did not, and no target is held back), only those
-// jobs are visited: the others would keep their output anyway. Otherwise
-// every job is.
-func (f *Filter) recompute(reprepare bool) map[string][]*targetgroup.Group {
-	start := time.Now()
-	f.sweepFlagged(start)
-	f.passGaveUp = false
-	v := f.memberView(start)
-	if v.key != f.keyer.Version() {
-		f.rekey(v.key)
-	}
-	cfgJobs, cfgAll := f.takeConfigs()
-	var jobs map[string]struct{} // the jobs to visit; nil: every job
-	visits := len(f.last)
-	if f.prepared != nil && f.lastTracked && v.version == f.passView && !f.withheld.Load() && !cfgAll {
-		jobs = f.lastChanged
-		for job := range cfgJobs {
-			jobs[job] = struct{}{}
-		}
-		visits = len(jobs)
-	}
-	p := f.startAssign(v, visits)
-	visit := func(job string, pj *preparedJob) { f.assign(p, job, pj) }
-	switch {
-	case jobs != nil:
-		f.prepareJobs(jobs, visit)
-	case reprepare || f.prepared == nil || cfgAll || cfgJobs != nil:
-		f.prepare(visit)
-	default:
-		for job, pj := range f.prepared {
-			visit(job, pj)
-		}
-	}
-	f.lastTracked, f.lastChanged = true, map[string]struct{}{}
-	f.passView = v.version
-	changed := f.diffOut(p.res, jobs)
-	f.afterPass(&p.v, f.passGaveUp, time.Now())
-	stats := f.publishStats(&p.v)
-	f.metrics.recompute.Observe(time.Since(start).Seconds())
-	f.metrics.discovered.Set(float64(stats.TotalTargets))
-	f.metrics.owned.Set(float64(stats.Owned[f.opts.Self]))
-	f.metrics.crossZone.Set(float64(stats.CrossZone))
-	f.metrics.keyVersion.Set(float64(v.key))
-	f.metrics.setUnowned(stats.Unowned)
-	f.statsMtx.Lock()
-	f.stats = stats
-	f.statsMtx.Unlock()
-	return changed
-}
-
-// diffOut records in f.out the output res of the jobs visited (nil: every
-// job) and returns what changed.
-func (f *Filter) diffOut(res map[string][]*targetgroup.Group, visited map[string]struct{}) map[string][]*targetgroup.Group {
-	if f.out == nil {
-		f.out = make(map[string][]*targetgroup.Group, len(res))
-	}
-	changed := map[string][]*targetgroup.Group{}
-	for job, groups := range res {
-		if prev, ok := f.out[job]; !ok || !sameSlice(prev, groups) {
-			changed[job] = groups
-			f.out[job] = groups
-		}
-	}
-	gone := func(job string) {
-		if _, ok := res[job]; !ok {
-			if _, had := f.out[job]; had {
-				changed[job] = nil
-				delete(f.out, job)
-				delete(f.outCfg, job)
-			}
-		}
-	}
-	if visited != nil {
-		for job := range visited {
-			gone(job)
-		}
-	} else if len(f.out) > len(res) {
-		for job := range f.out {
-			gone(job)
-		}
-	}
-	return changed
-}
-
-// sameSlice reports whether a and b are the same slice, or both empty.
-func sameSlice(a, b []*targetgroup.Group) bool {
-	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }

@@ -22,6 +22,13 @@ type memberView struct {
 	// participant released it; confirmed: gained targets may be scraped.
 	handoff             uint64
 	released, confirmed bool
+	// weights is the gossiped weight table and bal the balanced
+	// assignment (BalanceSeries; nil otherwise).
+	weights weightTable
+	bal     *balanceState
+	// series: this member balances series and every alive peer announces
+	// that it does too (Member.BalancesSeries); otherwise targets are.
+	series bool
 	// version identifies the view: it changes whenever anything ownership
 	// depends on does (readiness, this member's state or release, the
 	// participants, their nodes or zones as the strategy uses them).
@@ -29,7 +36,7 @@ type memberView struct {
 }
 
 func (f *Filter) memberView(now time.Time) memberView {
-	v := memberView{ready: f.opts.Members.Ready(), self: StateParticipant}
+	v := memberView{ready: f.opts.Members.Ready(), self: StateParticipant, series: f.balancing()}
 	nodes, zones := map[string][]string{}, map[string][]string{}
 	v.key = f.opts.KeyVersion
 	members := f.opts.Members.Members()
@@ -41,6 +48,7 @@ func (f *Filter) memberView(now time.Time) memberView {
 		}
 		if m.State.Alive() {
 			v.key = negotiate(v.key, m.KeyVersion)
+			v.series = v.series && m.BalancesSeries
 		}
 		if m.State != StateParticipant {
 			continue
@@ -73,6 +81,15 @@ func (f *Filter) memberView(now time.Time) memberView {
 		v.handoff = handoffView(v.key, v.names, zones)
 	} else {
 		v.handoff = handoffView(v.key, v.names, nil)
+	}
+	if v.series {
+		// Members start on gained targets only once every participant
+		// released the same weights.
+		v.weights = f.opts.Weights.table(v.names)
+		v.handoff = combine(v.handoff, v.weights.digest)
+		if v.handoff == 0 {
+			v.handoff = 1
+		}
 	}
 	f.confirm(&v, peers, now)
 	switch f.opts.Strategy {
@@ -107,6 +124,9 @@ func viewKey(v *memberView, nodes, zones map[string][]string) string {
 	b.WriteString(strconv.Itoa(int(v.key)))
 	if v.confirmed {
 		b.WriteString("c")
+	}
+	if v.series {
+		b.WriteString("s")
 	}
 	for _, n := range v.names {
 		b.WriteString("\x00")
@@ -149,6 +169,10 @@ func (f *Filter) owners(v *memberView, e *preparedEntry, dst []string) []string 
 			return g.Owners(e.key, 1, dst)
 		}
 		return dst // nobody on its node discovers all of its pods
+	case v.bal != nil:
+		if out, ok := f.balancedOwners(v, e.key, dst); ok {
+			return out
+		}
 	case f.opts.Strategy == StrategyZone && e.zone != "":
 		if g := v.byZone[e.zone]; g != nil {
 			return f.fillUp(g.Owners(e.key, r, dst), len(dst), e.key)

@@ -78,6 +78,24 @@ type filterMetrics struct {
 	unowned    *prometheus.GaugeVec
 	keyVersion prometheus.Gauge
 	handoffs   handoffMetrics
+	// series: BalanceSeries figures (filter_balance.go).
+	memberSeries *prometheus.GaugeVec
+	overLimit    prometheus.Gauge
+	needed       prometheus.Gauge
+}
+
+// setSeries replaces the per-member series and the limit figures.
+func (m *filterMetrics) setSeries(st *Stats) {
+	m.memberSeries.Reset()
+	for member, n := range st.Series {
+		m.memberSeries.WithLabelValues(member).Set(float64(n))
+	}
+	over := 0.0
+	if st.OverLimit {
+		over = 1
+	}
+	m.overLimit.Set(over)
+	m.needed.Set(float64(st.MembersNeeded))
 }
 
 // handoffMetrics are the confirmed handoff's metrics (handoff.go).
@@ -126,6 +144,18 @@ func newFilterMetrics(reg prometheus.Registerer) (*filterMetrics, error) {
 			Name: "promshard_sharding_key_version",
 			Help: "Ownership-key version in use: the newest every alive member supports (1: job and target labels, 2: the labels the target's series carry).",
 		}),
+		memberSeries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "promshard_cluster_member_series",
+			Help: "Series each participant owns as this member computes it (--sharding.balance=series): the series its targets delivered at their last scrape, a target not measured yet weighing its job's mean.",
+		}, []string{"member"}),
+		overLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "promshard_sharding_series_over_limit",
+			Help: "1 when some participant owns more series than --sharding.max-series-per-member: the cluster needs more members (no target is dropped).",
+		}),
+		needed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "promshard_sharding_members_needed",
+			Help: "Participants needed to hold every series (replicas included) within --sharding.max-series-per-member; 0 without a limit.",
+		}),
 		handoffs: handoffMetrics{
 			started: prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "promshard_sharding_handoffs_started_total",
@@ -159,7 +189,7 @@ func newFilterMetrics(reg prometheus.Registerer) (*filterMetrics, error) {
 		return m, nil
 	}
 	h := &m.handoffs
-	for _, c := range []prometheus.Collector{m.discovered, m.owned, m.recompute, m.moved, m.crossZone, m.unowned, m.keyVersion,
+	for _, c := range []prometheus.Collector{m.discovered, m.owned, m.recompute, m.moved, m.crossZone, m.unowned, m.keyVersion, m.memberSeries, m.overLimit, m.needed,
 		h.started, h.confirmed, h.timedOut, h.duration, h.release, h.held} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -36,6 +36,12 @@ type ClusterStatus struct {
 	// HandoffView and Held: see Stats.
 	HandoffView uint64 `json:"handoffView,omitempty"`
 	Held        int    `json:"held"`
+	// TotalSeries, MaxSeriesPerMember, MembersNeeded, OverLimit: see Stats
+	// (--sharding.balance=series).
+	TotalSeries        int  `json:"totalSeries,omitempty"`
+	MaxSeriesPerMember int  `json:"maxSeriesPerMember,omitempty"`
+	MembersNeeded      int  `json:"membersNeeded,omitempty"`
+	OverLimit          bool `json:"overLimit,omitempty"`
 }
 
 // MemberStatus is one member in ClusterStatus.
@@ -43,6 +49,9 @@ type MemberStatus struct {
 	Member
 	// OwnedTargets is how many targets this member computes the member owns.
 	OwnedTargets int `json:"ownedTargets"`
+	// OwnedSeries is how many series self computes the member owns
+	// (--sharding.balance=series).
+	OwnedSeries int `json:"ownedSeries,omitempty"`
 }
 
 // Status builds the cluster status as self sees it. stats may be nil.
@@ -52,9 +61,10 @@ func Status(self string, members MemberLister, stats StatsSource) ClusterStatus 
 		st = stats.Stats()
 	}
 	out := ClusterStatus{Self: self, Ready: st.Ready, TotalTargets: st.TotalTargets, CrossZone: st.CrossZone, Unowned: st.Unowned, KeyVersion: st.KeyVersion,
-		HandoffView: st.HandoffView, Held: st.Held, Members: []MemberStatus{}}
+		HandoffView: st.HandoffView, Held: st.Held, Members: []MemberStatus{},
+		TotalSeries: st.TotalSeries, MaxSeriesPerMember: st.MaxSeriesPerMember, MembersNeeded: st.MembersNeeded, OverLimit: st.OverLimit}
 	for _, m := range members.Members() {
-		out.Members = append(out.Members, MemberStatus{Member: m, OwnedTargets: st.Owned[m.Name]})
+		out.Members = append(out.Members, MemberStatus{Member: m, OwnedTargets: st.Owned[m.Name], OwnedSeries: st.Series[m.Name]})
 	}
 	return out
 }

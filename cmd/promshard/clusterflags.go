@@ -32,6 +32,9 @@ type clusterFlags struct {
 	localNode         string
 	zone              string
 	handoffTimeout    time.Duration
+	// balance and maxSeriesPerMember: see sharding.FilterOptions.
+	balance            string
+	maxSeriesPerMember int
 }
 
 func registerClusterFlags(cmd *kingpin.CmdClause, f *clusterFlags) {
@@ -54,6 +57,8 @@ func registerClusterFlags(cmd *kingpin.CmdClause, f *clusterFlags) {
 	cmd.Flag("sharding.strategy", "hash: rendezvous hashing of every target over the members (StatefulSet). node: members own the targets on their --node-name, targets on a node without a member are reported unowned, node-less targets are hashed (DaemonSet). zone: targets are hashed over the members of their zone (--sharding.zone), spilling over to all members when their zone has none or they have no zone.").Default("hash").EnumVar(&f.strategy, "hash", "node", "zone")
 	cmd.Flag("sharding.zone", "Zone this member runs in, for --sharding.strategy=zone (the pod's topology.kubernetes.io/zone label through the downward API). Empty: the member takes only spill-over targets.").Envar("ZONE").StringVar(&f.zone)
 	cmd.Flag("sharding.handoff-timeout", "Longest time a member holds a target it gained (a member joined, left or died) while a previous owner has not confirmed that it stopped the target and that its remote write delivered the target's last samples; after it the member scrapes anyway (promshard_sharding_handoffs_timed_out_total). The confirmation normally takes the batch send deadline plus a gossip round: keep this above the remote-write queues' batch_send_deadline.").Default(sharding.DefaultHandoffTimeout.String()).DurationVar(&f.handoffTimeout)
+	cmd.Flag("sharding.balance", "What ownership spreads evenly. targets: target counts (rendezvous hashing). series: the series each target delivered at its last scrape, measured by its owner and gossiped (bounded-load rendezvous hashing: max/mean series per member below 1.15 whatever the target sizes; a join moves about the newcomer's share; a few percent of drift moves nothing). Within each zone under --sharding.strategy=zone, node-less targets only under node.").Default(string(sharding.BalanceTargets)).EnumVar(&f.balance, string(sharding.BalanceTargets), string(sharding.BalanceSeries))
+	cmd.Flag("sharding.max-series-per-member", "With --sharding.balance=series, the series one member should hold (its memory is sized for it); 0: no limit. When the cluster cannot fit its series within it, promshard_sharding_series_over_limit is 1, promshard_sharding_members_needed says how many members it takes and the status page shows it; no target is dropped.").Default("0").IntVar(&f.maxSeriesPerMember)
 	cmd.Flag("node-name", "Kubernetes node this member runs on, for --sharding.strategy=node.").Envar("NODE_NAME").StringVar(&f.localNode)
 }
 
@@ -63,6 +68,12 @@ func (f *clusterFlags) enabled() bool {
 }
 
 func (f *clusterFlags) validate() error {
+	if f.maxSeriesPerMember < 0 {
+		return fmt.Errorf("--sharding.max-series-per-member %d: want 0 or more", f.maxSeriesPerMember)
+	}
+	if f.maxSeriesPerMember > 0 && f.balance != string(sharding.BalanceSeries) {
+		return errors.New("--sharding.max-series-per-member needs --sharding.balance=series")
+	}
 	if f.nodeName == "" {
 		return errors.New("--cluster.node-name is empty and the hostname is unknown")
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/prometheus/prometheus/storage"
 	"io"
 	"log/slog"
 	"net/http"
@@ -80,9 +81,19 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	// client-go's rate limiter applies per client built from rc.
 	rc.QPS, rc.Burst = float32(f.kubeQPS), f.kubeBurst
 
+	// Balancing series measures what each scrape delivers on its way to
+	// the WAL.
+	var series *sharding.SeriesCounter
+	var wrapScrape func(storage.AppendableV2) storage.AppendableV2
+	if f.cluster.balance == string(sharding.BalanceSeries) {
+		wrapScrape = func(next storage.AppendableV2) storage.AppendableV2 {
+			series = sharding.NewSeriesCounter(next)
+			return series
+		}
+	}
 	a, err := agent.New(agent.Options{
 		Logger: logger, Registerer: reg, StoragePath: f.storagePath, RemoteFlushDeadline: f.flushDeadline,
-		KubernetesSDClusterWide: f.sdClusterWide && len(f.namespaces) == 0,
+		KubernetesSDClusterWide: f.sdClusterWide && len(f.namespaces) == 0, WrapScrapeStorage: wrapScrape,
 	})
 	if err != nil {
 		return err
@@ -91,7 +102,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--web.listen-address: %w", err)
 	}
-	cluster, filter, err := newSharding(f, peerURL, a, logger, reg)
+	cluster, filter, err := newSharding(f, peerURL, a, series, logger, reg)
 	if err != nil {
 		return err
 	}
@@ -298,22 +309,28 @@ func addActor(g *run.Group, name string, fn func(context.Context) error) {
 	}, func(error) { cancel() })
 }
 
-func newSharding(f *runFlags, webURL string, a *agent.Agent, logger *slog.Logger, reg prometheus.Registerer) (*sharding.Cluster, *sharding.Filter, error) {
+func newSharding(f *runFlags, webURL string, a *agent.Agent, series *sharding.SeriesCounter, logger *slog.Logger, reg prometheus.Registerer) (*sharding.Cluster, *sharding.Filter, error) {
 	cf := f.cluster
 	cluster, err := sharding.NewCluster(sharding.ClusterConfig{
 		NodeName: cf.nodeName, ListenAddress: cf.listenAddress, AdvertiseAddress: cf.advertiseAddress,
 		Join: cf.join, SecretKeyFile: cf.secretKeyFile, ClusterName: cf.name, KubernetesNode: cf.localNode,
 		WaitForSize: cf.waitForSize, WaitTimeout: cf.waitTimeout, Zone: cf.zone, WebURL: webURL,
+		BalanceSeries: cf.balance == string(sharding.BalanceSeries),
 	}, logger.With("component", "cluster"), reg)
 	if err != nil {
 		return nil, nil, err
 	}
-	filter, err := sharding.NewFilter(sharding.FilterOptions{
+	opts := sharding.FilterOptions{
 		Self: cluster.Self(), Members: cluster, ReplicationFactor: cf.replicationFactor,
 		ReplicaLabel: cf.replicaLabel, ReplicationMode: sharding.ReplicationMode(cf.replicationMode), Strategy: sharding.Strategy(cf.strategy), NodeName: cf.localNode, Zone: cf.zone,
 		Staleness: a.ScrapeManager(), Logger: logger.With("component", "sharding"), Registerer: reg,
 		HandoffTimeout: cf.handoffTimeout, Delivered: a.DeliveredBefore, Announce: cluster.AnnounceReleased,
-	})
+		Balance: sharding.Balance(cf.balance), Weights: cluster.Weights(), MaxSeriesPerMember: cf.maxSeriesPerMember,
+	}
+	if series != nil {
+		opts.Series = series.Series
+	}
+	filter, err := sharding.NewFilter(opts)
 	if err != nil {
 		cluster.Close()
 		return nil, nil, err
@@ -323,9 +340,10 @@ func newSharding(f *runFlags, webURL string, a *agent.Agent, logger *slog.Logger
 
 // clusterInfo adapts sharding's status to the agent's status page.
 func clusterInfo(st sharding.ClusterStatus) agent.ClusterInfo {
-	ci := agent.ClusterInfo{Self: st.Self, Ready: st.Ready, TotalTargets: st.TotalTargets, CrossZone: st.CrossZone, Unowned: st.Unowned}
+	ci := agent.ClusterInfo{Self: st.Self, Ready: st.Ready, TotalTargets: st.TotalTargets, CrossZone: st.CrossZone, Unowned: st.Unowned,
+		TotalSeries: st.TotalSeries, MaxSeriesPerMember: st.MaxSeriesPerMember, MembersNeeded: st.MembersNeeded, OverLimit: st.OverLimit}
 	for _, m := range st.Members {
-		ci.Members = append(ci.Members, agent.MemberInfo{Name: m.Name, Address: m.Address, State: string(m.State), Zone: m.Zone, OwnedTargets: m.OwnedTargets})
+		ci.Members = append(ci.Members, agent.MemberInfo{Name: m.Name, Address: m.Address, State: string(m.State), Zone: m.Zone, OwnedTargets: m.OwnedTargets, OwnedSeries: m.OwnedSeries})
 	}
 	return ci
 }
