@@ -79,7 +79,9 @@ func TestShardingBalanceSeries(t *testing.T) {
 	r3 := e.replica(t, "r3", r1.GossipAddr, flag)
 	reps := map[string]*testbed.Promshard{"r1": r1, "r2": r2, "r3": r3}
 	// steady holds once the replicas balance the series and owned the same
-	// targets 5 s earlier: the weights converged and nothing oscillates.
+	// targets steadyFor earlier: the weights converged and nothing
+	// oscillates.
+	const steadyFor = 30 * time.Second
 	steady := func(reps map[string]*testbed.Promshard, own *map[string]map[string]bool) func(context.Context) error {
 		bal := balanced(reps, own)
 		var last map[string]map[string]bool
@@ -92,8 +94,8 @@ func TestShardingBalanceSeries(t *testing.T) {
 			case last == nil || !reflect.DeepEqual(last, *own):
 				last, lastAt = *own, time.Now()
 				return errors.New("ownership changed")
-			case time.Since(lastAt) < 5*time.Second:
-				return errors.New("ownership unchanged for less than 5s")
+			case time.Since(lastAt) < steadyFor:
+				return fmt.Errorf("ownership unchanged for less than %s", steadyFor)
 			}
 			return nil
 		}
