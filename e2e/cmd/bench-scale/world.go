@@ -8,10 +8,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/promshard/promshard/e2e/benchutil"
 	"github.com/promshard/promshard/e2e/testbed"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -78,7 +78,7 @@ func newWorld(ctx context.Context, bed *testbed.Bed, p params) (*world, error) {
 		return nil, err
 	}
 	start := time.Now()
-	err := parallel(ctx, p.monitors, 8, func(i int) error {
+	err := benchutil.Parallel(ctx, p.monitors, 8, func(i int) error {
 		if err := bed.ApplyService(ctx, w.service(i, 0)); err != nil {
 			return err
 		}
@@ -101,33 +101,6 @@ func btoi(b bool) int {
 	return 0
 }
 
-// parallel runs f(0..n-1) on workers goroutines; the first error wins.
-func parallel(ctx context.Context, n, workers int, f func(int) error) error {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make([]error, workers)
-	for k := range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				if err := f(i); err != nil {
-					errs[k] = err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
-}
 
 // churn updates, once a second each, a Secret in churnNS (referenced by no
 // monitor) and the endpoints of one Service (moving it to other sockets),

@@ -181,7 +181,7 @@ func setup(ctx context.Context, bed *testbed.Bed, p params, writeURL string) err
 		}
 	}
 	start := time.Now()
-	if err := parallel(ctx, p.monitors, 8, func(i int) error {
+	if err := benchutil.Parallel(ctx, p.monitors, 8, func(i int) error {
 		_, err := bed.ApplyMonitoring(ctx, monitor(nsName(i%p.namespaces), fmt.Sprintf("mon-%04d", i)))
 		return err
 	}); err != nil {
@@ -265,33 +265,6 @@ func informerProbe(ctx context.Context, bed *testbed.Bed, reps []*testbed.Promsh
 	return 0, fmt.Errorf("the rejected monitor did not reach every replica within 2m")
 }
 
-// parallel runs f(0..n-1) on workers goroutines; the first error wins.
-func parallel(ctx context.Context, n, workers int, f func(int) error) error {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make([]error, workers)
-	for k := range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				if err := f(i); err != nil {
-					errs[k] = err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
-}
 
 func sleep(ctx context.Context, d time.Duration) error {
 	select {
