@@ -101,7 +101,6 @@ func btoi(b bool) int {
 	return 0
 }
 
-
 // churn updates, once a second each, a Secret in churnNS (referenced by no
 // monitor) and the endpoints of one Service (moving it to other sockets),
 // until ctx is done.

@@ -265,7 +265,6 @@ func informerProbe(ctx context.Context, bed *testbed.Bed, reps []*testbed.Promsh
 	return 0, fmt.Errorf("the rejected monitor did not reach every replica within 2m")
 }
 
-
 func sleep(ctx context.Context, d time.Duration) error {
 	select {
 	case <-ctx.Done():
