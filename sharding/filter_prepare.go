@@ -283,17 +283,26 @@ func firstLabel(names []string, tl, gl model.LabelSet) string {
 func (f *Filter) rekey(v KeyVersion) {
 	f.logger.Info("Switching ownership-key version", "from", f.keyer.Version(), "to", v)
 	f.keyer.SetVersion(v)
+	// remap maps, per job, each entry's key under the old version to its
+	// key under v: a sent target's record is re-keyed from its entry, whose
+	// labels include those a key may read (__tmp_hash), which the target's
+	// public labels lack.
+	remap := make(map[string]map[uint64]uint64, len(f.prepared))
 	for job, pj := range f.prepared {
 		clear(pj.discovered)
+		m := map[uint64]uint64{}
+		remap[job] = m
 		for gi := range pj.groups {
 			for i := range pj.groups[gi].entries {
 				e := &pj.groups[gi].entries[i]
 				if e.dropped {
 					continue
 				}
+				old := e.key
 				if !e.lset.IsEmpty() {
 					e.key = f.keyer.Key(job, e.lset)
 				}
+				m[old] = e.key
 				_, e.dup = pj.discovered[e.key]
 				pj.discovered[e.key] = struct{}{}
 			}
@@ -302,9 +311,14 @@ func (f *Filter) rekey(v KeyVersion) {
 	lb := labels.NewBuilder(labels.EmptyLabels())
 	for job, sent := range f.sent {
 		for k, st := range sent {
-			lb.Reset(labels.EmptyLabels())
-			st.target.LabelsRange(func(l labels.Label) { lb.Set(l.Name, l.Value) })
-			st.ownKey = f.keyer.Key(job, lb.Labels())
+			if nk, ok := remap[job][st.ownKey]; ok {
+				st.ownKey = nk
+			} else {
+				// Its entry is gone: the best the public labels tell.
+				lb.Reset(labels.EmptyLabels())
+				st.target.LabelsRange(func(l labels.Label) { lb.Set(l.Name, l.Value) })
+				st.ownKey = f.keyer.Key(job, lb.Labels())
+			}
 			sent[k] = st
 		}
 	}

@@ -354,3 +354,49 @@ func TestMixedClusterRollingUpgrade(t *testing.T) {
 	}
 	steady(KeySeries)
 }
+
+// TestFilterRekeyKeepsTmpHashKeys: a key-version switch re-keys the records
+// of sent targets from their entries, so a target keyed by __tmp_hash (a
+// label its public labels lack) keeps its key: it stays owned and sent,
+// not mistaken for a gained target.
+func TestFilterRekeyKeepsTmpHashKeys(t *testing.T) {
+	scs, err := loadScrapeConfigs(`
+scrape_configs:
+- job_name: serviceMonitor/team/app/0
+  relabel_configs:
+  - source_labels: [__meta_kubernetes_pod_ip]
+    target_label: __address__
+    replacement: $1:8080
+  - source_labels: [__meta_kubernetes_pod_name]
+    target_label: pod
+  - source_labels: [__meta_kubernetes_pod_name]
+    target_label: __tmp_hash
+`)
+	require.NoError(t, err)
+	input := map[string][]*targetgroup.Group{"serviceMonitor/team/app/0": twoMonitorInput(60)["serviceMonitor/team/app/0"]}
+	members := newTestMembers(three...)
+	members.mtx.Lock()
+	members.members[1].KeyVersion = 0
+	members.mtx.Unlock()
+	f, err := NewFilter(FilterOptions{Self: "n0", Members: members, Staleness: &testStaleness{}})
+	require.NoError(t, err)
+	f.SetScrapeConfigs(scs)
+	filterOnce(f, input)
+	keys := func(f *Filter) []uint64 {
+		var out []uint64
+		for _, st := range f.sent["serviceMonitor/team/app/0"] {
+			out = append(out, st.ownKey)
+		}
+		slices.Sort(out)
+		return out
+	}
+	before := keys(f)
+	require.NotEmpty(t, before)
+	members.mtx.Lock()
+	members.members[1].KeyVersion = KeySeries
+	members.mtx.Unlock()
+	recomputeAll(f, false)
+	require.Equal(t, KeySeries, f.Stats().KeyVersion)
+	require.Equal(t, before, keys(f), "__tmp_hash keys do not depend on the key version")
+	require.Zero(t, f.totals.held, "no target mistaken for a gained one")
+}
