@@ -56,6 +56,11 @@ type StatusOptions struct {
 	// targets, for the PrometheusAgent's status. Nil: the agent's status is
 	// not written.
 	Replicas func() (members, available int)
+	// Capacity says, when the cluster cannot hold its load within what a
+	// member is sized for (--sharding.max-series-per-member), why; "" when
+	// it can. The PrometheusAgent's Available condition is then Degraded
+	// with it. Nil: never.
+	Capacity func() string
 	// Interval is how often statuses are checked. Default DefaultStatusInterval.
 	Interval time.Duration
 	// HealthInterval bounds writes that only change target counts, per

@@ -117,7 +117,7 @@ func TestAgentStatus(t *testing.T) {
 		{Kind: config.KindServiceMonitor, Namespace: "a", Name: "ok", Accepted: true},
 		{Kind: config.KindPodMonitor, Namespace: "a", Name: "bad", Reason: "invalid regex"},
 	}
-	st := agentStatus(a, results, 3, 3, now)
+	st := agentStatus(a, results, 3, 3, "", now)
 	require.EqualValues(t, 3, st.Replicas)
 	require.EqualValues(t, 3, st.AvailableReplicas)
 	require.EqualValues(t, 0, st.UnavailableReplicas)
@@ -126,10 +126,16 @@ func TestAgentStatus(t *testing.T) {
 	require.Equal(t, "2 objects selected, 1 rejected (first: PodMonitor/a/bad: invalid regex)", st.Conditions[1].Message)
 	require.EqualValues(t, 7, st.Conditions[1].ObservedGeneration)
 
-	st = agentStatus(a, results, 3, 2, now)
+	st = agentStatus(a, results, 3, 2, "", now)
 	require.Equal(t, monitoringv1.ConditionDegraded, st.Conditions[0].Status)
 	require.True(t, st.Conditions[0].LastTransitionTime.Time.Equal(now))
-	require.Equal(t, monitoringv1.ConditionFalse, agentStatus(a, results, 1, 0, now).Conditions[0].Status)
+	require.Equal(t, monitoringv1.ConditionFalse, agentStatus(a, results, 1, 0, "", now).Conditions[0].Status)
+
+	// A cluster over --sharding.max-series-per-member is Degraded and says so.
+	over := agentStatus(a, results, 3, 3, "series exceed 1000 per member: 4 members needed", now).Conditions[0]
+	require.Equal(t, monitoringv1.ConditionDegraded, over.Status)
+	require.Equal(t, "SeriesOverLimit", over.Reason)
+	require.Equal(t, "3 of 3 members own targets; series exceed 1000 per member: 4 members needed", over.Message)
 
 	// Fields promshard does not apply are named in the Reconciled message.
 	a.Spec.Shards = ptr.To[int32](2)
@@ -137,7 +143,7 @@ func TestAgentStatus(t *testing.T) {
 	a.Spec.TSDB.OutOfOrderTimeWindow = ptr.To(monitoringv1.Duration("5m"))
 	require.Equal(t, "2 objects selected, 1 rejected (first: PodMonitor/a/bad: invalid regex); PrometheusAgent fields ignored "+
 		"(not implemented by promshard: tsdb; pod settings, which promshard takes from its own StatefulSet or DaemonSet and flags: shards)",
-		agentStatus(a, results, 3, 3, now).Conditions[1].Message)
+		agentStatus(a, results, 3, 3, "", now).Conditions[1].Message)
 }
 
 func TestNewStatusWriterValidates(t *testing.T) {

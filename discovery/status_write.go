@@ -149,7 +149,11 @@ func (w *StatusWriter) syncAgent(ctx context.Context, a *monitoringv1alpha1.Prom
 		return
 	}
 	members, available := w.opts.Replicas()
-	want := agentStatus(a, results, members, available, now)
+	capacity := ""
+	if w.opts.Capacity != nil {
+		capacity = w.opts.Capacity()
+	}
+	want := agentStatus(a, results, members, available, capacity, now)
 	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&want)
 	if err != nil {
 		w.logger.Error("Encoding the PrometheusAgent status failed", "err", err)
@@ -183,9 +187,11 @@ func (w *StatusWriter) syncAgent(ctx context.Context, a *monitoringv1alpha1.Prom
 	w.agentLast = fingerprint
 }
 
-// agentStatus is the PrometheusAgent status promshard reports. Transition
-// times are kept from the current status while a condition's status stays.
-func agentStatus(a *monitoringv1alpha1.PrometheusAgent, results []config.Result, members, available int, now time.Time) monitoringv1.PrometheusStatus {
+// agentStatus is the PrometheusAgent status promshard reports; capacity,
+// when not empty, says why the cluster cannot hold its load (see
+// StatusOptions.Capacity). Transition times are kept from the current
+// status while a condition's status stays.
+func agentStatus(a *monitoringv1alpha1.PrometheusAgent, results []config.Result, members, available int, capacity string, now time.Time) monitoringv1.PrometheusStatus {
 	rejected, first := 0, ""
 	for _, r := range results {
 		if !r.Accepted && r.Kind != config.KindPrometheusAgent {
@@ -202,6 +208,11 @@ func agentStatus(a *monitoringv1alpha1.PrometheusAgent, results []config.Result,
 		avail.Status, avail.Reason = monitoringv1.ConditionFalse, "NoReplicaReady"
 	case available < members:
 		avail.Status, avail.Reason = monitoringv1.ConditionDegraded, "SomeReplicasNotReady"
+	case capacity != "":
+		avail.Status, avail.Reason = monitoringv1.ConditionDegraded, "SeriesOverLimit"
+	}
+	if capacity != "" {
+		avail.Message += "; " + capacity
 	}
 	rec := monitoringv1.Condition{Type: monitoringv1.Reconciled, Status: monitoringv1.ConditionTrue, Reason: "Applied",
 		Message: fmt.Sprintf("%d objects selected, %d rejected%s", countSelected(results), rejected, first), ObservedGeneration: a.Generation}

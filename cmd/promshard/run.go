@@ -163,7 +163,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	}
 	var status *discovery.StatusWriter
 	if f.prometheusAgent != "" {
-		if status, err = newStatusWriter(rc, f.prometheusAgent, f.statusInterval, cluster, health, logger.With("component", "status"), reg); err != nil {
+		if status, err = newStatusWriter(rc, f.prometheusAgent, f.statusInterval, cluster, filter, health, logger.With("component", "status"), reg); err != nil {
 			return err
 		}
 	}

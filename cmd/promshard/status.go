@@ -104,7 +104,7 @@ func participants(cluster *sharding.Cluster) []sharding.Member {
 // newStatusWriter wires status reporting: one member (the rendezvous owner
 // of the object's key among the participants) writes each object's status.
 func newStatusWriter(rc *rest.Config, agentName string, healthInterval time.Duration, cluster *sharding.Cluster,
-	health *agent.ClusterHealth, logger *slog.Logger, reg prometheus.Registerer,
+	filter *sharding.Filter, health *agent.ClusterHealth, logger *slog.Logger, reg prometheus.Registerer,
 ) (*discovery.StatusWriter, error) {
 	self := cluster.Self()
 	return discovery.NewStatusWriter(discovery.StatusOptions{
@@ -125,6 +125,7 @@ func newStatusWriter(rc *rest.Config, agentName string, healthInterval time.Dura
 			}
 			return members, len(participants(cluster))
 		},
+		Capacity: func() string { return capacityMessage(filter.Stats()) },
 	})
 }
 
@@ -147,4 +148,13 @@ func statusHealth(rep agent.HealthReport) discovery.ClusterHealth {
 		out.Objects[config.ObjectKey{Kind: parts[0], Namespace: parts[1], Name: parts[2]}] = h
 	}
 	return out
+}
+
+// capacityMessage says, for the PrometheusAgent's status, when the series
+// do not fit --sharding.max-series-per-member; "" when they do.
+func capacityMessage(st sharding.Stats) string {
+	if !st.OverLimit {
+		return ""
+	}
+	return fmt.Sprintf("series exceed --sharding.max-series-per-member=%d on some member: %d members needed for %d series", st.MaxSeriesPerMember, st.MembersNeeded, st.TotalSeries)
 }

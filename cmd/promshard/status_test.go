@@ -9,6 +9,7 @@ import (
 	"github.com/promshard/promshard/agent"
 	"github.com/promshard/promshard/config"
 	"github.com/promshard/promshard/discovery"
+	"github.com/promshard/promshard/sharding"
 )
 
 // The members' report reaches the status writer per object, a stale
@@ -43,4 +44,10 @@ func TestStatusHealth(t *testing.T) {
 			require.Equal(t, tc.want, statusHealth(tc.rep))
 		})
 	}
+}
+
+func TestCapacityMessage(t *testing.T) {
+	require.Empty(t, capacityMessage(sharding.Stats{MaxSeriesPerMember: 1000, MembersNeeded: 2, TotalSeries: 1500}))
+	require.Equal(t, "series exceed --sharding.max-series-per-member=1000 on some member: 4 members needed for 3600 series",
+		capacityMessage(sharding.Stats{OverLimit: true, MaxSeriesPerMember: 1000, MembersNeeded: 4, TotalSeries: 3600}))
 }
