@@ -406,6 +406,11 @@ func (f *Filter) sweepFlagged(now time.Time) {
 		return
 	}
 	f.swept = now
+	f.sweep()
+}
+
+// sweep forgets, for every job, the flagged targets whose loops are gone.
+func (f *Filter) sweep() {
 	active := f.opts.Staleness.TargetsActive()
 	lb := labels.NewBuilder(labels.EmptyLabels())
 	for job, flagged := range f.flagged {

@@ -1,6 +1,7 @@
 package sharding
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -86,13 +87,7 @@ func handoffView(key KeyVersion, names []string, zones map[string][]string) uint
 	for _, n := range names {
 		_, _ = d.WriteString("\x00" + n)
 	}
-	for _, z := range slices.Sorted(func(yield func(string) bool) {
-		for z := range zones {
-			if !yield(z) {
-				return
-			}
-		}
-	}) {
+	for _, z := range slices.Sorted(maps.Keys(zones)) {
 		_, _ = d.WriteString("\x01" + z)
 		for _, n := range slices.Sorted(slices.Values(zones[z])) {
 			_, _ = d.WriteString("\x00" + n)
@@ -209,7 +204,7 @@ func (f *Filter) flaggedRunning() bool {
 	if len(f.flagged) == 0 || f.opts.Staleness == nil {
 		return false
 	}
-	f.swept = time.Time{}
-	f.sweepFlagged(time.Now())
+	f.swept = time.Now()
+	f.sweep()
 	return len(f.flagged) > 0
 }
