@@ -57,25 +57,13 @@ func (a *Agent) FlushRemoteWrite(ctx context.Context, maxWait time.Duration) tim
 	return time.Since(start)
 }
 
-// highestEnqueued returns each queue's highest enqueued timestamp, by its
-// label pairs.
+// highestEnqueued returns each queue's highest enqueued timestamp, by
+// queue (RemoteWriteStatus).
 func highestEnqueued(g prometheus.Gatherer) map[string]float64 {
-	mfs, err := g.Gather()
-	if err != nil {
-		return nil
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != queueHighestEnqueued {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			key := ""
-			for _, lp := range m.GetLabel() {
-				key += lp.GetName() + "=" + lp.GetValue() + ","
-			}
-			out[key] = m.GetGauge().GetValue()
-		}
+	qs := RemoteWriteStatus(g)
+	out := make(map[string]float64, len(qs))
+	for _, q := range qs {
+		out[q.Name+"\x00"+q.URL] = q.HighestEnqueued
 	}
 	return out
 }
