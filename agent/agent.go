@@ -109,6 +109,17 @@ type Options struct {
 	// namespaces. False: one discovery per distinct configuration, as
 	// Prometheus runs them.
 	KubernetesSDClusterWide bool
+	// TrimDiscoveredLabels passes on the groups of Kubernetes SD holding
+	// only the __meta_* labels that a job reading them relabels with (and
+	// those KeepDiscoveredLabels names); see sdtrim.go. Every label not
+	// starting with __meta_ is kept. Relabeling results are unchanged; the
+	// discovered labels the status page shows are those relabeling saw.
+	// False: discovered labels are held as discovery sends them.
+	TrimDiscoveredLabels bool
+	// KeepDiscoveredLabels are discovered labels kept by
+	// TrimDiscoveredLabels although no relabeling reads them (the
+	// ownership filter's node and zone labels).
+	KeepDiscoveredLabels []string
 }
 
 func (o *Options) setDefaults() error {
@@ -251,6 +262,9 @@ func New(opts Options) (*Agent, error) {
 	if err != nil {
 		a.closeStorage()
 		return nil, err
+	}
+	if opts.TrimDiscoveredLabels {
+		a.sd.trim = &trimSettings{keep: opts.KeepDiscoveredLabels, relists: a.metrics.sdRelists}
 	}
 	if a.marker, err = newMarkerJob(); err != nil {
 		a.closeStorage()

@@ -19,6 +19,7 @@ type metrics struct {
 	syncedJobs    prometheus.Counter
 	sdSets        prometheus.Gauge
 	sdApplies     prometheus.Counter
+	sdRelists     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -64,9 +65,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "promshard_discovery_applies_total",
 			Help: "Configuration applies that changed the service discovery configurations (the others leave discovery untouched).",
 		}),
+		sdRelists: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "promshard_discovery_relists_total",
+			Help: "Relists of a shared Kubernetes discovery because a job started reading discovered labels that were trimmed so far (Options.TrimDiscoveredLabels).",
+		}),
 	}
 	for _, c := range []prometheus.Collector{m.applyDuration, m.applyFailures, m.applies, m.applySkips, m.lastApply, m.scrapePools,
-		m.syncUpdates, m.syncedJobs, m.sdSets, m.sdApplies} {
+		m.syncUpdates, m.syncedJobs, m.sdSets, m.sdApplies, m.sdRelists} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering agent metrics: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/prometheus/client_golang/prometheus"
 	promconfig "github.com/prometheus/prometheus/config"
 	promdiscovery "github.com/prometheus/prometheus/discovery"
 	"github.com/prometheus/prometheus/discovery/kubernetes"
@@ -55,6 +56,16 @@ type sdEntry struct {
 	name string
 	key  string // its bucket in sdRegistry.byKey
 	cfg  promdiscovery.Config
+	// run is the configuration the discovery manager runs: cfg, or cfg
+	// wrapped with needs when its labels are trimmed (sdtrim.go).
+	run   promdiscovery.Config
+	needs *labelNeeds
+}
+
+// trimSettings turn on trimmed discovered labels (sdtrim.go).
+type trimSettings struct {
+	keep    []string // kept although no job reads them
+	relists prometheus.Counter
 }
 
 // sdRegistry names distinct discovery configurations across applies. It
@@ -64,6 +75,7 @@ type sdEntry struct {
 // Guarded by Agent.applyMtx.
 type sdRegistry struct {
 	clusterWide bool
+	trim        *trimSettings // nil: labels are not trimmed
 	next        int
 	// byKey buckets entries by the YAML of their configuration (secrets
 	// print as <secret>); entries of one bucket are told apart by content.
@@ -126,12 +138,12 @@ func (r *sdRegistry) plan(changes map[string]*promconfig.ScrapeConfig) *sdPlan {
 		p.sets = make(map[string]promdiscovery.Configs, len(r.refs)+len(delta))
 		for set, n := range r.refs {
 			if n+delta[set] > 0 {
-				p.sets[set] = promdiscovery.Configs{r.entries[set].cfg}
+				p.sets[set] = promdiscovery.Configs{r.entries[set].run}
 			}
 		}
 		for set, d := range delta {
 			if r.refs[set] == 0 && d > 0 {
-				p.sets[set] = promdiscovery.Configs{r.entries[set].cfg}
+				p.sets[set] = promdiscovery.Configs{r.entries[set].run}
 			}
 		}
 	}
@@ -192,11 +204,21 @@ func (r *sdRegistry) sources(sc *promconfig.ScrapeConfig) []jobSource {
 			}
 		}
 		if entry == nil {
-			entry = &sdEntry{name: "sd/" + strconv.Itoa(r.next), key: key, cfg: shared}
+			entry = &sdEntry{name: "sd/" + strconv.Itoa(r.next), key: key, cfg: shared, run: shared}
+			if _, ok := shared.(*kubernetes.SDConfig); ok && r.trim != nil {
+				entry.needs = newLabelNeeds(r.trim.keep)
+				entry.run = &trimConfig{inner: shared, needs: entry.needs, relist: r.trim.relists}
+			}
 			r.next++
 			r.byKey[key] = append(r.byKey[key], entry)
 			r.entries[entry.name] = entry
 			r.fresh = append(r.fresh, entry)
+		}
+		if entry.needs != nil {
+			// Before the job runs: a set started now has the labels at
+			// once, a running one relists (a plan that is not committed
+			// only keeps more labels than needed).
+			entry.needs.add(sc.RelabelConfigs)
 		}
 		srcs = append(srcs, jobSource{set: entry.name, namespaces: namespaces})
 	}

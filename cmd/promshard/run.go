@@ -94,6 +94,7 @@ func serve(f *runFlags, logger *slog.Logger) error {
 	a, err := agent.New(agent.Options{
 		Logger: logger, Registerer: reg, StoragePath: f.storagePath, RemoteFlushDeadline: f.flushDeadline,
 		KubernetesSDClusterWide: f.sdClusterWide && len(f.namespaces) == 0, WrapScrapeStorage: wrapScrape,
+		TrimDiscoveredLabels: f.trimLabels, KeepDiscoveredLabels: sharding.DiscoveredLabelsRead(),
 	})
 	if err != nil {
 		return err
