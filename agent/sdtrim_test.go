@@ -20,7 +20,7 @@ import (
 	"go.yaml.in/yaml/v2"
 )
 
-func relabelRules(t *testing.T, y string) []*relabel.Config {
+func relabelRules(t testing.TB, y string) []*relabel.Config {
 	t.Helper()
 	var rules []*relabel.Config
 	require.NoError(t, yaml.UnmarshalStrict([]byte(y), &rules))

@@ -1,0 +1,71 @@
+package agent
+
+import (
+	"runtime"
+	"testing"
+
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/benchshape"
+	"github.com/promshard/promshard/sharding"
+)
+
+// Shape of BenchmarkTrimmedGroupsMemory, as sharding's
+// BenchmarkFilterMemoryNotOwned: 500 namespaces of 20 Services of 2 pods.
+const (
+	trimBenchNamespaces = 500
+	trimBenchServices   = 20
+	trimBenchPods       = 2
+)
+
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// BenchmarkTrimmedGroupsMemory measures what Prometheus' discovery manager
+// holds per discovered target: the EndpointSlice groups as Kubernetes SD
+// sends them ("raw-B/target", 37 labels a target, 8 on the group) and as
+// the trimmed discovery passes them on to it under the relabeling of
+// prometheus-operator's jobs plus the filter's node and zone labels
+// ("trimmed-B/target"). Together with the filter's share
+// (sharding.BenchmarkFilterMemoryNotOwned, filter-B/target) this is what a
+// discovered target costs a member that does not own it.
+func BenchmarkTrimmedGroupsMemory(b *testing.B) {
+	const targets = trimBenchNamespaces * trimBenchServices * trimBenchPods
+	needs := newLabelNeeds(sharding.DiscoveredLabelsRead())
+	for svc := range trimBenchServices {
+		needs.add(relabelRules(b, benchshape.Relabeling(svc)))
+	}
+	var rawB, trimmedB uint64
+	for b.Loop() {
+		b.StopTimer()
+		base := liveHeap()
+		raw := make([]*targetgroup.Group, 0, trimBenchNamespaces*trimBenchServices)
+		for ns := range trimBenchNamespaces {
+			for svc := range trimBenchServices {
+				raw = append(raw, benchshape.EndpointSlice(ns, svc, trimBenchPods, trimBenchServices))
+			}
+		}
+		withRaw := liveHeap()
+		b.StartTimer()
+		var tr trimmer
+		s := needs.load()
+		trimmed := make([]*targetgroup.Group, len(raw))
+		for i, tg := range raw {
+			trimmed[i] = tr.trim(s, tg)
+		}
+		b.StopTimer()
+		raw = nil
+		tr = trimmer{}
+		withTrimmed := liveHeap()
+		rawB, trimmedB = withRaw-base, withTrimmed-base
+		runtime.KeepAlive(trimmed)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(rawB)/targets, "raw-B/target")
+	b.ReportMetric(float64(trimmedB)/targets, "trimmed-B/target")
+}
