@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/prometheus/common/version"
@@ -178,9 +179,22 @@ func (w *Web) statusPage(rw http.ResponseWriter, r *http.Request) {
 	if d.Version == "" {
 		d.Version = "dev (unstamped build)"
 	}
+	// Three parts ask the peers (each waits up to the peer timeout for
+	// one that does not answer): ask at once, not one after the other.
+	var wg sync.WaitGroup
 	if w.opts.Cluster != nil {
 		d.Cluster = w.opts.Cluster()
-		w.addRemoteWrite(r.Context(), &d.Cluster)
+		wg.Go(func() { w.addRemoteWrite(r.Context(), &d.Cluster) })
+	}
+	wg.Go(func() { w.addObjectHealth(r.Context(), &d) })
+	d.Scope = "this member"
+	var td TargetDiscovery
+	var tdErr error
+	if w.opts.Targets != nil {
+		d.Scope = "cluster"
+		wg.Go(func() { td, tdErr = w.opts.Targets.Gather(r.Context()) })
+	} else {
+		td = w.agent.targets()
 	}
 	if w.opts.Rules != nil {
 		ri := w.opts.Rules()
@@ -202,15 +216,9 @@ func (w *Web) statusPage(rw http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	w.addObjectHealth(r.Context(), &d)
-	d.Scope = "this member"
-	td := w.agent.targets()
-	if w.opts.Targets != nil {
-		d.Scope = "cluster"
-		var err error
-		if td, err = w.opts.Targets.Gather(r.Context()); err != nil {
-			d.Warnings = append(d.Warnings, err.Error())
-		}
+	wg.Wait()
+	if tdErr != nil {
+		d.Warnings = append(d.Warnings, tdErr.Error())
 	}
 	objects := map[string]bool{}
 	for _, t := range td.ActiveTargets {
