@@ -95,9 +95,9 @@ func TestLabelNeeds(t *testing.T) {
 // object on start, then every change (like Kubernetes SD after its
 // initial list).
 type fakeSD struct {
-	mtx   sync.Mutex
-	objs  map[string]*targetgroup.Group
-	subs  map[chan *targetgroup.Group]struct{}
+	mtx  sync.Mutex
+	objs map[string]*targetgroup.Group
+	subs map[chan *targetgroup.Group]struct{}
 	runs int
 }
 
