@@ -248,7 +248,7 @@ type Filter struct {
 	outCfg      map[string]*config.ScrapeConfig // the configuration each job of out was assigned under
 	passView    uint64
 	prepared    map[string]*preparedJob
-	empty       emptyGroups // filter_empty.go
+	empty       groupShares // filter_empty.go
 	// runCfgs is Run's copy of cfgs as of cfgGen runGen.
 	runCfgs map[string]*config.ScrapeConfig
 	runGen  uint64

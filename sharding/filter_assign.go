@@ -211,7 +211,7 @@ func sameLabelSet(a, b model.LabelSet) bool {
 // assignJob computes one job's owned groups and statistics, hands its moved
 // targets off and records what it sent.
 func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged map[uint64]*scrape.Target, active map[uint64]bool) assignment {
-	a := assignment{view: v.version, out: make([]*targetgroup.Group, len(pj.groups))}
+	a := assignment{view: v.version, out: make([]*targetgroup.Group, len(pj.src))}
 	owners := make([]string, 0, f.opts.ReplicationFactor)
 	sent := map[uint64]sentTarget{}
 	ownedNow := map[uint64]string{} // ownership key → replica label value
@@ -224,20 +224,27 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 			before[st.ownKey] = st.value
 		}
 	}
-	for gi := range pj.groups {
-		pg := &pj.groups[gi]
-		if pg.tg == nil {
+	// A relabel-dropped target is reported by the one participant owning
+	// its key (see filter_dropped.go).
+	reportDropped := v.ready && v.self == StateParticipant
+	next := 0 // the next of pj.groups
+	for gi, tg := range pj.src {
+		if tg == nil {
 			continue
 		}
+		var entries []preparedEntry
+		if next < len(pj.groups) && int(pj.groups[next].gi) == gi {
+			entries = pj.groups[next].entries
+			next++
+		}
+		var sh *groupShare
+		if reportDropped && len(entries) < len(tg.Targets) {
+			sh = f.share(tg)
+			a.dropped = f.reportedDropped(pj.jobHash, tg, sh.fingerprints(tg), entries, a.dropped)
+		}
 		var og *targetgroup.Group // created at the first owned target
-		for i := range pg.entries {
-			e := &pg.entries[i]
-			if e.dropped {
-				if e.relabelDropped && f.reportsDropped(v, e) {
-					a.dropped = append(a.dropped, droppedRef{tg: pg.tg, i: i})
-				}
-				continue
-			}
+		for i := range entries {
+			e := &entries[i]
 			owners = f.owners(v, e, owners[:0])
 			if !e.dup {
 				f.count(&a.stats, v.ready, e, owners)
@@ -251,7 +258,7 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 				a.stats.held++ // gained: wait for the previous owners (handoff.go)
 				continue
 			}
-			entry, t, key := f.valuedTarget(pj.cfg, pg.tg, e, pg.tg.Targets[i], value)
+			entry, t, key := f.valuedTarget(pj.cfg, tg, e, tg.Targets[e.i], value)
 			if t != nil && flagged[key] != nil {
 				if active[key] {
 					// Its old loop still runs with markers off.
@@ -262,7 +269,7 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 				delete(flagged, key)
 			}
 			if og == nil {
-				og = &targetgroup.Group{Source: pg.tg.Source, Labels: pg.tg.Labels}
+				og = &targetgroup.Group{Source: tg.Source, Labels: tg.Labels}
 			}
 			og.Targets = append(og.Targets, entry)
 			if t != nil {
@@ -273,7 +280,10 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 			}
 		}
 		if og == nil {
-			og = f.emptyGroup(pg.tg)
+			if sh == nil {
+				sh = f.share(tg)
+			}
+			og = sh.emptyGroup(tg)
 		}
 		a.out[gi] = og
 	}
@@ -318,15 +328,23 @@ func (f *Filter) publishStats(v *memberView) Stats {
 	return st
 }
 
-// reportsDropped tells whether this member reports a target that
-// relabeling drops: the one participant that owns the entry's key does.
-func (f *Filter) reportsDropped(v *memberView, e *preparedEntry) bool {
-	if !v.ready || v.self != StateParticipant {
-		return false
-	}
+// reportedDropped appends to dst the relabel-dropped targets of tg (those
+// without an entry; fps are the fingerprints of its targets' discovered
+// labels) that this member, a ready participant, reports: the one
+// participant owning a target's key does.
+func (f *Filter) reportedDropped(jobHash uint64, tg *targetgroup.Group, fps []uint64, entries []preparedEntry, dst []droppedRef) []droppedRef {
 	var one [1]string
-	owners := f.sharder.Owners(e.key, 1, one[:0])
-	return len(owners) == 1 && owners[0] == f.opts.Self
+	for i, fp := range fps {
+		if len(entries) > 0 && int(entries[0].i) == i {
+			entries = entries[1:]
+			continue
+		}
+		owners := f.sharder.Owners(combine(jobHash, fp), 1, one[:0])
+		if len(owners) == 1 && owners[0] == f.opts.Self {
+			dst = append(dst, droppedRef{tg: tg, i: i})
+		}
+	}
+	return dst
 }
 
 // count adds a distinct target and its owners to stats.
@@ -357,10 +375,10 @@ func (f *Filter) sentTarget(cfg *config.ScrapeConfig, tg *targetgroup.Group, e *
 		return nil, 0 // relabeling failed
 	}
 	if e.sent == nil {
-		e.sent = scrape.NewTarget(e.lset, cfg, entry, tg.Labels)
-		e.sentKey = loopKey(e.sent, labels.NewBuilder(labels.EmptyLabels()))
+		t := scrape.NewTarget(e.lset, cfg, entry, tg.Labels)
+		e.sent = &sentCache{target: t, key: loopKey(t, labels.NewBuilder(labels.EmptyLabels()))}
 	}
-	return e.sent, e.sentKey
+	return e.sent.target, e.sent.key
 }
 
 // loopKey identifies a target's scrape loop: its URL and public labels.
