@@ -227,7 +227,8 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 	// A relabel-dropped target is reported by the one participant owning
 	// its key (see filter_dropped.go).
 	reportDropped := v.ready && v.self == StateParticipant
-	next := 0 // the next of pj.groups
+	next := 0              // the next of pj.groups
+	var lb *labels.Builder // relabels entries that forgot their labels
 	for gi, tg := range pj.src {
 		if tg == nil {
 			continue
@@ -250,6 +251,7 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 				f.count(&a.stats, v.ready, e, owners)
 			}
 			if !slices.Contains(owners, f.opts.Self) {
+				e.forgetLabels()
 				continue
 			}
 			value := f.replicaValue(e, owners)
@@ -257,6 +259,12 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 			if prev, had := before[e.key]; before != nil && (!had || prev != value) && f.holds(v, e) {
 				a.stats.held++ // gained: wait for the previous owners (handoff.go)
 				continue
+			}
+			if e.lset.IsEmpty() && !e.failed {
+				if lb == nil {
+					lb = labels.NewBuilder(labels.EmptyLabels())
+				}
+				e.lset = e.labels(lb, pj.cfg, tg)
 			}
 			entry, t, key := f.valuedTarget(pj.cfg, tg, e, tg.Targets[e.i], value)
 			if t != nil && flagged[key] != nil {
@@ -371,7 +379,7 @@ func (f *Filter) count(stats *jobStats, ready bool, e *preparedEntry, owners []s
 // identity in the pool, or nil when the pool will not scrape it (relabeling
 // fails).
 func (f *Filter) sentTarget(cfg *config.ScrapeConfig, tg *targetgroup.Group, e *preparedEntry, entry model.LabelSet) (*scrape.Target, uint64) {
-	if e.lset.IsEmpty() {
+	if e.failed {
 		return nil, 0 // relabeling failed
 	}
 	if e.sent == nil {

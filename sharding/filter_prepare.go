@@ -52,15 +52,41 @@ type preparedGroup struct {
 
 // preparedEntry is one discovered target that relabeling keeps, or fails
 // on (the scrape pool will reject it and log why: one member owns it).
+//
+// Its final labels are kept only once it was sent: an entry this member did
+// not own when it was assigned (most of them, on a cluster of several
+// members) forgets them, and they are computed again from its group
+// (labels) when it is sent or re-keyed.
 type preparedEntry struct {
-	key  uint64        // ownership key
-	lset labels.Labels // final labels; empty when relabeling failed
-	node string        // Kubernetes node from the discovered labels
-	zone string        // zone from the discovered labels
-	sent *sentCache    // nil until the entry is first sent
-	i    int32         // index in the group's Targets
-	dup  bool          // an earlier entry of the job has the same key
-	all  bool          // __tmp_disable_sharding: every participant owns it
+	key  uint64 // ownership key
+	lset labels.Labels
+	node string     // Kubernetes node from the discovered labels
+	zone string     // zone from the discovered labels
+	sent *sentCache // nil until the entry is first sent
+	i    int32      // index in the group's Targets
+	dup  bool       // an earlier entry of the job has the same key
+	all  bool       // __tmp_disable_sharding: every participant owns it
+	// failed: relabeling failed, and lset is empty; otherwise lset is
+	// the final labels, or empty when they were forgotten.
+	failed bool
+}
+
+// labels returns e's final labels (empty: relabeling failed), relabeling
+// its target, target e.i of tg, under cfg again if they were forgotten.
+// Relabeling is deterministic: tg and cfg are what e was prepared from.
+func (e *preparedEntry) labels(lb *labels.Builder, cfg *config.ScrapeConfig, tg *targetgroup.Group) labels.Labels {
+	if e.failed || !e.lset.IsEmpty() {
+		return e.lset
+	}
+	lset, _ := scrape.PopulateLabels(lb, cfg, tg.Targets[e.i], tg.Labels)
+	return lset
+}
+
+// forgetLabels makes e forget its final labels unless it was sent.
+func (e *preparedEntry) forgetLabels() {
+	if e.sent == nil {
+		e.lset = labels.EmptyLabels()
+	}
 }
 
 // sentCache caches the target as the scrape pool builds it from an entry,
@@ -292,7 +318,7 @@ func prepareEntry(lb *labels.Builder, keyer *Keyer, job string, jobHash uint64, 
 	case err != nil:
 		// The scrape pool will reject it and log why: let exactly one
 		// member do so, keyed on the discovered labels.
-		return preparedEntry{key: droppedKey(jobHash, tl, gl), node: node, zone: zone}, true
+		return preparedEntry{key: droppedKey(jobHash, tl, gl), node: node, zone: zone, failed: true}, true
 	case lset.IsEmpty():
 		return preparedEntry{}, false
 	default:
@@ -327,8 +353,8 @@ func firstLabel(names []string, tl, gl model.LabelSet) string {
 }
 
 // rekey makes the filter compute ownership keys of version v, and re-keys
-// every prepared target and every sent target's record without relabeling
-// anything. The caller's member view has a new version (the key version is
+// every prepared target and every sent target's record, relabeling only
+// the targets whose entries forgot their final labels. The caller's member view has a new version (the key version is
 // part of it), so every job is assigned again.
 func (f *Filter) rekey(v KeyVersion) {
 	f.logger.Info("Switching ownership-key version", "from", f.keyer.Version(), "to", v)
@@ -336,18 +362,22 @@ func (f *Filter) rekey(v KeyVersion) {
 	// remap maps, per job, each entry's key under the old version to its
 	// key under v: a sent target's record is re-keyed from its entry, whose
 	// labels include those a key may read (__tmp_hash), which the target's
-	// public labels lack.
+	// public labels lack. An entry that forgot its final labels is
+	// relabeled again, from the group and configuration it was prepared
+	// from.
 	remap := make(map[string]map[uint64]uint64, len(f.prepared))
+	lb := labels.NewBuilder(labels.EmptyLabels())
 	for job, pj := range f.prepared {
 		clear(pj.discovered)
 		m := map[uint64]uint64{}
 		remap[job] = m
 		for gi := range pj.groups {
-			for i := range pj.groups[gi].entries {
-				e := &pj.groups[gi].entries[i]
+			pg := &pj.groups[gi]
+			for i := range pg.entries {
+				e := &pg.entries[i]
 				old := e.key
-				if !e.lset.IsEmpty() {
-					e.key = f.keyer.Key(job, e.lset)
+				if !e.failed {
+					e.key = f.keyer.Key(job, e.labels(lb, pj.cfg, pj.src[pg.gi]))
 				}
 				m[old] = e.key
 				_, e.dup = pj.discovered[e.key]
@@ -355,7 +385,6 @@ func (f *Filter) rekey(v KeyVersion) {
 			}
 		}
 	}
-	lb := labels.NewBuilder(labels.EmptyLabels())
 	for job, sent := range f.sent {
 		for k, st := range sent {
 			if nk, ok := remap[job][st.ownKey]; ok {

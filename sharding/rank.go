@@ -101,7 +101,7 @@ func (f *Filter) valuedTarget(cfg *config.ScrapeConfig, tg *targetgroup.Group, e
 		}
 		ls[replicaMetaLabel] = model.LabelValue(value)
 		e.sent = &sentCache{entry: ls, value: value}
-		if !e.lset.IsEmpty() {
+		if !e.failed {
 			lb := labels.NewBuilder(e.lset)
 			lb.Set(f.opts.ReplicaLabel, value)
 			e.sent.target = scrape.NewTarget(lb.Labels(), cfg, ls, tg.Labels)
