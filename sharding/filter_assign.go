@@ -34,7 +34,7 @@ type assignment struct {
 	// Filter.totalsView.
 	view  uint64
 	out   []*targetgroup.Group
-	stats jobStats
+	stats jobCounts
 	// withheld: a target of out was held back because its old loop still
 	// ran (see StalenessDisabler); the job is assigned again until none is.
 	withheld bool
@@ -42,7 +42,8 @@ type assignment struct {
 	dropped []droppedRef
 }
 
-// jobStats is the part of Stats one job contributes, or their sum.
+// jobStats is the part of Stats jobs contribute: the sum of every job's
+// (Filter.totals), or one job's while it is assigned.
 type jobStats struct {
 	total, crossZone int
 	// held counts the owned targets held until their previous owners
@@ -51,8 +52,22 @@ type jobStats struct {
 	owned, unowned map[string]int
 }
 
+// jobCounts is one job's jobStats as its assignment keeps it: the counts
+// by name as lists, a fraction of a map's size for the few names a job
+// has.
+type jobCounts struct {
+	total, crossZone, held int
+	owned, unowned         []nameCount
+}
+
+// nameCount is the count of one name (member or node).
+type nameCount struct {
+	name string
+	n    int
+}
+
 // add adds sign times o to s.
-func (s *jobStats) add(o *jobStats, sign int) {
+func (s *jobStats) add(o *jobCounts, sign int) {
 	s.total += sign * o.total
 	s.crossZone += sign * o.crossZone
 	s.held += sign * o.held
@@ -60,17 +75,40 @@ func (s *jobStats) add(o *jobStats, sign int) {
 	s.unowned = addCounts(s.unowned, o.unowned, sign)
 }
 
-func addCounts(dst, src map[string]int, sign int) map[string]int {
+func addCounts(dst map[string]int, src []nameCount, sign int) map[string]int {
 	if len(src) == 0 {
 		return dst
 	}
 	if dst == nil {
 		dst = make(map[string]int, len(src))
 	}
-	for k, n := range src {
-		dst[k] += sign * n
+	for _, c := range src {
+		dst[c.name] += sign * c.n
 	}
 	return dst
+}
+
+// reset empties s, keeping its maps for reuse.
+func (s *jobStats) reset() {
+	s.total, s.crossZone, s.held = 0, 0, 0
+	clear(s.owned)
+	clear(s.unowned)
+}
+
+// compact returns s as jobCounts.
+func (s *jobStats) compact() jobCounts {
+	return jobCounts{total: s.total, crossZone: s.crossZone, held: s.held, owned: nameCounts(s.owned), unowned: nameCounts(s.unowned)}
+}
+
+func nameCounts(m map[string]int) []nameCount {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]nameCount, 0, len(m))
+	for k, n := range m {
+		out = append(out, nameCount{k, n})
+	}
+	return out
 }
 
 // uncount takes pj's assignment out of the running totals, if it is in
@@ -86,6 +124,8 @@ func (f *Filter) uncount(pj *preparedJob) {
 type assignPass struct {
 	v   memberView
 	res map[string][]*targetgroup.Group
+	// stats is scratch space: the statistics of the job being assigned.
+	stats jobStats
 	// active are the scrape manager's active targets per job, read once
 	// per pass when a job with flagged targets is assigned (nil: not read).
 	active map[string][]*scrape.Target
@@ -127,7 +167,7 @@ func (f *Filter) assign(p *assignPass, job string, pj *preparedJob) {
 		active = f.activeLoops(p, job)
 	}
 	f.uncount(pj)
-	pj.assigned = f.assignJob(&p.v, job, pj, flagged, active)
+	pj.assigned = f.assignJob(p, job, pj, flagged, active)
 	if prev, ok := f.out[job]; ok && f.outCfg[job] == pj.cfg && sameOwnedGroups(prev, pj.assigned.out) {
 		// Pod churn in a namespace changes the input of every job reading
 		// it, while most of them keep the same targets: passed on as
@@ -210,8 +250,11 @@ func sameLabelSet(a, b model.LabelSet) bool {
 
 // assignJob computes one job's owned groups and statistics, hands its moved
 // targets off and records what it sent.
-func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged map[uint64]*scrape.Target, active map[uint64]bool) assignment {
+func (f *Filter) assignJob(p *assignPass, job string, pj *preparedJob, flagged map[uint64]*scrape.Target, active map[uint64]bool) assignment {
+	v := &p.v
 	a := assignment{view: v.version, out: make([]*targetgroup.Group, len(pj.src))}
+	stats := &p.stats
+	stats.reset()
 	owners := make([]string, 0, f.opts.ReplicationFactor)
 	sent := map[uint64]sentTarget{}
 	ownedNow := map[uint64]string{} // ownership key → replica label value
@@ -248,7 +291,7 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 			e := &entries[i]
 			owners = f.owners(v, e, owners[:0])
 			if !e.dup {
-				f.count(&a.stats, v.ready, e, owners)
+				f.count(stats, v.ready, e, owners)
 			}
 			if !slices.Contains(owners, f.opts.Self) {
 				e.forgetLabels()
@@ -257,7 +300,7 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 			value := f.replicaValue(e, owners)
 			ownedNow[e.key] = value
 			if prev, had := before[e.key]; before != nil && (!had || prev != value) && f.holds(v, e) {
-				a.stats.held++ // gained: wait for the previous owners (handoff.go)
+				stats.held++ // gained: wait for the previous owners (handoff.go)
 				continue
 			}
 			if e.lset.IsEmpty() && !e.failed {
@@ -305,6 +348,7 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 		delete(f.flagged, job) // only jobs with flagged targets are in it
 	}
 	f.sent[job] = sent
+	a.stats = stats.compact()
 	return a
 }
 
