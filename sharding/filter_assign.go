@@ -514,7 +514,7 @@ func (f *Filter) handoff(v *memberView, job string, pj *preparedJob, sent map[ui
 		if value, owned := ownedNow[st.ownKey]; owned && value == st.value {
 			continue // same series under a new identity
 		}
-		if _, discovered := pj.discovered[st.ownKey]; discovered {
+		if _, discovered := slices.BinarySearch(pj.discovered, st.ownKey); discovered {
 			moved = append(moved, st.target)
 			if f.flagged[job] == nil {
 				f.flagged[job] = map[uint64]*scrape.Target{}

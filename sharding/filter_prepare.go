@@ -34,8 +34,9 @@ type preparedJob struct {
 	groups  []preparedGroup
 	jobHash uint64 // xxhash of the job name
 	// discovered holds the ownership keys of the job's targets that survive
-	// relabeling (or fail it): a target still in it did not vanish.
-	discovered map[uint64]struct{}
+	// relabeling (or fail it), sorted and distinct: a target still in it
+	// did not vanish.
+	discovered []uint64
 	// assigned is the job's last assignment (see Filter.assign).
 	assigned assignment
 }
@@ -243,7 +244,7 @@ func (f *Filter) forget(job string, pj *preparedJob) {
 // prepareJob relabels a job's groups with cfg, reusing prev's groups that
 // were relabeled with the same cfg. pc.lb is set.
 func prepareJob(pc *prepareCtx, keyer *Keyer, job string, groups []*targetgroup.Group, cfg *config.ScrapeConfig, prev *preparedJob) *preparedJob {
-	pj := &preparedJob{cfg: cfg, in: groups, src: groups, jobHash: xxhash.Sum64String(job), discovered: map[uint64]struct{}{}}
+	pj := &preparedJob{cfg: cfg, in: groups, src: groups, jobHash: xxhash.Sum64String(job)}
 	if cfg == nil {
 		return pj // nothing is owned
 	}
@@ -262,17 +263,51 @@ func prepareJob(pc *prepareCtx, keyer *Keyer, job string, groups []*targetgroup.
 			continue // every target is relabel-dropped
 		}
 		pg.gi = int32(gi)
-		for i := range pg.entries {
-			e := &pg.entries[i]
-			_, e.dup = pj.discovered[e.key]
-			pj.discovered[e.key] = struct{}{}
-		}
 		kept = append(kept, pg)
 	}
 	pj.groups = slices.Clone(kept)
 	clear(kept)
 	pc.groups = kept
+	pj.discovered = markDuplicates(pj.groups)
 	return pj
+}
+
+// markDuplicates sets the dup flags of groups' entries and returns their
+// keys, sorted and distinct.
+func markDuplicates(groups []preparedGroup) []uint64 {
+	n := 0
+	for _, pg := range groups {
+		n += len(pg.entries)
+	}
+	if n == 0 {
+		return nil
+	}
+	keys := make([]uint64, 0, n)
+	for _, pg := range groups {
+		for _, e := range pg.entries {
+			keys = append(keys, e.key)
+		}
+	}
+	slices.Sort(keys)
+	distinct := slices.Compact(keys)
+	if len(distinct) == n {
+		for _, pg := range groups {
+			for i := range pg.entries {
+				pg.entries[i].dup = false
+			}
+		}
+		return keys
+	}
+	// Some keys repeat (rare): mark all but each one's first entry.
+	seen := make(map[uint64]struct{}, len(distinct))
+	for _, pg := range groups {
+		for i := range pg.entries {
+			e := &pg.entries[i]
+			_, e.dup = seen[e.key]
+			seen[e.key] = struct{}{}
+		}
+	}
+	return slices.Clip(distinct)
 }
 
 // reusableGroups indexes a job's groups by group pointer, if they were
@@ -368,7 +403,6 @@ func (f *Filter) rekey(v KeyVersion) {
 	remap := make(map[string]map[uint64]uint64, len(f.prepared))
 	lb := labels.NewBuilder(labels.EmptyLabels())
 	for job, pj := range f.prepared {
-		clear(pj.discovered)
 		m := map[uint64]uint64{}
 		remap[job] = m
 		for gi := range pj.groups {
@@ -380,10 +414,9 @@ func (f *Filter) rekey(v KeyVersion) {
 					e.key = f.keyer.Key(job, e.labels(lb, pj.cfg, pj.src[pg.gi]))
 				}
 				m[old] = e.key
-				_, e.dup = pj.discovered[e.key]
-				pj.discovered[e.key] = struct{}{}
 			}
 		}
+		pj.discovered = markDuplicates(pj.groups)
 	}
 	for job, sent := range f.sent {
 		for k, st := range sent {
