@@ -252,6 +252,7 @@ type Filter struct {
 	// runCfgs is Run's copy of cfgs as of cfgGen runGen.
 	runCfgs map[string]*config.ScrapeConfig
 	runGen  uint64
+	// sent holds, per job with any, the targets sent for it, by loop key.
 	sent    map[string]map[uint64]sentTarget
 	sharder *Rendezvous
 	keyer   *Keyer

@@ -256,7 +256,7 @@ func (f *Filter) assignJob(p *assignPass, job string, pj *preparedJob, flagged m
 	stats := &p.stats
 	stats.reset()
 	owners := make([]string, 0, f.opts.ReplicationFactor)
-	sent := map[uint64]sentTarget{}
+	var sent map[uint64]sentTarget  // made at the first target sent
 	ownedNow := map[uint64]string{} // ownership key → replica label value
 	// before: the ownership keys sent before, with their replica label
 	// values (a rank gained is a series gained); only while unconfirmed.
@@ -324,6 +324,9 @@ func (f *Filter) assignJob(p *assignPass, job string, pj *preparedJob, flagged m
 			}
 			og.Targets = append(og.Targets, entry)
 			if t != nil {
+				if sent == nil {
+					sent = map[uint64]sentTarget{}
+				}
 				// Only a target every participant scrapes ends its series
 				// here: the others' series, identical or of one rank, are
 				// continued by their next owner.
@@ -347,7 +350,11 @@ func (f *Filter) assignJob(p *assignPass, job string, pj *preparedJob, flagged m
 	if len(f.flagged[job]) == 0 {
 		delete(f.flagged, job) // only jobs with flagged targets are in it
 	}
-	f.sent[job] = sent
+	if len(sent) == 0 {
+		delete(f.sent, job) // only jobs with sent targets are in it
+	} else {
+		f.sent[job] = sent
+	}
 	a.stats = stats.compact()
 	return a
 }
