@@ -32,12 +32,12 @@ type assignment struct {
 	// view is the memberView.version it was computed under; 0: none. Its
 	// stats are part of Filter.totals exactly when view is
 	// Filter.totalsView.
-	view  uint64
-	out   []*targetgroup.Group
-	stats jobCounts
+	view uint64
 	// withheld: a target of out was held back because its old loop still
 	// ran (see StalenessDisabler); the job is assigned again until none is.
 	withheld bool
+	out      []*targetgroup.Group
+	stats    jobCounts
 	// dropped are the targets relabeling drops that this member reports.
 	dropped []droppedRef
 }
@@ -53,11 +53,13 @@ type jobStats struct {
 }
 
 // jobCounts is one job's jobStats as its assignment keeps it: the counts
-// by name as lists, a fraction of a map's size for the few names a job
-// has.
+// by name in one list, a fraction of two maps' size for the few names a
+// job has.
 type jobCounts struct {
-	total, crossZone, held int
-	owned, unowned         []nameCount
+	// counts are the owned counts by member, then, from index unowned
+	// on, the unowned counts by node.
+	counts                          []nameCount
+	unowned, total, crossZone, held int32
 }
 
 // nameCount is the count of one name (member or node).
@@ -68,11 +70,11 @@ type nameCount struct {
 
 // add adds sign times o to s.
 func (s *jobStats) add(o *jobCounts, sign int) {
-	s.total += sign * o.total
-	s.crossZone += sign * o.crossZone
-	s.held += sign * o.held
-	s.owned = addCounts(s.owned, o.owned, sign)
-	s.unowned = addCounts(s.unowned, o.unowned, sign)
+	s.total += sign * int(o.total)
+	s.crossZone += sign * int(o.crossZone)
+	s.held += sign * int(o.held)
+	s.owned = addCounts(s.owned, o.counts[:o.unowned], sign)
+	s.unowned = addCounts(s.unowned, o.counts[o.unowned:], sign)
 }
 
 func addCounts(dst map[string]int, src []nameCount, sign int) map[string]int {
@@ -97,18 +99,17 @@ func (s *jobStats) reset() {
 
 // compact returns s as jobCounts.
 func (s *jobStats) compact() jobCounts {
-	return jobCounts{total: s.total, crossZone: s.crossZone, held: s.held, owned: nameCounts(s.owned), unowned: nameCounts(s.unowned)}
-}
-
-func nameCounts(m map[string]int) []nameCount {
-	if len(m) == 0 {
-		return nil
+	c := jobCounts{total: int32(s.total), crossZone: int32(s.crossZone), held: int32(s.held), unowned: int32(len(s.owned))}
+	if n := len(s.owned) + len(s.unowned); n > 0 {
+		c.counts = make([]nameCount, 0, n)
+		for k, n := range s.owned {
+			c.counts = append(c.counts, nameCount{k, n})
+		}
+		for k, n := range s.unowned {
+			c.counts = append(c.counts, nameCount{k, n})
+		}
 	}
-	out := make([]nameCount, 0, len(m))
-	for k, n := range m {
-		out = append(out, nameCount{k, n})
-	}
-	return out
+	return c
 }
 
 // uncount takes pj's assignment out of the running totals, if it is in
@@ -270,6 +271,10 @@ func (f *Filter) assignJob(p *assignPass, job string, pj *preparedJob, flagged m
 	// A relabel-dropped target is reported by the one participant owning
 	// its key (see filter_dropped.go).
 	reportDropped := v.ready && v.self == StateParticipant
+	var jobHash uint64
+	if reportDropped {
+		jobHash = xxhash.Sum64String(job)
+	}
 	next := 0              // the next of pj.groups
 	var lb *labels.Builder // relabels entries that forgot their labels
 	for gi, tg := range pj.src {
@@ -284,7 +289,7 @@ func (f *Filter) assignJob(p *assignPass, job string, pj *preparedJob, flagged m
 		var sh *groupShare
 		if reportDropped && len(entries) < len(tg.Targets) {
 			sh = f.share(tg)
-			a.dropped = f.reportedDropped(pj.jobHash, tg, sh.fingerprints(tg), entries, a.dropped)
+			a.dropped = f.reportedDropped(jobHash, tg, sh.fingerprints(tg), entries, a.dropped)
 		}
 		var og *targetgroup.Group // created at the first owned target
 		for i := range entries {

@@ -20,9 +20,9 @@ import (
 // only the targets relabeling keeps (or fails), and every other target of
 // src is relabel-dropped. The key that picks the one member reporting a
 // relabel-dropped target (Filter.DroppedTargets) is derived when the job is
-// assigned, from jobHash and the fingerprint of the target's discovered
-// labels, which the filter computes once per discovered group for every job
-// reading it (groupShare).
+// assigned, from the job name's hash and the fingerprint of the target's
+// discovered labels, which the filter computes once per discovered group
+// for every job reading it (groupShare).
 type preparedJob struct {
 	cfg *config.ScrapeConfig // nil: no scrape config known, nothing owned
 	// in is the job's last input slice (discovery never modifies it); src
@@ -31,8 +31,7 @@ type preparedJob struct {
 	in, src []*targetgroup.Group
 	// groups are the groups of src with a target relabeling keeps or
 	// fails, in the order of src; none without cfg.
-	groups  []preparedGroup
-	jobHash uint64 // xxhash of the job name
+	groups []preparedGroup
 	// discovered holds the ownership keys of the job's targets that survive
 	// relabeling (or fail it), sorted and distinct: a target still in it
 	// did not vanish.
@@ -244,11 +243,12 @@ func (f *Filter) forget(job string, pj *preparedJob) {
 // prepareJob relabels a job's groups with cfg, reusing prev's groups that
 // were relabeled with the same cfg. pc.lb is set.
 func prepareJob(pc *prepareCtx, keyer *Keyer, job string, groups []*targetgroup.Group, cfg *config.ScrapeConfig, prev *preparedJob) *preparedJob {
-	pj := &preparedJob{cfg: cfg, in: groups, src: groups, jobHash: xxhash.Sum64String(job)}
+	pj := &preparedJob{cfg: cfg, in: groups, src: groups}
 	if cfg == nil {
 		return pj // nothing is owned
 	}
 	reusable := reusableGroups(prev, cfg)
+	jobHash := xxhash.Sum64String(job)
 	kept := pc.groups[:0]
 	for gi, tg := range groups {
 		if tg == nil {
@@ -257,7 +257,7 @@ func prepareJob(pc *prepareCtx, keyer *Keyer, job string, groups []*targetgroup.
 		pg, ok := reusable[tg]
 		delete(reusable, tg) // a group listed twice needs its own entries
 		if !ok || (pg.entries != nil && int(pg.n) != len(tg.Targets)) {
-			pg = preparedGroup{n: int32(len(tg.Targets)), entries: prepareEntries(pc, keyer, job, pj.jobHash, cfg, tg)}
+			pg = preparedGroup{n: int32(len(tg.Targets)), entries: prepareEntries(pc, keyer, job, jobHash, cfg, tg)}
 		}
 		if len(pg.entries) == 0 {
 			continue // every target is relabel-dropped
