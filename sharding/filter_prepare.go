@@ -44,7 +44,11 @@ type preparedJob struct {
 // job's relabeling keeps (or fails).
 type preparedGroup struct {
 	gi int32 // index in src
-	n  int32 // len(Targets) of the group when it was relabeled
+	// n is len(Targets) of the group when it was relabeled: a group
+	// whose length changed since (a provider must not modify a group it
+	// sent) is relabeled rather than reused. Groups without an entry are
+	// reused unchecked.
+	n int32
 	// entries are the group's targets relabeling keeps or fails, in the
 	// order of its Targets; the group's other targets are relabel-dropped.
 	entries []preparedEntry
@@ -53,19 +57,21 @@ type preparedGroup struct {
 // preparedEntry is one discovered target that relabeling keeps, or fails
 // on (the scrape pool will reject it and log why: one member owns it).
 //
-// Its final labels are kept only once it was sent: an entry this member did
-// not own when it was assigned (most of them, on a cluster of several
-// members) forgets them, and they are computed again from its group
-// (labels) when it is sent or re-keyed.
+// Ownership needs only its key, node, zone and flags. Its final labels are
+// needed to send it and to re-key it; an entry that this member did not own
+// when it was last assigned and never sent (most entries, on a cluster of
+// several members) forgets them, and they are computed again from its
+// group (labels) when it is sent or re-keyed. Once sent, it keeps them (its
+// sentCache's target shares them).
 type preparedEntry struct {
-	key  uint64 // ownership key
-	lset labels.Labels
-	node string     // Kubernetes node from the discovered labels
-	zone string     // zone from the discovered labels
-	sent *sentCache // nil until the entry is first sent
-	i    int32      // index in the group's Targets
-	dup  bool       // an earlier entry of the job has the same key
-	all  bool       // __tmp_disable_sharding: every participant owns it
+	key  uint64        // ownership key
+	lset labels.Labels // final labels, see failed
+	node string        // Kubernetes node from the discovered labels
+	zone string        // zone from the discovered labels
+	sent *sentCache    // nil until the entry is first sent
+	i    int32         // index in the group's Targets
+	dup  bool          // an earlier entry of the job has the same key
+	all  bool          // __tmp_disable_sharding: every participant owns it
 	// failed: relabeling failed, and lset is empty; otherwise lset is
 	// the final labels, or empty when they were forgotten.
 	failed bool
