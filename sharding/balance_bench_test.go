@@ -48,9 +48,7 @@ func BenchmarkFilterBalance100kTargets20Members(b *testing.B) {
 	for _, pj := range f.prepared {
 		for _, pg := range pj.groups {
 			for _, e := range pg.entries {
-				if !e.dropped {
-					entries[weightKey(e.key)] = weightEntry{class: uint8(1 + rng.IntN(40)), owned: true}
-				}
+				entries[weightKey(e.key)] = weightEntry{class: uint8(1 + rng.IntN(40)), owned: true}
 			}
 		}
 	}

@@ -248,10 +248,11 @@ type Filter struct {
 	outCfg      map[string]*config.ScrapeConfig // the configuration each job of out was assigned under
 	passView    uint64
 	prepared    map[string]*preparedJob
-	empty       emptyGroups // filter_empty.go
+	empty       groupShares // filter_empty.go
 	// runCfgs is Run's copy of cfgs as of cfgGen runGen.
 	runCfgs map[string]*config.ScrapeConfig
 	runGen  uint64
+	// sent holds, per job with any, the targets sent for it, by loop key.
 	sent    map[string]map[uint64]sentTarget
 	sharder *Rendezvous
 	keyer   *Keyer

@@ -32,17 +32,18 @@ type assignment struct {
 	// view is the memberView.version it was computed under; 0: none. Its
 	// stats are part of Filter.totals exactly when view is
 	// Filter.totalsView.
-	view  uint64
-	out   []*targetgroup.Group
-	stats jobStats
+	view uint64
 	// withheld: a target of out was held back because its old loop still
 	// ran (see StalenessDisabler); the job is assigned again until none is.
 	withheld bool
+	out      []*targetgroup.Group
+	stats    jobCounts
 	// dropped are the targets relabeling drops that this member reports.
 	dropped []droppedRef
 }
 
-// jobStats is the part of Stats one job contributes, or their sum.
+// jobStats is the part of Stats jobs contribute: the sum of every job's
+// (Filter.totals), or one job's while it is assigned.
 type jobStats struct {
 	total, crossZone int
 	// held counts the owned targets held until their previous owners
@@ -51,26 +52,64 @@ type jobStats struct {
 	owned, unowned map[string]int
 }
 
-// add adds sign times o to s.
-func (s *jobStats) add(o *jobStats, sign int) {
-	s.total += sign * o.total
-	s.crossZone += sign * o.crossZone
-	s.held += sign * o.held
-	s.owned = addCounts(s.owned, o.owned, sign)
-	s.unowned = addCounts(s.unowned, o.unowned, sign)
+// jobCounts is one job's jobStats as its assignment keeps it: the counts
+// by name in one list, a fraction of two maps' size for the few names a
+// job has.
+type jobCounts struct {
+	// counts are the owned counts by member, then, from index unowned
+	// on, the unowned counts by node.
+	counts                          []nameCount
+	unowned, total, crossZone, held int32
 }
 
-func addCounts(dst, src map[string]int, sign int) map[string]int {
+// nameCount is the count of one name (member or node).
+type nameCount struct {
+	name string
+	n    int
+}
+
+// add adds sign times o to s.
+func (s *jobStats) add(o *jobCounts, sign int) {
+	s.total += sign * int(o.total)
+	s.crossZone += sign * int(o.crossZone)
+	s.held += sign * int(o.held)
+	s.owned = addCounts(s.owned, o.counts[:o.unowned], sign)
+	s.unowned = addCounts(s.unowned, o.counts[o.unowned:], sign)
+}
+
+func addCounts(dst map[string]int, src []nameCount, sign int) map[string]int {
 	if len(src) == 0 {
 		return dst
 	}
 	if dst == nil {
 		dst = make(map[string]int, len(src))
 	}
-	for k, n := range src {
-		dst[k] += sign * n
+	for _, c := range src {
+		dst[c.name] += sign * c.n
 	}
 	return dst
+}
+
+// reset empties s, keeping its maps for reuse.
+func (s *jobStats) reset() {
+	s.total, s.crossZone, s.held = 0, 0, 0
+	clear(s.owned)
+	clear(s.unowned)
+}
+
+// compact returns s as jobCounts.
+func (s *jobStats) compact() jobCounts {
+	c := jobCounts{total: int32(s.total), crossZone: int32(s.crossZone), held: int32(s.held), unowned: int32(len(s.owned))}
+	if n := len(s.owned) + len(s.unowned); n > 0 {
+		c.counts = make([]nameCount, 0, n)
+		for k, n := range s.owned {
+			c.counts = append(c.counts, nameCount{k, n})
+		}
+		for k, n := range s.unowned {
+			c.counts = append(c.counts, nameCount{k, n})
+		}
+	}
+	return c
 }
 
 // uncount takes pj's assignment out of the running totals, if it is in
@@ -86,6 +125,8 @@ func (f *Filter) uncount(pj *preparedJob) {
 type assignPass struct {
 	v   memberView
 	res map[string][]*targetgroup.Group
+	// stats is scratch space: the statistics of the job being assigned.
+	stats jobStats
 	// active are the scrape manager's active targets per job, read once
 	// per pass when a job with flagged targets is assigned (nil: not read).
 	active map[string][]*scrape.Target
@@ -127,7 +168,7 @@ func (f *Filter) assign(p *assignPass, job string, pj *preparedJob) {
 		active = f.activeLoops(p, job)
 	}
 	f.uncount(pj)
-	pj.assigned = f.assignJob(&p.v, job, pj, flagged, active)
+	pj.assigned = f.assignJob(p, job, pj, flagged, active)
 	if prev, ok := f.out[job]; ok && f.outCfg[job] == pj.cfg && sameOwnedGroups(prev, pj.assigned.out) {
 		// Pod churn in a namespace changes the input of every job reading
 		// it, while most of them keep the same targets: passed on as
@@ -210,10 +251,13 @@ func sameLabelSet(a, b model.LabelSet) bool {
 
 // assignJob computes one job's owned groups and statistics, hands its moved
 // targets off and records what it sent.
-func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged map[uint64]*scrape.Target, active map[uint64]bool) assignment {
-	a := assignment{view: v.version, out: make([]*targetgroup.Group, len(pj.groups))}
+func (f *Filter) assignJob(p *assignPass, job string, pj *preparedJob, flagged map[uint64]*scrape.Target, active map[uint64]bool) assignment {
+	v := &p.v
+	a := assignment{view: v.version, out: make([]*targetgroup.Group, len(pj.src))}
+	stats := &p.stats
+	stats.reset()
 	owners := make([]string, 0, f.opts.ReplicationFactor)
-	sent := map[uint64]sentTarget{}
+	var sent map[uint64]sentTarget  // made at the first target sent
 	ownedNow := map[uint64]string{} // ownership key → replica label value
 	// before: the ownership keys sent before, with their replica label
 	// values (a rank gained is a series gained); only while unconfirmed.
@@ -224,34 +268,53 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 			before[st.ownKey] = st.value
 		}
 	}
-	for gi := range pj.groups {
-		pg := &pj.groups[gi]
-		if pg.tg == nil {
+	// A relabel-dropped target is reported by the one participant owning
+	// its key (see filter_dropped.go).
+	reportDropped := v.ready && v.self == StateParticipant
+	var jobHash uint64
+	if reportDropped {
+		jobHash = xxhash.Sum64String(job)
+	}
+	next := 0              // the next of pj.groups
+	var lb *labels.Builder // relabels entries that forgot their labels
+	for gi, tg := range pj.src {
+		if tg == nil {
 			continue
 		}
+		var entries []preparedEntry
+		if next < len(pj.groups) && int(pj.groups[next].gi) == gi {
+			entries = pj.groups[next].entries
+			next++
+		}
+		var sh *groupShare
+		if reportDropped && len(entries) < len(tg.Targets) {
+			sh = f.share(tg)
+			a.dropped = f.reportedDropped(jobHash, tg, sh.fingerprints(tg), entries, a.dropped)
+		}
 		var og *targetgroup.Group // created at the first owned target
-		for i := range pg.entries {
-			e := &pg.entries[i]
-			if e.dropped {
-				if e.relabelDropped && f.reportsDropped(v, e) {
-					a.dropped = append(a.dropped, droppedRef{tg: pg.tg, i: i})
-				}
-				continue
-			}
+		for i := range entries {
+			e := &entries[i]
 			owners = f.owners(v, e, owners[:0])
 			if !e.dup {
-				f.count(&a.stats, v.ready, e, owners)
+				f.count(stats, v.ready, e, owners)
 			}
 			if !slices.Contains(owners, f.opts.Self) {
+				e.forgetLabels()
 				continue
 			}
 			value := f.replicaValue(e, owners)
 			ownedNow[e.key] = value
 			if prev, had := before[e.key]; before != nil && (!had || prev != value) && f.holds(v, e) {
-				a.stats.held++ // gained: wait for the previous owners (handoff.go)
+				stats.held++ // gained: wait for the previous owners (handoff.go)
 				continue
 			}
-			entry, t, key := f.valuedTarget(pj.cfg, pg.tg, e, pg.tg.Targets[i], value)
+			if e.lset.IsEmpty() && !e.failed {
+				if lb == nil {
+					lb = labels.NewBuilder(labels.EmptyLabels())
+				}
+				e.lset = e.labels(lb, pj.cfg, tg)
+			}
+			entry, t, key := f.valuedTarget(pj.cfg, tg, e, tg.Targets[e.i], value)
 			if t != nil && flagged[key] != nil {
 				if active[key] {
 					// Its old loop still runs with markers off.
@@ -262,10 +325,13 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 				delete(flagged, key)
 			}
 			if og == nil {
-				og = &targetgroup.Group{Source: pg.tg.Source, Labels: pg.tg.Labels}
+				og = &targetgroup.Group{Source: tg.Source, Labels: tg.Labels}
 			}
 			og.Targets = append(og.Targets, entry)
 			if t != nil {
+				if sent == nil {
+					sent = map[uint64]sentTarget{}
+				}
 				// Only a target every participant scrapes ends its series
 				// here: the others' series, identical or of one rank, are
 				// continued by their next owner.
@@ -273,7 +339,10 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 			}
 		}
 		if og == nil {
-			og = f.emptyGroup(pg.tg)
+			if sh == nil {
+				sh = f.share(tg)
+			}
+			og = sh.emptyGroup(tg)
 		}
 		a.out[gi] = og
 	}
@@ -286,7 +355,12 @@ func (f *Filter) assignJob(v *memberView, job string, pj *preparedJob, flagged m
 	if len(f.flagged[job]) == 0 {
 		delete(f.flagged, job) // only jobs with flagged targets are in it
 	}
-	f.sent[job] = sent
+	if len(sent) == 0 {
+		delete(f.sent, job) // only jobs with sent targets are in it
+	} else {
+		f.sent[job] = sent
+	}
+	a.stats = stats.compact()
 	return a
 }
 
@@ -318,15 +392,23 @@ func (f *Filter) publishStats(v *memberView) Stats {
 	return st
 }
 
-// reportsDropped tells whether this member reports a target that
-// relabeling drops: the one participant that owns the entry's key does.
-func (f *Filter) reportsDropped(v *memberView, e *preparedEntry) bool {
-	if !v.ready || v.self != StateParticipant {
-		return false
-	}
+// reportedDropped appends to dst the relabel-dropped targets of tg (those
+// without an entry; fps are the fingerprints of its targets' discovered
+// labels) that this member, a ready participant, reports: the one
+// participant owning a target's key does.
+func (f *Filter) reportedDropped(jobHash uint64, tg *targetgroup.Group, fps []uint64, entries []preparedEntry, dst []droppedRef) []droppedRef {
 	var one [1]string
-	owners := f.sharder.Owners(e.key, 1, one[:0])
-	return len(owners) == 1 && owners[0] == f.opts.Self
+	for i, fp := range fps {
+		if len(entries) > 0 && int(entries[0].i) == i {
+			entries = entries[1:]
+			continue
+		}
+		owners := f.sharder.Owners(combine(jobHash, fp), 1, one[:0])
+		if len(owners) == 1 && owners[0] == f.opts.Self {
+			dst = append(dst, droppedRef{tg: tg, i: i})
+		}
+	}
+	return dst
 }
 
 // count adds a distinct target and its owners to stats.
@@ -353,14 +435,14 @@ func (f *Filter) count(stats *jobStats, ready bool, e *preparedEntry, owners []s
 // identity in the pool, or nil when the pool will not scrape it (relabeling
 // fails).
 func (f *Filter) sentTarget(cfg *config.ScrapeConfig, tg *targetgroup.Group, e *preparedEntry, entry model.LabelSet) (*scrape.Target, uint64) {
-	if e.lset.IsEmpty() {
+	if e.failed {
 		return nil, 0 // relabeling failed
 	}
 	if e.sent == nil {
-		e.sent = scrape.NewTarget(e.lset, cfg, entry, tg.Labels)
-		e.sentKey = loopKey(e.sent, labels.NewBuilder(labels.EmptyLabels()))
+		t := scrape.NewTarget(e.lset, cfg, entry, tg.Labels)
+		e.sent = &sentCache{target: t, key: loopKey(t, labels.NewBuilder(labels.EmptyLabels()))}
 	}
-	return e.sent, e.sentKey
+	return e.sent.target, e.sent.key
 }
 
 // loopKey identifies a target's scrape loop: its URL and public labels.
@@ -444,7 +526,7 @@ func (f *Filter) handoff(v *memberView, job string, pj *preparedJob, sent map[ui
 		if value, owned := ownedNow[st.ownKey]; owned && value == st.value {
 			continue // same series under a new identity
 		}
-		if _, discovered := pj.discovered[st.ownKey]; discovered {
+		if _, discovered := slices.BinarySearch(pj.discovered, st.ownKey); discovered {
 			moved = append(moved, st.target)
 			if f.flagged[job] == nil {
 				f.flagged[job] = map[uint64]*scrape.Target{}

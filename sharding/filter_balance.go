@@ -46,7 +46,7 @@ func (f *Filter) balancing() bool { return f.opts.Balance == BalanceSeries }
 // balancedEntry reports whether e is placed by the balancer: sharded by
 // hashing (not every participant's, not node-local).
 func (f *Filter) balancedEntry(e *preparedEntry) bool {
-	return !e.dropped && !e.all && (f.opts.Strategy != StrategyNode || e.node == "")
+	return !e.all && (f.opts.Strategy != StrategyNode || e.node == "")
 }
 
 // balance computes the balanced assignment under v and sets v.bal. It

@@ -88,13 +88,18 @@ func liveHeap() uint64 {
 // a member that does not own it, in the shape of the service-monitor
 // benchmark (500 namespaces of 20 Services of 2 pods, one job per Service
 // keeping its own Service's targets: every job of a namespace reads its 20
-// groups, so each discovered target is one kept and 19 relabel-dropped
-// entries of the filter). The member owns nothing (three other members
-// do; it is joining). Reported per discovered target (40 per namespace): "B/target" is
-// everything, "groups-B/target" the discovery's target groups alone (held
-// by Prometheus' discovery manager), "filter-B/target" what the filter
-// keeps on top (its prepared entries, per-job slices and output groups),
-// and "filter-B/entry" that per job and target.
+// groups, so each discovered target is kept by one job and dropped by 19).
+// The member owns nothing (three other members do; it is joining). The
+// filter holds one entry per target, for the job keeping it, without its
+// final labels (never sent, they are forgotten); for the 19 jobs dropping
+// it, nothing per job: its discovered labels' fingerprint, from which their
+// keys for DroppedTargets derive, is computed once per group when a
+// participant needs it. Reported per discovered target (40 per namespace):
+// "B/target" is everything, "groups-B/target" the discovery's target
+// groups alone (held by Prometheus' discovery manager), "filter-B/target"
+// what the filter keeps on top (its prepared jobs and entries, per-job
+// assignments, output slices, shared empty output groups and its per-job
+// maps), and "filter-B/entry" that per job and target.
 func BenchmarkFilterMemoryNotOwned(b *testing.B) {
 	yaml, _ := benchServiceMonitors()
 	// The EndpointSlice role's name of the port label.

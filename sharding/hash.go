@@ -27,8 +27,9 @@
 // (KeyJobLabels) hashed the job name with all labels but the scrape-setting
 // ones. Every member gossips the newest version it supports, and all use the
 // newest every alive member supports: a rolling upgrade keeps the old key
-// until the last old member is gone, then every member re-keys (without
-// relabeling) as on a membership change.
+// until the last old member is gone, then every member re-keys as on a
+// membership change (relabeling only the targets whose final labels it did
+// not keep, see below).
 //
 // A target whose relabeling sets __tmp_disable_sharding non-empty is owned
 // by every participant; ReplicaRelabelConfig labels each copy with the
@@ -72,8 +73,11 @@
 // keeps its output: the filter sends the identical []*targetgroup.Group as
 // before, does no handoff bookkeeping for it and keeps its share of the
 // statistics, which are running totals. A membership change thus assigns
-// every job again (relabeling nothing), a discovery update only the jobs
-// whose groups changed. Every output still holds every configured job of
+// every job again, a discovery update only the jobs whose groups changed.
+// A membership change relabels only the targets this member gains that it
+// never sent: to save memory, a prepared target keeps its final labels only
+// once it was sent, and a job keeps nothing of the targets its relabeling
+// drops (filter_prepare.go). Every output still holds every configured job of
 // the input; a later stage can tell the changed ones by slice identity or
 // by comparing the groups element-wise by pointer.
 //

@@ -94,21 +94,21 @@ func (f *Filter) valuedTarget(cfg *config.ScrapeConfig, tg *targetgroup.Group, e
 		t, key := f.sentTarget(cfg, tg, e, entry)
 		return entry, t, key
 	}
-	if e.sentEntry == nil || e.sentValue != value {
+	if e.sent == nil || e.sent.entry == nil || e.sent.value != value {
 		ls := make(model.LabelSet, len(entry)+1)
 		for k, v := range entry {
 			ls[k] = v
 		}
 		ls[replicaMetaLabel] = model.LabelValue(value)
-		e.sentEntry, e.sentValue, e.sent, e.sentKey = ls, value, nil, 0
-		if !e.lset.IsEmpty() {
+		e.sent = &sentCache{entry: ls, value: value}
+		if !e.failed {
 			lb := labels.NewBuilder(e.lset)
 			lb.Set(f.opts.ReplicaLabel, value)
-			e.sent = scrape.NewTarget(lb.Labels(), cfg, ls, tg.Labels)
-			e.sentKey = loopKey(e.sent, lb)
+			e.sent.target = scrape.NewTarget(lb.Labels(), cfg, ls, tg.Labels)
+			e.sent.key = loopKey(e.sent.target, lb)
 		}
 	}
-	return e.sentEntry, e.sent, e.sentKey
+	return e.sent.entry, e.sent.target, e.sent.key
 }
 
 // RankRemoteWrites expands, for rank mode with replicationFactor ranks,
