@@ -18,14 +18,6 @@ const (
 	trimBenchPods       = 2
 )
 
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
-
 // BenchmarkTrimmedGroupsMemory measures what Prometheus' discovery manager
 // holds per discovered target: the EndpointSlice groups as Kubernetes SD
 // sends them ("raw-B/target", 37 labels a target, 8 on the group) and as
@@ -43,14 +35,14 @@ func BenchmarkTrimmedGroupsMemory(b *testing.B) {
 	var rawB, trimmedB uint64
 	for b.Loop() {
 		b.StopTimer()
-		base := liveHeap()
+		base := benchshape.LiveHeap()
 		raw := make([]*targetgroup.Group, 0, trimBenchNamespaces*trimBenchServices)
 		for ns := range trimBenchNamespaces {
 			for svc := range trimBenchServices {
 				raw = append(raw, benchshape.EndpointSlice(ns, svc, trimBenchPods, trimBenchServices))
 			}
 		}
-		withRaw := liveHeap()
+		withRaw := benchshape.LiveHeap()
 		b.StartTimer()
 		var tr trimmer
 		s := needs.load()
@@ -61,7 +53,7 @@ func BenchmarkTrimmedGroupsMemory(b *testing.B) {
 		b.StopTimer()
 		raw = nil
 		tr = trimmer{}
-		withTrimmed := liveHeap()
+		withTrimmed := benchshape.LiveHeap()
 		rawB, trimmedB = withRaw-base, withTrimmed-base
 		runtime.KeepAlive(trimmed)
 		b.StartTimer()

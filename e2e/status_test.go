@@ -156,20 +156,7 @@ func (e *statusEnv) testClusterTargets(t *testing.T) {
 	// asks the others for theirs, through TLS and basic auth.
 	for _, r := range e.reps {
 		eventually(t, 30*time.Second, "cluster-wide object health on "+r.WebURL, func(ctx context.Context) error {
-			var resp struct {
-				Data struct {
-					Objects []struct {
-						Object      string
-						Targets, Up int
-						Stale       []string
-					} `json:"objects"`
-					Members []struct {
-						Name  string
-						Stale bool
-					} `json:"members"`
-				} `json:"data"`
-				Warnings []string `json:"warnings"`
-			}
+			var resp objectHealth
 			if err := r.GetJSON(ctx, "/api/v1/status/object-health?scope=cluster", &resp); err != nil {
 				return err
 			}

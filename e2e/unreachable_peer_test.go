@@ -32,6 +32,7 @@ type objectHealth struct {
 			Error string
 		} `json:"members"`
 	} `json:"data"`
+	Warnings []string `json:"warnings"`
 }
 
 // TestClusterHealthUnreachablePeer: three replicas in network namespaces;

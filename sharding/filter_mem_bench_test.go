@@ -9,15 +9,6 @@ import (
 	"github.com/prometheus/prometheus/discovery/targetgroup"
 )
 
-// liveHeap is the heap in use after a full collection.
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
-
 // BenchmarkFilterMemoryNotOwned measures the heap a discovered target costs
 // a member that does not own it, in the shape of the service-monitor
 // benchmark (500 namespaces of 20 Services of 2 pods, one job per Service
@@ -48,7 +39,7 @@ func BenchmarkFilterMemoryNotOwned(b *testing.B) {
 	var groupsB, filterB uint64
 	for b.Loop() {
 		b.StopTimer()
-		base := liveHeap()
+		base := benchshape.LiveHeap()
 		tsets := make(map[string][]*targetgroup.Group, benchNamespaces*benchServices)
 		for ns := range benchNamespaces {
 			groups := make([]*targetgroup.Group, benchServices)
@@ -59,7 +50,7 @@ func BenchmarkFilterMemoryNotOwned(b *testing.B) {
 				tsets[benchJob(ns, svc)] = groups
 			}
 		}
-		withGroups := liveHeap()
+		withGroups := benchshape.LiveHeap()
 		members := newTestMembers(others...)
 		members.members = append(members.members, Member{Name: "joining", State: StateJoining, KeyVersion: LatestKeyVersion})
 		f, err := NewFilter(FilterOptions{Self: "joining", Members: members})
@@ -80,7 +71,7 @@ func BenchmarkFilterMemoryNotOwned(b *testing.B) {
 		if st := f.Stats(); st.TotalTargets != targets {
 			b.Fatalf("%d targets counted, want %d", st.TotalTargets, targets)
 		}
-		withFilter := liveHeap()
+		withFilter := benchshape.LiveHeap()
 		groupsB, filterB = withGroups-base, withFilter-withGroups
 		runtime.KeepAlive(tsets)
 		runtime.KeepAlive(f)

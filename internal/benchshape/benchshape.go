@@ -5,6 +5,7 @@ package benchshape
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
@@ -94,4 +95,13 @@ func Relabeling(svc int) string {
 - target_label: endpoint
   replacement: web
 `, svc)
+}
+
+// LiveHeap is the heap in use after a full collection.
+func LiveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
