@@ -2,6 +2,7 @@ package agent
 
 import (
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -154,6 +155,16 @@ type trimmer struct {
 // trim returns tg with only the labels its needs keep. tg is not modified;
 // a label set that loses nothing is still copied, so that its names are
 // the canonical ones and nothing of the discoverer's maps stays referenced.
+//
+// A kept label that every target of the group carries with the same value
+// (the port of a one-port Service, the container, the pod phase) may move
+// to the group's labels (hoisting): Prometheus merges a group's labels
+// into each target's where the target lacks them (scrape.PopulateLabels),
+// so every target's merged labels are unchanged. It pays only where a
+// target's map would otherwise outgrow one slot group of a Go map
+// (mapGroupSlots entries; 9 to 16 cost two groups plus a table, about
+// twice as much), so just enough shared labels move to bring the largest
+// target to mapGroupSlots. __address__ stays on the target.
 func (t *trimmer) trim(needs *needSet, tg *targetgroup.Group) *targetgroup.Group {
 	if tg == nil {
 		return nil
@@ -161,30 +172,100 @@ func (t *trimmer) trim(needs *needSet, tg *targetgroup.Group) *targetgroup.Group
 	if t.needs != needs {
 		t.needs, t.names = needs, map[model.LabelName]model.LabelName{}
 	}
-	out := &targetgroup.Group{Source: tg.Source, Labels: t.labels(tg.Labels)}
+	common := t.common(tg.Targets)
+	out := &targetgroup.Group{Source: tg.Source, Labels: t.labels(tg.Labels, nil, len(common))}
+	if out.Labels == nil && len(common) > 0 {
+		out.Labels = make(model.LabelSet, len(common))
+	}
+	for name, v := range common {
+		out.Labels[name] = v
+	}
 	if tg.Targets != nil {
 		out.Targets = make([]model.LabelSet, len(tg.Targets))
 		for i, ls := range tg.Targets {
-			out.Targets[i] = t.labels(ls)
+			out.Targets[i] = t.labels(ls, common, 0)
 		}
 	}
 	return out
 }
 
-func (t *trimmer) labels(ls model.LabelSet) model.LabelSet {
+// mapGroupSlots is the number of entries a Go map holds in its first slot
+// group (Go 1.24's swiss tables): a heuristic for hoisting only, which
+// BenchmarkTrimmedGroupsMemory measures.
+const mapGroupSlots = 8
+
+// common returns the labels trim hoists: of the kept labels, __address__
+// aside, that all of at least two targets carry with the same value
+// (canonical names), as many as the largest target's kept labels exceed
+// mapGroupSlots, in name order; nil when no target exceeds it.
+func (t *trimmer) common(targets []model.LabelSet) model.LabelSet {
+	if len(targets) < 2 {
+		return nil
+	}
+	most := 0
+	for _, ls := range targets {
+		n := 0
+		for name := range ls {
+			if t.canonical(name) != "" {
+				n++
+			}
+		}
+		most = max(most, n)
+	}
+	if most <= mapGroupSlots {
+		return nil
+	}
+	var common model.LabelSet
+	for name, v := range targets[0] {
+		if name == model.AddressLabel {
+			continue
+		}
+		if c := t.canonical(name); c != "" {
+			if common == nil {
+				common = model.LabelSet{}
+			}
+			common[c] = v
+		}
+	}
+	for _, ls := range targets[1:] {
+		if len(common) == 0 {
+			return nil
+		}
+		for name, v := range common {
+			if w, ok := ls[name]; !ok || w != v {
+				delete(common, name)
+			}
+		}
+	}
+	if excess := most - mapGroupSlots; len(common) > excess {
+		names := slices.Sorted(maps.Keys(common))
+		for _, name := range names[excess:] {
+			delete(common, name)
+		}
+	}
+	return common
+}
+
+// labels returns the kept labels of ls other than those in skip, in a map
+// sized for extra more.
+func (t *trimmer) labels(ls, skip model.LabelSet, extra int) model.LabelSet {
 	if ls == nil {
 		return nil
 	}
 	n := 0
 	for name := range ls {
-		if t.canonical(name) != "" {
-			n++
+		if c := t.canonical(name); c != "" {
+			if _, ok := skip[c]; !ok {
+				n++
+			}
 		}
 	}
-	out := make(model.LabelSet, n)
+	out := make(model.LabelSet, n+extra)
 	for name, v := range ls {
 		if c := t.canonical(name); c != "" {
-			out[c] = v
+			if _, ok := skip[c]; !ok {
+				out[c] = v
+			}
 		}
 	}
 	return out

@@ -301,3 +301,88 @@ func TestSDRegistryTrimsKubernetes(t *testing.T) {
 	}
 	require.Same(t, tc, s.r.entries[next.changes["b"][0].set].run)
 }
+
+// TestTrimmerHoistsCommonLabels checks that moving labels all targets
+// share onto the group changes no target's merged labels (what relabeling
+// sees), and that only as many move as bring the largest target's map to
+// mapGroupSlots entries.
+func TestTrimmerHoistsCommonLabels(t *testing.T) {
+	needs := newLabelNeeds([]string{"__meta_kubernetes_pod_node_name"})
+	needs.add(relabelRules(t, `[{source_labels: [__meta_a, __meta_b, __meta_c, __meta_d, __meta_e, __meta_f, __meta_pod, __meta_ns], target_label: x}]`))
+	// target has 9 kept labels (__address__, __meta_a..f, __meta_pod, the
+	// node) and one dropped.
+	target := func(addr, pod, node string) model.LabelSet {
+		ls := model.LabelSet{"__address__": model.LabelValue(addr), "__meta_pod": model.LabelValue(pod),
+			"__meta_kubernetes_pod_node_name": model.LabelValue(node), "__meta_kubernetes_pod_ip": "10.0.0.1"}
+		for _, n := range "abcdef" {
+			ls[model.LabelName("__meta_"+string(n))] = "v"
+		}
+		return ls
+	}
+	without := func(ls model.LabelSet, names ...model.LabelName) model.LabelSet {
+		out := maps.Clone(ls)
+		for _, n := range names {
+			delete(out, n)
+		}
+		delete(out, "__meta_kubernetes_pod_ip")
+		return out
+	}
+	with := func(ls model.LabelSet, name model.LabelName, v model.LabelValue) model.LabelSet {
+		ls[name] = v
+		return ls
+	}
+	for _, tc := range []struct {
+		name        string
+		in          *targetgroup.Group
+		wantGroup   model.LabelSet
+		wantTarget0 model.LabelSet
+	}{{
+		name: "one shared label moves (the first by name), overriding the group's own value",
+		in: &targetgroup.Group{Source: "s", Labels: model.LabelSet{"__meta_ns": "ns", "__meta_a": "group-value"},
+			Targets: []model.LabelSet{target("a:80", "pa", "n1"), target("b:80", "pb", "n1")}},
+		wantGroup:   model.LabelSet{"__meta_ns": "ns", "__meta_a": "v"},
+		wantTarget0: without(target("a:80", "pa", "n1"), "__meta_a"),
+	}, {
+		name: "one more label on one target: two move; labels not shared by all never do",
+		in: &targetgroup.Group{Source: "s", Targets: []model.LabelSet{
+			target("a:80", "pa", "n1"),
+			with(target("b:80", "pb", "n2"), "__meta_ns", "x"),
+		}},
+		wantGroup:   model.LabelSet{"__meta_a": "v", "__meta_b": "v"},
+		wantTarget0: without(target("a:80", "pa", "n1"), "__meta_a", "__meta_b"),
+	}, {
+		name:        "small targets: nothing moves",
+		in:          &targetgroup.Group{Source: "s", Targets: []model.LabelSet{without(target("a:80", "pa", "n1"), "__meta_f"), without(target("b:80", "pb", "n1"), "__meta_f")}},
+		wantGroup:   nil,
+		wantTarget0: without(target("a:80", "pa", "n1"), "__meta_f"),
+	}, {
+		name:        "one target: nothing moves",
+		in:          &targetgroup.Group{Source: "s", Targets: []model.LabelSet{target("a:80", "pa", "n1")}},
+		wantGroup:   nil,
+		wantTarget0: without(target("a:80", "pa", "n1")),
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := needs.load()
+			kept := func(ls model.LabelSet) model.LabelSet {
+				out := model.LabelSet{}
+				for n, v := range ls {
+					if s.keeps(n) {
+						out[n] = v
+					}
+				}
+				return out
+			}
+			var tr trimmer
+			out := tr.trim(s, tc.in)
+			require.Equal(t, tc.wantGroup, out.Labels)
+			require.Equal(t, tc.wantTarget0, out.Targets[0])
+			require.Len(t, out.Targets, len(tc.in.Targets))
+			for i := range tc.in.Targets {
+				require.Equal(t, kept(tc.in.Labels).Merge(kept(tc.in.Targets[i])), out.Labels.Merge(out.Targets[i]), "target %d: merged labels", i)
+				if len(tc.in.Targets) > 1 {
+					require.LessOrEqual(t, len(out.Targets[i]), mapGroupSlots, "target %d", i)
+				}
+			}
+		})
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+
+	"github.com/promshard/promshard/internal/benchshape"
 )
 
 // BenchmarkFilterRecompute measures the filter on 100k discovered pod
@@ -92,23 +94,9 @@ func benchServiceMonitors() (string, map[string][]*targetgroup.Group) {
 			groups[svc] = benchEndpoints(ns, svc, 0)
 		}
 		for svc := range benchServices {
-			fmt.Fprintf(&cfg, `- job_name: %s
-  relabel_configs:
-  - source_labels: [__meta_kubernetes_service_name]
-    regex: svc-%d
-    action: keep
-  - source_labels: [__meta_kubernetes_endpoint_port_name]
-    regex: web
-    action: keep
-  - source_labels: [__meta_kubernetes_namespace]
-    target_label: namespace
-  - source_labels: [__meta_kubernetes_service_name]
-    target_label: service
-  - source_labels: [__meta_kubernetes_pod_name]
-    target_label: pod
-  - target_label: endpoint
-    replacement: web
-`, benchJob(ns, svc), svc)
+			rules := benchshape.Relabeling(svc, "__meta_kubernetes_endpoint_port_name")
+			fmt.Fprintf(&cfg, "- job_name: %s\n  relabel_configs:\n  %s\n", benchJob(ns, svc),
+				strings.ReplaceAll(strings.TrimSuffix(rules, "\n"), "\n", "\n  "))
 			tsets[benchJob(ns, svc)] = groups
 		}
 	}

@@ -77,13 +77,15 @@ func EndpointSlice(ns, svc, pods, services int) *targetgroup.Group {
 }
 
 // Relabeling is the target relabeling prometheus-operator's shape gives
-// the job of Service svc in these benchmarks (EndpointSlice role): keep
-// the Service and the port, set namespace, service, pod and endpoint.
-func Relabeling(svc int) string {
+// the job of Service svc in these benchmarks: keep the Service and the
+// port (portLabel: the role's port name label, e.g.
+// __meta_kubernetes_endpointslice_port_name), set namespace, service, pod
+// and endpoint.
+func Relabeling(svc int, portLabel string) string {
 	return fmt.Sprintf(`- source_labels: [__meta_kubernetes_service_name]
   regex: svc-%d
   action: keep
-- source_labels: [__meta_kubernetes_endpointslice_port_name]
+- source_labels: [%s]
   regex: web
   action: keep
 - source_labels: [__meta_kubernetes_namespace]
@@ -94,7 +96,7 @@ func Relabeling(svc int) string {
   target_label: pod
 - target_label: endpoint
   replacement: web
-`, svc)
+`, svc, portLabel)
 }
 
 // LiveHeap is the heap in use after a full collection.
