@@ -172,10 +172,17 @@ func (t *trimmer) trim(needs *needSet, tg *targetgroup.Group) *targetgroup.Group
 	if t.needs != needs {
 		t.needs, t.names = needs, map[model.LabelName]model.LabelName{}
 	}
-	common := t.common(tg.Targets)
-	out := &targetgroup.Group{Source: tg.Source, Labels: t.labels(tg.Labels, nil, len(common))}
-	if out.Labels == nil && len(common) > 0 {
-		out.Labels = make(model.LabelSet, len(common))
+	var kept []int // kept labels per target
+	if len(tg.Targets) > 1 {
+		kept = make([]int, len(tg.Targets))
+		for i, ls := range tg.Targets {
+			kept[i] = t.keptCount(ls)
+		}
+	}
+	common := t.common(tg.Targets, kept)
+	out := &targetgroup.Group{Source: tg.Source}
+	if tg.Labels != nil || len(common) > 0 {
+		out.Labels = t.copyKept(tg.Labels, nil, t.keptCount(tg.Labels)+len(common))
 	}
 	for name, v := range common {
 		out.Labels[name] = v
@@ -183,7 +190,13 @@ func (t *trimmer) trim(needs *needSet, tg *targetgroup.Group) *targetgroup.Group
 	if tg.Targets != nil {
 		out.Targets = make([]model.LabelSet, len(tg.Targets))
 		for i, ls := range tg.Targets {
-			out.Targets[i] = t.labels(ls, common, 0)
+			var n int
+			if kept != nil {
+				n = kept[i] - len(common) // every target carries the common labels
+			} else {
+				n = t.keptCount(ls)
+			}
+			out.Targets[i] = t.copyKept(ls, common, n)
 		}
 	}
 	return out
@@ -196,34 +209,20 @@ const mapGroupSlots = 8
 
 // common returns the labels trim hoists: of the kept labels, __address__
 // aside, that all of at least two targets carry with the same value
-// (canonical names), as many as the largest target's kept labels exceed
-// mapGroupSlots, in name order; nil when no target exceeds it.
-func (t *trimmer) common(targets []model.LabelSet) model.LabelSet {
+// (canonical names), as many as the largest target's kept labels (kept,
+// per target) exceed mapGroupSlots, in name order; nil when no target
+// exceeds it.
+func (t *trimmer) common(targets []model.LabelSet, kept []int) model.LabelSet {
 	if len(targets) < 2 {
 		return nil
 	}
-	most := 0
-	for _, ls := range targets {
-		n := 0
-		for name := range ls {
-			if t.canonical(name) != "" {
-				n++
-			}
-		}
-		most = max(most, n)
-	}
-	if most <= mapGroupSlots {
+	excess := slices.Max(kept) - mapGroupSlots
+	if excess <= 0 {
 		return nil
 	}
-	var common model.LabelSet
+	common := model.LabelSet{}
 	for name, v := range targets[0] {
-		if name == model.AddressLabel {
-			continue
-		}
-		if c := t.canonical(name); c != "" {
-			if common == nil {
-				common = model.LabelSet{}
-			}
+		if c := t.canonical(name); c != "" && name != model.AddressLabel {
 			common[c] = v
 		}
 	}
@@ -237,7 +236,7 @@ func (t *trimmer) common(targets []model.LabelSet) model.LabelSet {
 			}
 		}
 	}
-	if excess := most - mapGroupSlots; len(common) > excess {
+	if len(common) > excess {
 		names := slices.Sorted(maps.Keys(common))
 		for _, name := range names[excess:] {
 			delete(common, name)
@@ -246,21 +245,24 @@ func (t *trimmer) common(targets []model.LabelSet) model.LabelSet {
 	return common
 }
 
-// labels returns the kept labels of ls other than those in skip, in a map
-// sized for extra more.
-func (t *trimmer) labels(ls, skip model.LabelSet, extra int) model.LabelSet {
-	if ls == nil {
-		return nil
-	}
+// keptCount returns how many labels of ls trim keeps.
+func (t *trimmer) keptCount(ls model.LabelSet) int {
 	n := 0
 	for name := range ls {
-		if c := t.canonical(name); c != "" {
-			if _, ok := skip[c]; !ok {
-				n++
-			}
+		if t.canonical(name) != "" {
+			n++
 		}
 	}
-	out := make(model.LabelSet, n+extra)
+	return n
+}
+
+// copyKept returns the kept labels of ls other than those in skip, in a
+// map made for size entries.
+func (t *trimmer) copyKept(ls, skip model.LabelSet, size int) model.LabelSet {
+	if ls == nil && size == 0 {
+		return nil
+	}
+	out := make(model.LabelSet, size)
 	for name, v := range ls {
 		if c := t.canonical(name); c != "" {
 			if _, ok := skip[c]; !ok {
