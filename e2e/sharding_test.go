@@ -195,7 +195,13 @@ func TestShardingThreeReplicasThenJoinAndFailures(t *testing.T) {
 	took := time.Since(killAt)
 	fmt.Printf("e2e: SIGKILLed replica's %d targets scraped again after %.2fs\n", len(lost), took.Seconds())
 	t.Logf("SIGKILL: %d targets scraped again after %.2fs", len(lost), took.Seconds())
-	require.Less(t, took, 10*time.Second)
+	// Memberlist probes one peer per interval, so the second killed member
+	// is suspected about one probe after the first and declared dead up to
+	// a suspicion timeout later; targets gained from the first stay held
+	// until the second is dead too (it is a participant until then, and
+	// every participant must release the view). Each detection takes ~5 to
+	// 8 s (README, Failure detection), the two together up to ~12 s.
+	require.Less(t, took, 15*time.Second)
 
 	// SIGTERM one replica: its targets move within 2 s, after it delivered
 	// its last samples, so the strict receiver refuses nothing.
@@ -394,7 +400,13 @@ func testZones(t *testing.T, e *shardEnv) {
 	eventually(t, 20*time.Second, "zone b targets scraped by zone a", scrapedSince(alive, zoneB, killAt))
 	took := time.Since(killAt)
 	fmt.Printf("e2e: zone b's targets scraped in zone a %.2fs after both zone b members were killed\n", took.Seconds())
-	require.Less(t, took, 10*time.Second)
+	// Memberlist probes one peer per interval, so the second killed member
+	// is suspected about one probe after the first and declared dead up to
+	// a suspicion timeout later; targets gained from the first stay held
+	// until the second is dead too (it is a participant until then, and
+	// every participant must release the view). Each detection takes ~5 to
+	// 8 s (README, Failure detection), the two together up to ~12 s.
+	require.Less(t, took, 15*time.Second)
 	v, ok, err := reps["za1"].Metric(ctx, "promshard_sharding_targets_cross_zone")
 	require.NoError(t, err)
 	require.True(t, ok)
