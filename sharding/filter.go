@@ -248,7 +248,7 @@ type Filter struct {
 	outCfg      map[string]*config.ScrapeConfig // the configuration each job of out was assigned under
 	passView    uint64
 	prepared    map[string]*preparedJob
-	empty       groupShares // filter_empty.go
+	shares      groupShares // filter_share.go
 	// runCfgs is Run's copy of cfgs as of cfgGen runGen.
 	runCfgs map[string]*config.ScrapeConfig
 	runGen  uint64
@@ -405,8 +405,8 @@ func (f *Filter) checkPrimed() {
 const retryWithheld = 100 * time.Millisecond
 
 // Run reads target groups from in and sends the owned subset to out, for
-// every job in the input that has a scrape configuration (with empty groups
-// when nothing is owned): every input and every output is a full map. Targets
+// every job in the input that has a scrape configuration (with the groups
+// holding an owned target; an empty list when nothing is owned): every input and every output is a full map. Targets
 // the job's relabeling drops are not sent; DroppedTargets reports them. On a
 // membership or configuration change it re-filters the last input. Once this
 // member left the cluster it sends nothing more: it keeps scraping what it
@@ -543,7 +543,7 @@ func (f *Filter) applyChanges(changes map[string][]*targetgroup.Group) {
 }
 
 // Release makes this member own nothing any more, before it leaves the
-// cluster: Run sends empty target groups once, handing every target off
+// cluster: Run sends every job without groups once, handing every target off
 // (end-of-run staleness markers disabled for those others continue), and
 // nothing after. It does not wait.
 func (f *Filter) Release() {

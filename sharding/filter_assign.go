@@ -26,6 +26,10 @@ type sentTarget struct {
 	value string
 }
 
+// noGroups is the output of a job that owns none of its targets: empty,
+// not nil, and shared (appending to it allocates).
+var noGroups = []*targetgroup.Group{}
+
 // assignment is a job's owned groups and its share of Stats, computed under
 // one member view.
 type assignment struct {
@@ -36,8 +40,13 @@ type assignment struct {
 	// withheld: a target of out was held back because its old loop still
 	// ran (see StalenessDisabler); the job is assigned again until none is.
 	withheld bool
-	out      []*targetgroup.Group
-	stats    jobCounts
+	// out are the groups with a target this member scrapes, in the order
+	// of the job's input; noGroups when there is none. A group none of
+	// whose targets are owned is left out: the scrape pool syncs to the
+	// targets of the groups it is given, so it is the same as the group
+	// without targets, without a slice slot and group per job.
+	out   []*targetgroup.Group
+	stats jobCounts
 	// dropped are the targets relabeling drops that this member reports.
 	dropped []droppedRef
 }
@@ -253,7 +262,7 @@ func sameLabelSet(a, b model.LabelSet) bool {
 // targets off and records what it sent.
 func (f *Filter) assignJob(p *assignPass, job string, pj *preparedJob, flagged map[uint64]*scrape.Target, active map[uint64]bool) assignment {
 	v := &p.v
-	a := assignment{view: v.version, out: make([]*targetgroup.Group, len(pj.src))}
+	a := assignment{view: v.version}
 	stats := &p.stats
 	stats.reset()
 	owners := make([]string, 0, f.opts.ReplicationFactor)
@@ -286,10 +295,8 @@ func (f *Filter) assignJob(p *assignPass, job string, pj *preparedJob, flagged m
 			entries = pj.groups[next].entries
 			next++
 		}
-		var sh *groupShare
 		if reportDropped && len(entries) < len(tg.Targets) {
-			sh = f.share(tg)
-			a.dropped = f.reportedDropped(jobHash, tg, sh.fingerprints(tg), entries, a.dropped)
+			a.dropped = f.reportedDropped(jobHash, tg, f.share(tg).fingerprints(tg), entries, a.dropped)
 		}
 		var og *targetgroup.Group // created at the first owned target
 		for i := range entries {
@@ -338,13 +345,12 @@ func (f *Filter) assignJob(p *assignPass, job string, pj *preparedJob, flagged m
 				sent[key] = sentTarget{ownKey: e.key, target: t, handoff: !e.all, value: value}
 			}
 		}
-		if og == nil {
-			if sh == nil {
-				sh = f.share(tg)
-			}
-			og = sh.emptyGroup(tg)
+		if og != nil {
+			a.out = append(a.out, og)
 		}
-		a.out[gi] = og
+	}
+	if a.out == nil {
+		a.out = noGroups
 	}
 	for key := range flagged {
 		if !active[key] {

@@ -234,7 +234,7 @@ func ExampleFilter() {
 
 	in <- podGroups(10, noNode)
 	owned := <-out
-	fmt.Println(len(owned), len(owned[podJob][0].Targets), f.Stats().TotalTargets)
+	fmt.Println(len(owned), ownedCount(owned[podJob]), f.Stats().TotalTargets)
 	cancel()
 	fmt.Println(<-done)
 	// Output:

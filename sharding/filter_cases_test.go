@@ -31,11 +31,7 @@ func ownersByTarget(t *testing.T, opts FilterOptions, members *testMembers, name
 		out := filterOnce(newTestFilter(t, o), tsets)
 		require.Subset(t, slices.Collect(maps.Keys(tsets)), slices.Collect(maps.Keys(out)), "only discovered jobs are sent")
 		for job, groups := range out {
-			require.Len(t, groups, len(tsets[job]))
-			for i, g := range groups {
-				require.Equal(t, tsets[job][i].Source, g.Source)
-				require.Equal(t, tsets[job][i].Labels, g.Labels)
-			}
+			requireOwnedGroups(t, tsets[job], groups)
 		}
 		for job, targets := range finalTargets(t, out) {
 			for _, ls := range targets {
@@ -44,6 +40,42 @@ func ownersByTarget(t *testing.T, opts FilterOptions, members *testMembers, name
 		}
 	}
 	return owners
+}
+
+// requireOwnedGroups checks a job's output groups against its input: the
+// groups with an owned target, in input order, each with its source and
+// labels, and no other group.
+func requireOwnedGroups(t *testing.T, in, out []*targetgroup.Group) {
+	t.Helper()
+	require.NotNil(t, out, "a job owning nothing gets an empty list, not nil")
+	i := 0
+	for _, g := range out {
+		require.NotEmpty(t, g.Targets, "group %s without owned targets is left out", g.Source)
+		for i < len(in) && in[i].Source != g.Source {
+			i++
+		}
+		require.Less(t, i, len(in), "group %s is an input group, in input order", g.Source)
+		require.Equal(t, in[i].Labels, g.Labels)
+		i++
+	}
+}
+
+// groupTargets are the targets of a job's output groups.
+func groupTargets(groups []*targetgroup.Group) []model.LabelSet {
+	var ts []model.LabelSet
+	for _, g := range groups {
+		ts = append(ts, g.Targets...)
+	}
+	return ts
+}
+
+// ownedCount is the number of targets in a job's output groups.
+func ownedCount(groups []*targetgroup.Group) int {
+	n := 0
+	for _, g := range groups {
+		n += len(g.Targets)
+	}
+	return n
 }
 
 func TestFilterPartitionsFinalTargets(t *testing.T) {
@@ -69,7 +101,7 @@ func TestFilterRelabeledDuplicatesHaveOneOwner(t *testing.T) {
 	for _, self := range three {
 		f := newTestFilter(t, FilterOptions{Self: self, Members: newTestMembers(three...)})
 		out := filterOnce(f, tsets)
-		switch len(out[podJob][0].Targets) {
+		switch ownedCount(out[podJob]) {
 		case 2:
 			owning = append(owning, self)
 		case 0:
@@ -434,7 +466,7 @@ func TestFilterRelabelFailureHasOneOwner(t *testing.T) {
 	holders := 0
 	for _, self := range three {
 		f := newTestFilter(t, FilterOptions{Self: self, Members: newTestMembers(three...)})
-		for _, tl := range filterOnce(f, tsets)[podJob][0].Targets {
+		for _, tl := range groupTargets(filterOnce(f, tsets)[podJob]) {
 			if tl["__scrape_interval__"] == "not-a-duration" {
 				holders++ // its scrape pool logs why the target is invalid
 			}

@@ -8,11 +8,23 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The jobs owning none of a discovered group's targets share one empty
-// output group for it; a job owning some gets its own. Empty groups of
-// discovered groups no job holds any more are dropped when the table fills.
-func TestFilterSharesEmptyGroups(t *testing.T) {
-	scs, err := loadScrapeConfigs("scrape_configs:\n- job_name: a\n- job_name: b\n")
+// A job's output lists only the groups with a target this member owns: a
+// job owning nothing gets the shared empty list (no slot or group per job
+// and discovered group), a job owning some of a group's targets gets that
+// group with them. The fingerprints of discovered groups (for reporting
+// relabel-dropped targets) are shared by the jobs reading them and dropped
+// for groups no job holds any more when the table fills.
+func TestFilterOutputsOwnedGroupsOnly(t *testing.T) {
+	// Job a keeps every target, job b only those of s1: s2's are
+	// relabel-dropped in b, so its participants need their fingerprints.
+	scs, err := loadScrapeConfigs(`scrape_configs:
+- job_name: a
+- job_name: b
+  relabel_configs:
+  - source_labels: [g]
+    regex: s1
+    action: keep
+`)
 	require.NoError(t, err)
 	group := func(source string, n int) *targetgroup.Group {
 		tg := &targetgroup.Group{Source: source, Labels: model.LabelSet{"g": model.LabelValue(source)}}
@@ -22,50 +34,53 @@ func TestFilterSharesEmptyGroups(t *testing.T) {
 		return tg
 	}
 	for _, tc := range []struct {
-		name   string
-		owns   bool
-		shared bool
+		name  string
+		state MemberState
+		owns  bool
 	}{
-		{"owning nothing: shared", false, true},
-		{"owning everything: own groups", true, false},
+		{"joining: owns nothing", StateJoining, false},
+		{"only participant: owns everything", StateParticipant, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			members := newTestMembers("other")
-			self := Member{Name: "self", State: StateJoining, KeyVersion: LatestKeyVersion}
+			self := Member{Name: "self", State: tc.state, KeyVersion: LatestKeyVersion}
 			if tc.owns {
-				members = newTestMembers("self")
-			} else {
-				members.members = append(members.members, self)
+				members = newTestMembers()
 			}
+			members.members = append(members.members, self)
 			f, err := NewFilter(FilterOptions{Self: "self", Members: members})
 			require.NoError(t, err)
 			f.SetScrapeConfigs(scs)
 			g1, g2 := group("s1", 3), group("s2", 2)
-			out := filterOnce(f, map[string][]*targetgroup.Group{"a": {g1, g2}, "b": {g2, g1}})
-			require.Len(t, out["a"], 2)
-			require.Len(t, out["b"], 2)
-			require.Equal(t, tc.shared, out["a"][0] == out["b"][1])
-			require.Equal(t, tc.shared, out["a"][1] == out["b"][0])
-			for _, g := range append(out["a"], out["b"]...) {
-				require.Equal(t, model.LabelSet{"g": model.LabelValue(g.Source)}, g.Labels)
-				require.NotNil(t, g.Targets, "an empty group has an empty, non-nil target list")
-				if tc.owns {
-					require.NotEmpty(t, g.Targets)
-				} else {
-					require.Empty(t, g.Targets)
-				}
+			in := map[string][]*targetgroup.Group{"a": {g1, g2}, "b": {g2, g1}}
+			out := filterOnce(f, in)
+			require.Len(t, out, 2, "every job is sent")
+			for job, groups := range out {
+				requireOwnedGroups(t, in[job], groups)
 			}
-			if tc.owns {
+			if !tc.owns {
+				require.Empty(t, out["a"])
+				require.Empty(t, out["b"])
+				require.Empty(t, f.shares.byInput, "a member that reports no dropped target derives nothing per group")
 				return
 			}
-			// g1 is gone from the input: its empty group goes at the
-			// next prune, g2's stays.
-			filterOnce(f, map[string][]*targetgroup.Group{"a": {g2}, "b": {g2}})
-			require.Len(t, f.empty.byInput, 2)
-			f.pruneEmpty()
-			require.Len(t, f.empty.byInput, 1)
-			require.NotNil(t, f.empty.byInput[g2])
-			require.Equal(t, minEmptyLimit, f.empty.limit)
+			require.Equal(t, 5, ownedCount(out["a"]))
+			require.Equal(t, []*targetgroup.Group{out["b"][0]}, out["b"], "b owns s1's targets only")
+			require.Equal(t, "s1", out["b"][0].Source)
+			dropped, _ := f.DroppedTargets()
+			require.Len(t, dropped["b"], 2, "s2's targets, dropped in b, are reported")
+			// Job b's s2 has relabel-dropped targets: its fingerprints
+			// are shared. g2 gone from the input: they go at the next
+			// prune.
+			require.Len(t, f.shares.byInput, 1)
+			require.NotNil(t, f.shares.byInput[g2])
+			g3 := group("s3", 1)
+			filterOnce(f, map[string][]*targetgroup.Group{"a": {g1}, "b": {g3}})
+			require.Len(t, f.shares.byInput, 2)
+			f.pruneShares()
+			require.Len(t, f.shares.byInput, 1)
+			require.NotNil(t, f.shares.byInput[g3])
+			require.Equal(t, minShareLimit, f.shares.limit)
 		})
 	}
 }

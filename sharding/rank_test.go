@@ -74,7 +74,7 @@ func TestFilterRankLabels(t *testing.T) {
 		f := replicatedFilter(t, self, members, ReplicationRank, nil)
 		out := filterOnce(f, tsets)
 		for job, groups := range out {
-			require.Len(t, groups, len(tsets[job]), "groups stay parallel to the input")
+			requireOwnedGroups(t, tsets[job], groups)
 		}
 		pool := pooled(t, f, out)
 		var sentKeys []uint64

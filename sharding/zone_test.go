@@ -43,7 +43,7 @@ func zoneOwners(t testing.TB, members []Member, tsets map[string][]*targetgroup.
 			continue
 		}
 		f := newTestFilter(t, FilterOptions{Self: m.Name, Members: src, Strategy: StrategyZone, Zone: m.Zone, ReplicationFactor: r})
-		for _, tl := range filterOnce(f, tsets)[podJob][0].Targets {
+		for _, tl := range groupTargets(filterOnce(f, tsets)[podJob]) {
 			pod := string(tl["__meta_kubernetes_pod_name"])
 			owners[pod] = append(owners[pod], m.Name)
 		}
